@@ -1,0 +1,174 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+// markerVar tags every process a sandbox starts, so Destroy can find the ones
+// that outlived their command (a `server &`).
+const markerVar = "MCP_SANDBOX_ID"
+
+// waitDelay bounds how long a finished shell may hold its output pipes open
+// through background children (`sleep 1000 &`): after that the call returns.
+const waitDelay = 200 * time.Millisecond
+
+// basePath is the PATH commands get; the server's own PATH is not inherited.
+const basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecRequest) (providers.ExecResult, error) {
+	m, err := p.load(id)
+	if err != nil {
+		return providers.ExecResult{}, err
+	}
+	if err := ValidateEnv(req.Env); err != nil {
+		return providers.ExecResult{}, err
+	}
+	dir, err := p.cwd(id, req.Cwd)
+	if err != nil {
+		return providers.ExecResult{}, err
+	}
+
+	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	if req.Timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, req.Timeout)
+	}
+	defer cancel()
+
+	cmd := exec.CommandContext(runCtx, "/bin/sh", "-c", req.Command)
+	cmd.Dir = dir
+	cmd.Env = p.environ(m, req.Env)
+	cmd.Stdin = req.Stdin
+	cmd.Stdout = req.Stdout // nil means the null device
+	cmd.Stderr = req.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Kill the whole process group, not just the shell, so that children
+	// (and their children) cannot outlive a timeout or a cancellation.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = waitDelay
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
+	}
+	err = cmd.Wait()
+	res := providers.ExecResult{Duration: time.Since(start), ExitCode: exitCode(cmd.ProcessState)}
+
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case runCtx.Err() != nil:
+		res.TimedOut = true
+		return res, nil
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) && !errors.Is(err, exec.ErrWaitDelay) {
+		return res, providers.Errorf(providers.ErrUnavailable, "run command: %w", err)
+	}
+	return res, nil
+}
+
+// exitCode follows the shell convention: 128+n for a death by signal n.
+func exitCode(ps *os.ProcessState) int {
+	if ps == nil {
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// environ builds a minimal environment: the server's own variables (API keys
+// among them) never reach a sandbox.
+func (p *Provider) environ(m meta, extra map[string]string) []string {
+	env := map[string]string{
+		"PATH":    basePath,
+		"HOME":    p.root(m.ID),
+		"TMPDIR":  filepath.Join(p.base(m.ID), "tmp"),
+		"LANG":    "C.UTF-8",
+		"LC_ALL":  "C.UTF-8",
+		"TERM":    "dumb",
+		"SHELL":   "/bin/sh",
+		markerVar: m.ID,
+	}
+	for k, v := range m.Env {
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	env[markerVar] = m.ID
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// cwd resolves a working directory inside the sandbox root; it must exist.
+func (p *Provider) cwd(id, cwd string) (string, error) {
+	root := p.root(id)
+	if cwd == "" {
+		return root, nil
+	}
+	rel, err := p.rel(id, cwd)
+	if err != nil {
+		return "", err
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return "", providers.Errorf(providers.ErrUnavailable, "open sandbox: %w", err)
+	}
+	defer r.Close()
+	fi, err := r.Stat(rel)
+	if err != nil {
+		return "", fileErr("cwd", cwd, err)
+	}
+	if !fi.IsDir() {
+		return "", providers.Errorf(providers.ErrInvalidArgument, "cwd %q is not a directory", cwd)
+	}
+	// r.Stat followed any symlinks inside the root; resolve the same way on
+	// the host so the shell starts where os.Root looked.
+	real, err := filepath.EvalSymlinks(filepath.Join(root, rel))
+	if err != nil || (real != root && !strings.HasPrefix(real, root+string(filepath.Separator))) {
+		return "", providers.Errorf(providers.ErrInvalidArgument, "cwd %q leaves the sandbox", cwd)
+	}
+	return real, nil
+}
+
+// killSandboxProcesses kills every process still carrying the sandbox's
+// marker (background children of earlier commands). Linux only: elsewhere
+// there is no /proc to scan and this does nothing.
+func killSandboxProcesses(id string) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	want := []byte(markerVar + "=" + id + "\x00")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+func newSandbox(t *testing.T) (*Provider, providers.Sandbox) {
+	t.Helper()
+	p, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := p.Create(context.Background(), providers.CreateOptions{Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	return p, sb
+}
+
+func run(t *testing.T, p *Provider, id string, req providers.ExecRequest) (providers.ExecResult, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	req.Stdout, req.Stderr = &out, &errb
+	res, err := p.Exec(context.Background(), id, req)
+	if err != nil {
+		t.Fatalf("exec %q: %v", req.Command, err)
+	}
+	return res, out.String(), errb.String()
+}
+
+func TestServerEnvironmentDoesNotLeak(t *testing.T) {
+	t.Setenv("E2B_API_KEY", "secret-value")
+	p, sb := newSandbox(t)
+	_, out, _ := run(t, p, sb.ID, providers.ExecRequest{Command: "env", Env: map[string]string{"ASKED": "yes"}})
+	if strings.Contains(out, "secret-value") {
+		t.Fatalf("server secret visible in sandbox env:\n%s", out)
+	}
+	if !strings.Contains(out, "ASKED=yes") || !strings.Contains(out, "HOME="+sb.Workdir) {
+		t.Fatalf("expected the requested env and HOME=%s, got:\n%s", sb.Workdir, out)
+	}
+}
+
+func TestTimeoutKillsProcessGroup(t *testing.T) {
+	p, sb := newSandbox(t)
+	pidFile := filepath.Join(sb.Workdir, "child.pid")
+	start := time.Now()
+	res, _, _ := run(t, p, sb.ID, providers.ExecRequest{
+		Command: "sleep 1000 & echo $! > child.pid; sleep 1000",
+		Timeout: 300 * time.Millisecond,
+	})
+	if !res.TimedOut || time.Since(start) > 5*time.Second {
+		t.Fatalf("want a timeout well under 5s, got %+v after %v", res, time.Since(start))
+	}
+	assertGone(t, pidFile)
+}
+
+func TestCancelKillsProcessGroup(t *testing.T) {
+	p, sb := newSandbox(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	_, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: "sleep 1000 & echo $! > child.pid; wait"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	assertGone(t, filepath.Join(sb.Workdir, "child.pid"))
+}
+
+func assertGone(t *testing.T, pidFile string) {
+	t.Helper()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil || isZombie(pid) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("background child %d survived", pid)
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && len(b) > i+2 && b[i+2] == 'Z'
+}
+
+func TestTrailingAmpersandDoesNotHang(t *testing.T) {
+	p, sb := newSandbox(t)
+	start := time.Now()
+	res, out, _ := run(t, p, sb.ID, providers.ExecRequest{Command: "sleep 1000 & echo started"})
+	if res.ExitCode != 0 || !strings.Contains(out, "started") {
+		t.Fatalf("got %+v %q", res, out)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("command ending in & took %v", d)
+	}
+	// Destroy ends what the sandbox left running.
+	if err := p.Destroy(context.Background(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFilesStayInsideTheSandbox(t *testing.T) {
+	p, sb := newSandbox(t)
+	ctx := context.Background()
+	if err := os.Symlink("/etc", filepath.Join(sb.Workdir, "etc-link")); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(filepath.Dir(filepath.Dir(sb.Workdir)), "escape.txt")
+	for _, path := range []string{"../escape.txt", "../../escape.txt", "a/../../escape.txt", "/etc/passwd", outside, "etc-link/passwd", "etc-link/new.txt"} {
+		if _, _, err := p.ReadFile(ctx, sb.ID, path); !errors.Is(err, providers.ErrInvalidArgument) && !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("read %q: want a refusal, got %v", path, err)
+		}
+		if err := p.WriteFile(ctx, sb.ID, path, []byte("x"), 0); !errors.Is(err, providers.ErrInvalidArgument) {
+			t.Errorf("write %q: want invalid argument, got %v", path, err)
+		}
+	}
+	if _, err := os.Stat(outside); err == nil {
+		t.Fatal("a file was written outside the sandbox")
+	}
+	if _, err := os.Stat("/etc/new.txt"); err == nil {
+		t.Fatal("a file was written through the symlink")
+	}
+}
+
+func TestWriteReadRoundTrip(t *testing.T) {
+	p, sb := newSandbox(t)
+	ctx := context.Background()
+	data := []byte{0, 1, 2, 0xff, 0xfe, '\n'}
+	if err := p.WriteFile(ctx, sb.ID, "deep/nested/bin.dat", data, 0); err != nil {
+		t.Fatal(err)
+	}
+	rc, fi, err := p.ReadFile(ctx, sb.ID, filepath.Join(sb.Workdir, "deep/nested/bin.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, data) || fi.Size != int64(len(data)) {
+		t.Fatalf("round trip: got %v (%d bytes)", got, fi.Size)
+	}
+	ents, truncated, err := p.ListFiles(ctx, sb.ID, ".", 5, 100)
+	if err != nil || truncated || len(ents) != 3 {
+		t.Fatalf("list: %v %v %+v", err, truncated, ents)
+	}
+}
+
+func TestUnknownAndMalformedIDs(t *testing.T) {
+	p, _ := newSandbox(t)
+	for _, id := range []string{"../../etc", "", "00000000-0000-0000-0000-000000000000"} {
+		if err := p.Destroy(context.Background(), id); !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("destroy %q: want not found, got %v", id, err)
+		}
+	}
+}

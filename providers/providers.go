@@ -1,0 +1,151 @@
+// Package providers is the portable sandbox API. A Provider is a small,
+// stateless driver keyed by sandbox ID: everything it needs to serve a
+// sandbox can be rebuilt from the ID and the backend itself, so a restarted
+// server (or a second replica) can serve a sandbox it did not create.
+//
+// Drivers live in sub-packages (providers/local, providers/docker, ...) and
+// register a Factory by name; providers/providertest is the behavioural suite
+// every driver must pass.
+package providers
+
+import (
+	"context"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// Provider is what a sandbox backend implements.
+type Provider interface {
+	// Name is the registry name ("local", "docker", ...).
+	Name() string
+	// Capabilities says which optional behaviours the driver supports.
+	Capabilities() Capabilities
+
+	// Create starts a new sandbox. On error nothing is left running.
+	Create(ctx context.Context, opts CreateOptions) (Sandbox, error)
+	// Get describes an existing sandbox, or returns ErrNotFound.
+	Get(ctx context.Context, id string) (Sandbox, error)
+	// List returns the sandboxes this backend holds whose labels include every
+	// label in match (nil matches all).
+	List(ctx context.Context, match map[string]string) ([]Sandbox, error)
+	// Destroy removes a sandbox and ends its processes. Destroying an unknown
+	// (or already destroyed) sandbox returns ErrNotFound.
+	Destroy(ctx context.Context, id string) error
+
+	// Exec runs a shell command in the sandbox, streaming its output to
+	// req.Stdout and req.Stderr as it comes. A non-zero exit status is not an
+	// error. When req.Timeout passes or ctx is cancelled, everything the
+	// command started is killed.
+	Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error)
+
+	// ReadFile opens a regular file for reading.
+	ReadFile(ctx context.Context, id, path string) (io.ReadCloser, FileInfo, error)
+	// WriteFile writes a file atomically, creating missing parent directories.
+	WriteFile(ctx context.Context, id, path string, data []byte, mode fs.FileMode) error
+	// Stat describes a path without following a final symlink.
+	Stat(ctx context.Context, id, path string) (FileInfo, error)
+	// ListFiles walks a directory down to depth levels (1 = direct children)
+	// and returns at most limit entries, in lexical path order; truncated
+	// reports whether entries were left out.
+	ListFiles(ctx context.Context, id, path string, depth, limit int) (entries []FileInfo, truncated bool, err error)
+
+	// Close releases connections held by the driver (not the sandboxes).
+	Close() error
+}
+
+// CreateOptions describe a new sandbox.
+type CreateOptions struct {
+	// Name is a human label; it need not be unique.
+	Name string
+	// Image is the backend-specific template (a Docker image, an E2B
+	// template...). Empty means the driver's configured default.
+	Image string
+	// Env is set for every command run in the sandbox.
+	Env map[string]string
+	// Labels are stored with the sandbox and returned by List and Get.
+	Labels map[string]string
+}
+
+// Sandbox describes a sandbox.
+type Sandbox struct {
+	ID        string            `json:"sandbox_id"`
+	Provider  string            `json:"provider"`
+	Name      string            `json:"name,omitempty"`
+	Image     string            `json:"image,omitempty"`
+	Workdir   string            `json:"workdir"`
+	CreatedAt time.Time         `json:"created_at"`
+	Labels    map[string]string `json:"-"`
+}
+
+// ExecRequest is one command to run.
+type ExecRequest struct {
+	// Command is run with `/bin/sh -c`.
+	Command string
+	// Cwd is relative to the sandbox workdir, or absolute; empty means the workdir.
+	Cwd string
+	// Env adds to (and overrides) the sandbox's environment.
+	Env map[string]string
+	// Stdin, when non-nil, is copied to the command's standard input.
+	Stdin io.Reader
+	// Timeout, when positive, bounds the run; the process tree is killed then.
+	Timeout time.Duration
+	// Stdout and Stderr receive output as it is produced. Nil discards.
+	Stdout, Stderr io.Writer
+}
+
+// ExecResult is how a command ended.
+type ExecResult struct {
+	ExitCode int
+	// TimedOut is true when Timeout ended the command (ExitCode is then -1
+	// unless the backend reports a signal status).
+	TimedOut bool
+	Duration time.Duration
+}
+
+// FileType is the kind of a file-system entry.
+type FileType string
+
+const (
+	TypeFile    FileType = "file"
+	TypeDir     FileType = "dir"
+	TypeSymlink FileType = "symlink"
+	TypeOther   FileType = "other"
+)
+
+// FileInfo describes one entry. Path is relative to the directory listed
+// (ListFiles) or as given (Stat, ReadFile).
+type FileInfo struct {
+	Path    string      `json:"path"`
+	Type    FileType    `json:"type"`
+	Size    int64       `json:"size"`
+	Mode    fs.FileMode `json:"-"`
+	ModTime time.Time   `json:"mtime"`
+}
+
+// Capability is an optional behaviour a driver may lack.
+type Capability string
+
+const (
+	// CapStdin: ExecRequest.Stdin is delivered to the command.
+	CapStdin Capability = "stdin"
+	// CapKillTree: timeout and cancellation kill background children too.
+	CapKillTree Capability = "kill-tree"
+	// CapProcessIsolation: commands cannot see or signal host processes.
+	CapProcessIsolation Capability = "process-isolation"
+	// CapNetworkIsolation: commands have no network unless configured.
+	CapNetworkIsolation Capability = "network-isolation"
+)
+
+// Capabilities is the set a driver supports.
+type Capabilities []Capability
+
+// Has reports whether c is in the set.
+func (cs Capabilities) Has(c Capability) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
