@@ -168,7 +168,9 @@ func (a *app) serveStdio(ctx context.Context, stdin io.Reader, stdout io.Writer)
 	return s.Listen(ctx, stdin, stdout)
 }
 
-func (a *app) serveHTTP(ctx context.Context, addr string) error {
+// httpHandler serves MCP at /mcp and liveness at /healthz. The returned
+// streamable server must be shut down to end its sessions.
+func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer) {
 	h := server.NewStreamableHTTPServer(a.mcp,
 		server.WithStateful(true), // unknown and deleted session IDs get 404
 		server.WithSessionIdleTTL(a.cfg.SessionIdleTimeout),
@@ -182,11 +184,16 @@ func (a *app) serveHTTP(ctx context.Context, addr string) error {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
 	})
+	return mux, h
+}
+
+func (a *app) serveHTTP(ctx context.Context, addr string) error {
+	handler, mcpHTTP := a.httpHandler()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --http / MCP_SANDBOX_HTTP)", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "provider", a.cfg.Provider, "version", version)
@@ -201,7 +208,7 @@ func (a *app) serveHTTP(ctx context.Context, addr string) error {
 	defer cancel()
 	// End the MCP sessions first (their sandboxes go with them), then stop
 	// accepting connections and wait for in-flight requests.
-	h.Shutdown(sctx)
+	mcpHTTP.Shutdown(sctx)
 	return srv.Shutdown(sctx)
 }
 
