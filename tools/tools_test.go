@@ -342,3 +342,4 @@ func TestEditReplaceAllAndKeepsMode(t *testing.T) {
 		t.Fatalf("script after edit: %v", out)
 	}
 }
+

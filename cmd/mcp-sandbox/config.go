@@ -37,6 +37,7 @@ var settings = []setting{
 	{flag: "max-command-timeout", env: "MCP_SANDBOX_MAX_COMMAND_TIMEOUT", def: "1h", usage: "largest timeout (a `duration`) a call may ask for"},
 	{flag: "max-output-bytes", env: "MCP_SANDBOX_MAX_OUTPUT_BYTES", def: "64KiB", usage: "run_command output kept per stream, as a `size` (head and tail)"},
 	{flag: "max-file-bytes", env: "MCP_SANDBOX_MAX_FILE_BYTES", def: "32MiB", usage: "largest file (a `size`) read_file opens and write_file accepts"},
+	{flag: "max-read-bytes", env: "MCP_SANDBOX_MAX_READ_BYTES", def: "256KiB", usage: "most text (a `size`) read_file returns in one call; the rest is paged with offset"},
 	{flag: "server-id", env: "MCP_SANDBOX_SERVER_ID", usage: "`id` labelled on every sandbox this server creates (default: the host name)"},
 	{flag: "log-level", env: "MCP_SANDBOX_LOG_LEVEL", def: "info", usage: "`level`: debug, info, warn or error"},
 	{flag: "log-format", env: "MCP_SANDBOX_LOG_FORMAT", def: "text", usage: "`format`: text (coloured on a terminal) or json"},
@@ -133,6 +134,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	c.Limits.MaxOutputBytes = int(p.size("max-output-bytes", 256))
 	fileBytes := p.size("max-file-bytes", 1)
 	c.Limits.MaxReadBytes, c.Limits.MaxWriteBytes = fileBytes, int(fileBytes)
+	c.Limits.MaxReturnBytes = int(p.size("max-read-bytes", 1024))
 	c.LogLevel = p.level("log-level")
 	c.LogJSON = p.oneOf("log-format", "text", "json") == "json"
 	c.ServerID = values["MCP_SANDBOX_SERVER_ID"]
