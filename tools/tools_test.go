@@ -342,4 +342,3 @@ func TestEditReplaceAllAndKeepsMode(t *testing.T) {
 		t.Fatalf("script after edit: %v", out)
 	}
 }
-
