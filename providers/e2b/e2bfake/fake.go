@@ -210,6 +210,7 @@ func (sb *sandbox) kill() {
 	for _, p := range procs {
 		p.signal(syscall.SIGKILL)
 	}
+	killMarked(sb.ID)
 	removeAll(sb.Home)
 }
 

@@ -1,6 +1,7 @@
 package e2bfake
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +24,33 @@ import (
 // basePath is the PATH commands get; the fake's own environment (and its
 // secrets) never reaches them.
 const basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// markerVar tags every process a sandbox starts, so killing the sandbox can
+// find the ones that outlived their command (`server &`).
+const markerVar = "E2BFAKE_SANDBOX_ID"
+
+// killMarked kills every process carrying the sandbox's marker. Linux only:
+// elsewhere there is no /proc to scan.
+func killMarked(id string) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	want := []byte(markerVar + "=" + id + "\x00")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
 
 // waitDelay bounds how long background children may hold a finished
 // command's output open before its stream ends.
@@ -49,13 +78,14 @@ type processService struct {
 }
 
 func (ps *processService) environ(sb *sandbox, extra map[string]string) []string {
-	env := map[string]string{"PATH": basePath, "HOME": sb.Home, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8"}
+	env := map[string]string{"PATH": basePath, "HOME": sb.Home, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8", markerVar: sb.ID}
 	for k, v := range sb.EnvVars {
 		env[k] = v
 	}
 	for k, v := range extra {
 		env[k] = v
 	}
+	env[markerVar] = sb.ID
 	out := make([]string, 0, len(env))
 	for k, v := range env {
 		out = append(out, k+"="+v)
@@ -64,21 +94,33 @@ func (ps *processService) environ(sb *sandbox, extra map[string]string) []string
 	return out
 }
 
-// eventWriter turns a pipe into data events.
+// outputEvent is a data event and the channel to signal once it was sent.
+type outputEvent struct {
+	ev   *pb.ProcessEvent
+	sent chan struct{}
+}
+
+// eventWriter turns a pipe into data events. Write waits until its bytes
+// were sent, so they need no copy.
 type eventWriter struct {
-	events chan<- *pb.ProcessEvent
+	events chan<- outputEvent
+	sent   chan struct{}
 	stderr bool
+}
+
+func newEventWriter(events chan<- outputEvent, stderr bool) eventWriter {
+	return eventWriter{events: events, sent: make(chan struct{}), stderr: stderr}
 }
 
 func (w eventWriter) Write(b []byte) (int, error) {
 	data := &pb.ProcessEvent_DataEvent{}
-	c := append([]byte(nil), b...)
 	if w.stderr {
-		data.Output = &pb.ProcessEvent_DataEvent_Stderr{Stderr: c}
+		data.Output = &pb.ProcessEvent_DataEvent_Stderr{Stderr: b}
 	} else {
-		data.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: c}
+		data.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: b}
 	}
-	w.events <- &pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: data}}
+	w.events <- outputEvent{&pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: data}}, w.sent}
+	<-w.sent
 	return len(b), nil
 }
 
@@ -106,12 +148,12 @@ func (ps *processService) Start(ctx context.Context, req *connect.Request[pb.Sta
 		dir = abs
 	}
 
-	events := make(chan *pb.ProcessEvent, 64)
+	events := make(chan outputEvent)
 	cmd := exec.Command(cfg.GetCmd(), cfg.GetArgs()...)
 	cmd.Dir = dir
 	cmd.Env = ps.environ(sb, cfg.GetEnvs())
-	cmd.Stdout = eventWriter{events: events}
-	cmd.Stderr = eventWriter{events: events, stderr: true}
+	cmd.Stdout = newEventWriter(events, false)
+	cmd.Stderr = newEventWriter(events, true)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = waitDelay
 	var stdin io.WriteCloser
@@ -165,16 +207,17 @@ func (ps *processService) Start(ctx context.Context, req *connect.Request[pb.Sta
 		}
 	}
 	send(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: p.pid}}})
-	for ev := range events {
-		send(ev)
-		if d := ev.GetData(); d != nil {
-			sent += len(d.GetStdout()) + len(d.GetStderr())
-		}
+	for out := range events {
+		send(out.ev)
+		d := out.ev.GetData()
+		sent += len(d.GetStdout()) + len(d.GetStderr())
+		out.sent <- struct{}{}
 		if cutAfter >= 0 && sent >= cutAfter {
 			// Drop the connection without an end-of-stream message; keep
 			// draining so the command is not blocked on its output.
 			go func() {
-				for range events {
+				for out := range events {
+					out.sent <- struct{}{}
 				}
 			}()
 			panic(http.ErrAbortHandler)
