@@ -162,7 +162,15 @@ func (p *Provider) Stat(ctx context.Context, id, name string) (providers.FileInf
 }
 
 func fileInfo(name string, e *fspb.EntryInfo) providers.FileInfo {
-	fi := providers.FileInfo{Path: name, Size: e.GetSize(), Mode: fs.FileMode(e.GetMode()).Perm(), ModTime: e.GetModifiedTime().AsTime().UTC()}
+	fi := providers.FileInfo{Path: name, Size: e.GetSize(), Mode: fs.FileMode(e.GetMode()).Perm()}
+	if e.ModifiedTime != nil {
+		fi.ModTime = e.ModifiedTime.AsTime().UTC()
+	}
+	// envd describes a symlink by its target, and says so in symlink_target.
+	if e.SymlinkTarget != nil {
+		fi.Type, fi.Mode = providers.TypeSymlink, fi.Mode|fs.ModeSymlink
+		return fi
+	}
 	switch e.GetType() {
 	case fspb.FileType_FILE_TYPE_FILE:
 		fi.Type = providers.TypeFile

@@ -51,6 +51,9 @@ func startProcess(ctx context.Context, c *conn, req *pb.StartRequest) (*startStr
 	}
 	hr.Header.Set("Content-Type", "application/connect+proto")
 	hr.Header.Set("Connect-Protocol-Version", "1")
+	// As E2B's SDK asks: envd sends a keepalive event after this many idle
+	// seconds, so proxies do not cut a quiet command's stream.
+	hr.Header.Set("Keepalive-Ping-Interval", "50")
 	if dl, ok := ctx.Deadline(); ok {
 		// envd kills the command when this passes.
 		hr.Header.Set("Connect-Timeout-Ms", strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -20,27 +22,36 @@ type filesystemService struct {
 	filesystemconnect.UnimplementedFilesystemHandler
 }
 
-func entryInfo(abs string, fi fs.FileInfo, root interface {
-	Readlink(string) (string, error)
-}, rel string) *fspb.EntryInfo {
-	t := fspb.FileType_FILE_TYPE_UNSPECIFIED
-	switch {
-	case fi.Mode().IsRegular():
-		t = fspb.FileType_FILE_TYPE_FILE
-	case fi.IsDir():
-		t = fspb.FileType_FILE_TYPE_DIRECTORY
-	case fi.Mode()&fs.ModeSymlink != 0:
-		t = fspb.FileType_FILE_TYPE_SYMLINK
-	}
+// entryInfo describes a path the way envd does: a symlink is reported with
+// the type and permissions of what it points to (unspecified when dangling)
+// and its resolved target in symlink_target.
+func entryInfo(abs string, fi fs.FileInfo, hostPath string) *fspb.EntryInfo {
+	mode := fi.Mode()
 	e := &fspb.EntryInfo{
-		Name: path.Base(abs), Type: t, Path: abs, Size: fi.Size(),
-		Mode: uint32(fi.Mode().Perm()), Permissions: fi.Mode().String(),
-		Owner: "user", Group: "user", ModifiedTime: timestamppb.New(fi.ModTime()),
+		Name: path.Base(abs), Path: abs, Size: fi.Size(),
+		Permissions: mode.String(), Owner: "user", Group: "user",
+		ModifiedTime: timestamppb.New(fi.ModTime()),
 	}
-	if t == fspb.FileType_FILE_TYPE_SYMLINK {
-		if target, err := root.Readlink(rel); err == nil {
-			e.SymlinkTarget = &target
+	if mode&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(hostPath)
+		if err != nil {
+			target = abs
 		}
+		e.SymlinkTarget = &target
+		mode = 0
+		if ti, err := os.Stat(hostPath); err == nil {
+			mode = ti.Mode()
+		} else {
+			e.Type = fspb.FileType_FILE_TYPE_UNSPECIFIED
+			return e
+		}
+	}
+	e.Mode = uint32(mode.Perm())
+	switch {
+	case mode.IsRegular():
+		e.Type = fspb.FileType_FILE_TYPE_FILE
+	case mode.IsDir():
+		e.Type = fspb.FileType_FILE_TYPE_DIRECTORY
 	}
 	return e
 }
@@ -60,7 +71,7 @@ func (f *filesystemService) Stat(ctx context.Context, req *connect.Request[fspb.
 	if err != nil {
 		return nil, connectError("stat", abs, err)
 	}
-	return connect.NewResponse(&fspb.StatResponse{Entry: entryInfo(abs, fi, root, rel)}), nil
+	return connect.NewResponse(&fspb.StatResponse{Entry: entryInfo(abs, fi, abs)}), nil
 }
 
 func (f *filesystemService) MakeDir(ctx context.Context, req *connect.Request[fspb.MakeDirRequest]) (*connect.Response[fspb.MakeDirResponse], error) {
@@ -87,7 +98,7 @@ func (f *filesystemService) MakeDir(ctx context.Context, req *connect.Request[fs
 	if err != nil {
 		return nil, connectError("make dir", abs, err)
 	}
-	return connect.NewResponse(&fspb.MakeDirResponse{Entry: entryInfo(abs, fi, root, rel)}), nil
+	return connect.NewResponse(&fspb.MakeDirResponse{Entry: entryInfo(abs, fi, abs)}), nil
 }
 
 func (f *filesystemService) Move(ctx context.Context, req *connect.Request[fspb.MoveRequest]) (*connect.Response[fspb.MoveResponse], error) {
@@ -112,7 +123,7 @@ func (f *filesystemService) Move(ctx context.Context, req *connect.Request[fspb.
 	if err != nil {
 		return nil, connectError("move", dstAbs, err)
 	}
-	return connect.NewResponse(&fspb.MoveResponse{Entry: entryInfo(dstAbs, fi, root, dst)}), nil
+	return connect.NewResponse(&fspb.MoveResponse{Entry: entryInfo(dstAbs, fi, dstAbs)}), nil
 }
 
 // ListDir walks depth levels (0 is taken as 1) in lexical order, without
@@ -155,7 +166,7 @@ func (f *filesystemService) ListDir(ctx context.Context, req *connect.Request[fs
 		if rel == "." {
 			sub = p
 		}
-		out = append(out, entryInfo(path.Join(abs, sub), fi, root, p))
+		out = append(out, entryInfo(path.Join(abs, sub), fi, path.Join(abs, sub)))
 		if d.IsDir() && strings.Count(sub, "/")+1 >= depth {
 			return fs.SkipDir
 		}
