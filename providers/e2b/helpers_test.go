@@ -20,7 +20,7 @@ import (
 const testKey = "test-key"
 
 // startFake runs an in-process fake of E2B for the test.
-func startFake(t *testing.T) (*e2bfake.Server, string) {
+func startFake(t testing.TB) (*e2bfake.Server, string) {
 	t.Helper()
 	fake, err := e2bfake.New(e2bfake.Options{APIKey: testKey})
 	if err != nil {
