@@ -3,7 +3,7 @@
 // self-hosted E2B is configured. Every result is checked; any mismatch throws
 // and exits non-zero. Run by providers/e2b/e2bfake/sdk_test.go.
 import assert from 'node:assert/strict'
-import { Sandbox, CommandExitError, FileNotFoundError } from 'e2b'
+import { Sandbox, CommandExitError, FileNotFoundError, TimeoutError } from 'e2b'
 
 const sbx = await Sandbox.create({ metadata: { suite: 'contract' }, envs: { GREETING: 'hello' }, timeoutMs: 120_000 })
 let killed = false
@@ -28,6 +28,20 @@ try {
     assert.equal(e.stdout, 'partial\n')
     return true
   })
+
+  // The command deadline (Connect-Timeout-Ms) ends the command.
+  await assert.rejects(sbx.commands.run('sleep 10', { timeoutMs: 300 }), TimeoutError)
+
+  // Background commands: list, stdin, kill (SendSignal).
+  const cat = await sbx.commands.run('cat', { background: true, stdin: true })
+  assert.ok((await sbx.commands.list()).some((p) => p.pid === cat.pid))
+  await sbx.commands.sendStdin(cat.pid, 'from stdin')
+  await sbx.commands.closeStdin(cat.pid)
+  assert.equal((await cat.wait()).stdout, 'from stdin')
+  const sleeper = await sbx.commands.run('sleep 30', { background: true })
+  assert.equal(await sbx.commands.kill(sleeper.pid), true)
+  await assert.rejects(sleeper.wait())
+  assert.equal(await sbx.commands.kill(sleeper.pid), false)
 
   // files.write then files.read, relative to the home directory, and back
   // through a command.
