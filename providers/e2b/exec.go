@@ -27,11 +27,13 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	if err != nil {
 		return providers.ExecResult{}, err
 	}
-	cfg := &pb.ProcessConfig{Cmd: "/bin/sh", Args: []string{"-c", req.Command}, Envs: req.Env}
+	// Always name the cwd: envd's default is the template's WORKDIR, which
+	// may differ from the home directory relative file paths resolve to.
+	cwd := c.workdir
 	if req.Cwd != "" {
-		cwd := c.resolve(req.Cwd)
-		cfg.Cwd = &cwd
+		cwd = c.resolve(req.Cwd)
 	}
+	cfg := &pb.ProcessConfig{Cmd: "/bin/sh", Args: []string{"-c", req.Command}, Envs: req.Env, Cwd: &cwd}
 	withStdin := req.Stdin != nil
 	start := &pb.StartRequest{Process: cfg, Stdin: &withStdin}
 
