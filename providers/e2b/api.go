@@ -116,7 +116,10 @@ func (p *Provider) idempotent(ctx context.Context, method, path string, in, out 
 }
 
 // typed turns an API failure into a providers error that says what to do.
-func typed(id, what string, err error) error {
+func (p *Provider) typed(ctx context.Context, id, what string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err() // the caller gave up; nothing to explain
+	}
 	var ae *apiError
 	if errors.As(err, &ae) {
 		switch {
@@ -131,8 +134,8 @@ func typed(id, what string, err error) error {
 		}
 		return providers.Errorf(providers.ErrUnavailable, "%s: %w", what, err)
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if errors.Is(err, context.DeadlineExceeded) {
+		return providers.Errorf(providers.ErrUnavailable, "%s: the E2B API did not answer within %v, even after retries; try again later", what, p.o.RequestTimeout)
 	}
 	return providers.Errorf(providers.ErrUnavailable, "%s: cannot reach the E2B API at the configured URL: %w", what, err)
 }
@@ -199,7 +202,7 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 		}
 		p.reap(ctx, meta[metaNonce])
 		if !retryable(ctx, err) || attempt > p.o.Retries || !p.backoff(ctx, attempt) {
-			return providers.Sandbox{}, typed("", fmt.Sprintf("create an E2B sandbox from template %q", template), err)
+			return providers.Sandbox{}, p.typed(ctx, "", fmt.Sprintf("create an E2B sandbox from template %q", template), err)
 		}
 		p.log.Debug("e2b: retrying create", "attempt", attempt, "err", err)
 	}
@@ -240,7 +243,7 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Sandbox, error
 	}
 	var d apiListed
 	if _, _, err := p.idempotent(ctx, http.MethodGet, "/sandboxes/"+id, nil, &d); err != nil {
-		return providers.Sandbox{}, typed(id, "get sandbox "+id, err)
+		return providers.Sandbox{}, p.typed(ctx, id, "get sandbox "+id, err)
 	}
 	c, err := p.conn(ctx, id)
 	if err != nil {
@@ -282,7 +285,7 @@ func (p *Provider) list(ctx context.Context, match map[string]string) ([]apiList
 func (p *Provider) List(ctx context.Context, match map[string]string) ([]providers.Sandbox, error) {
 	found, err := p.list(ctx, match)
 	if err != nil {
-		return nil, typed("", "list E2B sandboxes", err)
+		return nil, p.typed(ctx, "", "list E2B sandboxes", err)
 	}
 	out := make([]providers.Sandbox, 0, len(found))
 	for _, s := range found {
@@ -309,7 +312,7 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 		return nil // an earlier attempt killed it but its answer was lost
 	}
 	if err != nil {
-		return typed(id, "destroy sandbox "+id, err)
+		return p.typed(ctx, id, "destroy sandbox "+id, err)
 	}
 	return nil
 }

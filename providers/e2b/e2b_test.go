@@ -283,3 +283,46 @@ func TestTimeoutExtendedWhileInUse(t *testing.T) {
 		t.Errorf("an idle sandbox outlived its timeout (%d running)", n)
 	}
 }
+
+// TestIdempotentCallsRetry: reads, kills and timeouts survive a few 5xx and
+// slow answers; a lost answer to a kill is not reported as "not found".
+func TestIdempotentCallsRetry(t *testing.T) {
+	fake, url := startFake(t)
+	o := fakeOptions(url)
+	o.Retries = 3
+	o.RequestTimeout = 300 * time.Millisecond
+	p := newDriver(t, o)
+	sb := create(t, p, providers.CreateOptions{Name: "r"})
+
+	fake.FailRequests(2, 502)
+	if got, err := p.Get(ctxT(t), sb.ID); err != nil || got.Name != "r" {
+		t.Fatalf("Get after two 502s: %+v, %v", got, err)
+	}
+	fake.FailRequests(2, 503)
+	if _, err := p.List(ctxT(t), nil); err != nil {
+		t.Fatalf("List after two 503s: %v", err)
+	}
+
+	fake.SetLatency(time.Second)
+	start := time.Now()
+	_, err := p.Get(ctxT(t), sb.ID)
+	if !errors.Is(err, providers.ErrUnavailable) {
+		t.Errorf("Get from an API slower than the request timeout: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("gave up after %v", took)
+	}
+	fake.SetLatency(0)
+
+	fake.FailRequests(1, 504)
+	if err := p.Destroy(ctxT(t), sb.ID); err != nil {
+		t.Fatalf("Destroy after a 504: %v", err)
+	}
+	if n := len(fake.Sandboxes()); n != 0 {
+		t.Errorf("%d sandboxes left", n)
+	}
+	fake.FailRequests(5, 500)
+	if _, err := p.Get(ctxT(t), sb.ID); !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), "500") {
+		t.Errorf("Get while the API keeps failing: %v, want ErrUnavailable naming the status", err)
+	}
+}

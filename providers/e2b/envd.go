@@ -134,7 +134,7 @@ func (p *Provider) conn(ctx context.Context, id string) (*conn, error) {
 	var sb apiSandbox
 	_, _, err := p.idempotent(ctx, http.MethodPost, "/v2/sandboxes/"+id+"/connect", map[string]int{"timeout": seconds(p.o.Timeout)}, &sb)
 	if err != nil {
-		return nil, typed(id, "connect to sandbox "+id, err)
+		return nil, p.typed(ctx, id, "connect to sandbox "+id, err)
 	}
 	if sb.SandboxID == "" {
 		sb.SandboxID = id

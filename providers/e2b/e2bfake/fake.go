@@ -138,6 +138,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusUnauthorized, "Invalid API key, please visit https://e2b.dev/docs/api-key for more information.")
 		return
 	}
+	if status := s.takeAPIFault(); status != 0 {
+		apiError(w, status, "injected failure")
+		return
+	}
 	s.api.ServeHTTP(w, r)
 }
 

@@ -11,6 +11,8 @@ type faults struct {
 	createFailures  int  // answer the next N creates with createStatus
 	createStatus    int  //
 	createAfterMake bool // ... after creating the sandbox (a lost answer)
+	apiFailures     int  // answer the next N API requests (any) with apiStatus
+	apiStatus       int
 	latency         time.Duration
 	streamCuts      int // cut the next N command streams ...
 	streamCutAfter  int // ... once this many output bytes were sent
@@ -35,6 +37,24 @@ func (s *Server) LoseCreateResponses(n, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults.createFailures, s.faults.createStatus, s.faults.createAfterMake = n, status, true
+}
+
+// FailRequests makes the next n control-plane requests, of any kind,
+// answer status (e.g. 502) without doing anything.
+func (s *Server) FailRequests(n, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.apiFailures, s.faults.apiStatus = n, status
+}
+
+func (s *Server) takeAPIFault() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.apiFailures <= 0 {
+		return 0
+	}
+	s.faults.apiFailures--
+	return s.faults.apiStatus
 }
 
 // SetLatency delays every request (both planes) by d.
@@ -89,6 +109,10 @@ type FaultRequest struct {
 		Status int  `json:"status"`
 		Lost   bool `json:"lost"` // create the sandbox, then fail
 	} `json:"failCreates,omitempty"`
+	FailRequests *struct {
+		Count  int `json:"count"`
+		Status int `json:"status"`
+	} `json:"failRequests,omitempty"`
 	LatencyMs  *int `json:"latencyMs,omitempty"`
 	CutStreams *struct {
 		Count      int `json:"count"`
@@ -114,6 +138,9 @@ func (s *Server) controlHandler(w http.ResponseWriter, r *http.Request) {
 			} else {
 				s.FailCreates(f.Count, f.Status)
 			}
+		}
+		if f := req.FailRequests; f != nil {
+			s.FailRequests(f.Count, f.Status)
 		}
 		if req.LatencyMs != nil {
 			s.SetLatency(time.Duration(*req.LatencyMs) * time.Millisecond)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -175,6 +176,16 @@ func (f *filesystemService) ListDir(ctx context.Context, req *connect.Request[fs
 	if err != nil {
 		return nil, connectError("list", abs, err)
 	}
+	// envd's order: directories first, then by case-folded name.
+	slices.SortStableFunc(out, func(a, b *fspb.EntryInfo) int {
+		if (a.Type == fspb.FileType_FILE_TYPE_DIRECTORY) != (b.Type == fspb.FileType_FILE_TYPE_DIRECTORY) {
+			if a.Type == fspb.FileType_FILE_TYPE_DIRECTORY {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name))
+	})
 	return connect.NewResponse(&fspb.ListDirResponse{Entries: out}), nil
 }
 
