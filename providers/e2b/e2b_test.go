@@ -326,3 +326,16 @@ func TestIdempotentCallsRetry(t *testing.T) {
 		t.Errorf("Get while the API keeps failing: %v, want ErrUnavailable naming the status", err)
 	}
 }
+
+// TestQuietCommandWithKeepalives: keepalive events on a quiet stream are
+// not output.
+func TestQuietCommandWithKeepalives(t *testing.T) {
+	_, url := startFake(t) // keepalive every 100ms
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	var out, errOut bytes.Buffer
+	res, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "sleep 0.6; echo after", Stdout: &out, Stderr: &errOut})
+	if err != nil || res.ExitCode != 0 || out.String() != "after\n" || errOut.Len() != 0 {
+		t.Fatalf("got %+v, %v, stdout %q, stderr %q", res, err, out.String(), errOut.String())
+	}
+}

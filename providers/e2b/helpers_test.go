@@ -22,7 +22,7 @@ const testKey = "test-key"
 // startFake runs an in-process fake of E2B for the test.
 func startFake(t testing.TB) (*e2bfake.Server, string) {
 	t.Helper()
-	fake, err := e2bfake.New(e2bfake.Options{APIKey: testKey})
+	fake, err := e2bfake.New(e2bfake.Options{APIKey: testKey, KeepaliveInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,9 @@ type Options struct {
 	BaseDir string
 	// MaxTimeout caps a sandbox's timeout, as a team's plan does (default 1h).
 	MaxTimeout time.Duration
+	// KeepaliveInterval, when set, replaces the interval clients ask for in
+	// Keepalive-Ping-Interval (seconds), so tests need not wait that long.
+	KeepaliveInterval time.Duration
 	// Logger receives one line per request; nil discards.
 	Logger *slog.Logger
 }
@@ -294,6 +297,17 @@ func (s *Server) setTimeout(sb *sandbox, timeout time.Duration, onlyExtend bool)
 			sb.kill()
 		}
 	})
+}
+
+func (s *Server) keepaliveInterval(header string) time.Duration {
+	secs, err := strconv.Atoi(header)
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	if s.opts.KeepaliveInterval > 0 {
+		return s.opts.KeepaliveInterval
+	}
+	return time.Duration(secs) * time.Second
 }
 
 func randomID() string {

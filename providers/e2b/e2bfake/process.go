@@ -207,7 +207,17 @@ func (ps *processService) Start(ctx context.Context, req *connect.Request[pb.Sta
 		}
 	}
 	send(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: p.pid}}})
-	for out := range events {
+	// Keepalive events on a quiet stream, every Keepalive-Ping-Interval
+	// seconds, as envd sends them (Options.KeepaliveInterval overrides).
+	var keepalive <-chan time.Time
+	if iv := ps.s.keepaliveInterval(req.Header().Get("Keepalive-Ping-Interval")); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		keepalive = t.C
+	}
+	for out := range drain(events, keepalive, func() {
+		send(&pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}})
+	}) {
 		send(out.ev)
 		d := out.ev.GetData()
 		sent += len(d.GetStdout()) + len(d.GetStderr())
@@ -230,6 +240,23 @@ func (ps *processService) Start(ctx context.Context, req *connect.Request[pb.Sta
 	}
 	send(&pb.ProcessEvent{Event: &pb.ProcessEvent_End{End: end}})
 	return sendErr
+}
+
+// drain yields the events until the channel closes, calling idle on each
+// tick in between.
+func drain(events <-chan outputEvent, tick <-chan time.Time, idle func()) func(func(outputEvent) bool) {
+	return func(yield func(outputEvent) bool) {
+		for {
+			select {
+			case out, ok := <-events:
+				if !ok || !yield(out) {
+					return
+				}
+			case <-tick:
+				idle()
+			}
+		}
+	}
 }
 
 func (ps *processService) find(ctx context.Context, sel *pb.ProcessSelector) (*process, error) {
