@@ -3,11 +3,13 @@ module github.com/mcp-sandbox/mcp-sandbox
 go 1.26.8
 
 require (
+	connectrpc.com/connect v1.21.1
 	github.com/google/uuid v1.6.0
 	github.com/invopop/jsonschema v0.14.0
 	github.com/joho/godotenv v1.5.1
 	github.com/lmittmann/tint v1.2.1
 	github.com/mark3labs/mcp-go v1.2.1
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
