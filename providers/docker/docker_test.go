@@ -332,3 +332,19 @@ func TestReap(t *testing.T) {
 		t.Errorf("Reap(nil) = %v, %v; want just %s", removed, err, live.ID)
 	}
 }
+
+func TestStoppedSandboxIsRestartedOnExec(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	if err := p.WriteFile(ctx, sb.ID, "kept.txt", []byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	timeout := 0
+	if _, err := p.Client().ContainerStop(ctx, sb.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, p, sb.ID, "cat kept.txt"); out != "kept" {
+		t.Errorf("after a stop, the sandbox reads %q", out)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -39,12 +40,12 @@ done`
 // container meanwhile. Images without mkfifo or a writable /tmp run the
 // command directly.
 const relayScript = `d=/tmp/.mcp-sandbox-exec.$$
-if ! { mkdir -m 700 "$d" && mkfifo "$d/o" "$d/e"; } 2>/dev/null; then rm -rf "$d"; exec /bin/sh -c "$1"; fi
-cat "$d/o" & o=$!
-cat "$d/e" >&2 & e=$!
-/bin/sh -c "$1" >"$d/o" 2>"$d/e"
+if ! mkfifo -m 600 "$d.o" "$d.e" 2>/dev/null; then rm -f "$d.o" "$d.e"; exec /bin/sh -c "$1"; fi
+cat "$d.o" & o=$!
+cat "$d.e" >&2 & e=$!
+/bin/sh -c "$1" >"$d.o" 2>"$d.e"
 rc=$?
-rm -rf "$d"
+rm -f "$d.o" "$d.e"
 { sleep 0.2; kill $o $e; } >/dev/null 2>&1 </dev/null &
 k=$!
 wait $o $e
@@ -77,14 +78,23 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	token := randomHex(12)
 	env := envList(req.Env)
 	env = append(env, execMarker+"="+token)
-	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
+	execOpts := client.ExecCreateOptions{
 		Cmd:          []string{"/bin/sh", "-c", relayScript, "mcp-sandbox-exec", req.Command},
 		Env:          env,
 		WorkingDir:   dir,
 		AttachStdin:  req.Stdin != nil,
 		AttachStdout: true,
 		AttachStderr: true,
-	})
+	}
+	created, err := p.cli.ExecCreate(ctx, id, execOpts)
+	if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running") {
+		// The engine restarted (or someone stopped the container): the
+		// sandbox's files are intact, so start it again and go on.
+		p.log.Info("restarting a stopped sandbox", "sandbox", id[:12])
+		if _, serr := p.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); serr == nil {
+			created, err = p.cli.ExecCreate(ctx, id, execOpts)
+		}
+	}
 	if err != nil {
 		return providers.ExecResult{}, p.apiErr(id, "run command", err)
 	}
