@@ -156,9 +156,11 @@ type Provider struct {
 	// owned caches the containers already checked to carry our label (and
 	// their workdir): container IDs are never reused, so the fact cannot go
 	// stale, only absent.
-	owned sync.Map // id -> *box
+	owned sync.Map // id -> workdir
 
 	pullMu sync.Mutex // one pull at a time; concurrent creates wait for it
+
+	listBudget int64 // see archiveListBudget
 }
 
 // New connects to the engine named by DOCKER_HOST (and DOCKER_API_VERSION,
@@ -200,7 +202,7 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 	}
 	log = log.With("provider", Name)
 	log.Debug("docker engine answers", "host", host, "api", cli.ClientVersion())
-	return &Provider{cli: cli, set: set, log: log, host: host}, nil
+	return &Provider{cli: cli, set: set, log: log, host: host, listBudget: archiveListBudget}, nil
 }
 
 func (p *Provider) Name() string { return Name }
@@ -225,48 +227,30 @@ func notFound(id string) error {
 	return providers.Errorf(providers.ErrNotFound, "sandbox %q not found", id)
 }
 
-// box is what the driver learns about one of its containers.
-type box struct {
-	workdir string
-	user    string // the container's user, as configured ("" is root)
-
-	mu       sync.Mutex
-	resolved bool
-	uid, gid int
-}
-
 // workdir checks that id names a container this driver made and returns its
 // workdir. Names, short IDs and other people's containers are "not found":
 // the engine resolves those too, and they are not ours to touch.
 func (p *Provider) workdir(ctx context.Context, id string) (string, error) {
-	b, err := p.box(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	return b.workdir, nil
-}
-
-func (p *Provider) box(ctx context.Context, id string) (*box, error) {
-	if b, ok := p.owned.Load(id); ok {
-		return b.(*box), nil
+	if wd, ok := p.owned.Load(id); ok {
+		return wd.(string), nil
 	}
 	if !containerIDPattern.MatchString(id) {
-		return nil, notFound(id)
+		return "", notFound(id)
 	}
 	res, err := p.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return nil, p.apiErr(id, "inspect sandbox", err)
+		return "", p.apiErr(id, "inspect sandbox", err)
 	}
 	c := res.Container
 	if c.Config == nil || c.Config.Labels[labelManaged] != "true" {
-		return nil, notFound(id)
+		return "", notFound(id)
 	}
-	b := &box{workdir: c.Config.Labels[labelWorkdir], user: c.Config.User}
-	if b.workdir == "" {
-		b.workdir = c.Config.WorkingDir
+	wd := c.Config.Labels[labelWorkdir]
+	if wd == "" {
+		wd = c.Config.WorkingDir
 	}
-	actual, _ := p.owned.LoadOrStore(id, b)
-	return actual.(*box), nil
+	p.owned.Store(id, wd)
+	return wd, nil
 }
 
 // apiErr turns an engine error into a typed one. A missing container means
@@ -359,8 +343,7 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 		p.cli.ContainerRemove(rmCtx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		return providers.Sandbox{}, err
 	}
-	b := &box{workdir: p.set.workdir, user: user}
-	if uid, gid, err := p.owner(ctx, id, b); err != nil {
+	if uid, gid, err := p.lookupUser(ctx, id, user); err != nil {
 		return fail(err)
 	} else if uid != 0 || gid != 0 {
 		// Docker makes the workdir as root; give it to the image's user.
@@ -371,7 +354,7 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	if _, err := p.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fail(providers.Errorf(providers.ErrUnavailable, "start sandbox from image %q: %w", image, err))
 	}
-	p.owned.Store(id, b)
+	p.owned.Store(id, p.set.workdir)
 	p.log.Info("sandbox created", "sandbox", id[:12], "image", image)
 	return p.sandbox(id, image, labels), nil
 }

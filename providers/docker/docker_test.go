@@ -348,3 +348,68 @@ func TestStoppedSandboxIsRestartedOnExec(t *testing.T) {
 		t.Errorf("after a stop, the sandbox reads %q", out)
 	}
 }
+
+// ListFiles reads small trees through the archive API and walks big ones in
+// the container; both must give the same answer.
+func TestListFilesBothWays(t *testing.T) {
+	set := settings()
+	byArchive, byFind := open(t, set), open(t, set)
+	byArchive.SetListBudget(-1)
+	byFind.SetListBudget(0)
+	ctx := context.Background()
+	sb := create(t, byArchive, providers.CreateOptions{})
+	sh(t, byArchive, sb.ID, `mkdir -p t/b/d t/e t/b-x && printf x > t/a && printf yy > t/b/c && printf z > t/b/d/f &&
+		printf 1 > t/.hidden && printf 2 > 't/with space' && printf 3 > "t/new
+line" && ln -s a t/link && chmod 750 t/b && head -c 1000 /dev/zero > t/b-x/k`)
+	for _, tc := range []struct{ depth, limit int }{{1, 100}, {2, 100}, {5, 100}, {5, 4}, {2, 3}, {1, 1}} {
+		a, at, err := byArchive.ListFiles(ctx, sb.ID, "t", tc.depth, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ft, err := byFind.ListFiles(ctx, sb.ID, "t", tc.depth, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at != ft || len(a) != len(f) {
+			t.Errorf("depth %d limit %d: archive %v (truncated %v), find %v (truncated %v)", tc.depth, tc.limit, paths(a), at, paths(f), ft)
+			continue
+		}
+		for i := range a {
+			x, y := a[i], f[i]
+			if x.Path != y.Path || x.Type != y.Type || x.Mode != y.Mode || !x.ModTime.Equal(y.ModTime) || (x.Type == providers.TypeFile && x.Size != y.Size) {
+				t.Errorf("depth %d limit %d: archive %+v, find %+v", tc.depth, tc.limit, x, y)
+			}
+		}
+	}
+	all, _, _ := byFind.ListFiles(ctx, sb.ID, "t", 1, 100)
+	want := []string{".hidden", "a", "b", "b-x", "e", "link", "new\nline", "with space"}
+	if got := paths(all); !slices.Equal(got, want) {
+		t.Errorf("find listing %q, want %q", got, want)
+	}
+}
+
+// A directory whose archive is over the budget (a big file below it) is
+// listed by walking in the container, with the same answer.
+func TestListFilesOverBudget(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	sh(t, p, sb.ID, "mkdir -p data && head -c 50000000 /dev/zero > data/big.bin && touch zz")
+	start := time.Now()
+	ents, truncated, err := p.ListFiles(ctx, sb.ID, ".", 2, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := paths(ents); truncated || !slices.Equal(got, []string{"data", "data/big.bin", "zz"}) || ents[1].Size != 50000000 {
+		t.Errorf("listing %v truncated=%v sizes %+v", got, truncated, ents)
+	}
+	t.Logf("listed a directory holding 50 MB in %v", time.Since(start))
+}
+
+func paths(ents []providers.FileInfo) []string {
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Path)
+	}
+	return out
+}

@@ -198,15 +198,18 @@ func (p *Provider) exitCode(ctx context.Context, execID string) (int, error) {
 func (p *Provider) kill(id, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, _, err := p.run(ctx, id, "/bin/sh", "-c", killScript, "kill", token); err != nil {
+	if _, _, err := p.run(ctx, id, nil, nil, "/bin/sh", "-c", killScript, "kill", token); err != nil {
 		p.log.Warn("cannot kill a stopped command's processes", "sandbox", id[:12], "err", err)
 	}
 }
 
 // run executes argv in the container (no shell, no marker) for the
-// driver's own housekeeping and returns its exit code and stderr.
-func (p *Provider) run(ctx context.Context, id string, argv ...string) (int, string, error) {
-	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: argv, AttachStdout: true, AttachStderr: true})
+// driver's own housekeeping: stdin (nil for none) is its input, its stdout
+// goes to stdout (nil discards); it returns the exit code and stderr.
+func (p *Provider) run(ctx context.Context, id string, stdin io.Reader, stdout io.Writer, argv ...string) (int, string, error) {
+	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
+		Cmd: argv, AttachStdin: stdin != nil, AttachStdout: true, AttachStderr: true,
+	})
 	if err != nil {
 		return -1, "", err
 	}
@@ -215,8 +218,14 @@ func (p *Provider) run(ctx context.Context, id string, argv ...string) (int, str
 		return -1, "", err
 	}
 	defer att.Close()
+	if stdin != nil {
+		go func() {
+			io.Copy(att.Conn, stdin)
+			att.CloseWrite()
+		}()
+	}
 	var errOut bytes.Buffer
-	if _, err := stdcopy.StdCopy(io.Discard, &limitedWriter{w: &errOut, n: 4 << 10}, att.Reader); err != nil {
+	if _, err := stdcopy.StdCopy(orDiscard(stdout), &limitedWriter{w: &errOut, n: 4 << 10}, att.Reader); err != nil {
 		return -1, "", err
 	}
 	code, err := p.exitCode(ctx, created.ID)

@@ -110,22 +110,6 @@ func (p *Provider) chownWorkdir(ctx context.Context, id string, uid, gid int) er
 	return nil
 }
 
-// owner resolves the numeric uid and gid of the container's user, so files
-// written through the API belong to whoever runs the commands.
-func (p *Provider) owner(ctx context.Context, id string, b *box) (int, int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.resolved {
-		return b.uid, b.gid, nil
-	}
-	uid, gid, err := p.lookupUser(ctx, id, b.user)
-	if err != nil {
-		return 0, 0, err
-	}
-	b.uid, b.gid, b.resolved = uid, gid, true
-	return uid, gid, nil
-}
-
 // lookupUser reads the container's own /etc/passwd and /etc/group (through
 // the archive API: no tools needed in the image) to resolve user[:group].
 func (p *Provider) lookupUser(ctx context.Context, id, user string) (int, int, error) {
