@@ -405,8 +405,8 @@ func (p *Provider) List(ctx context.Context, match map[string]string) ([]provide
 	}
 	out := make([]providers.Sandbox, 0, len(res.Items))
 	for _, c := range res.Items {
-		// The engine matched already; check again, since a label filter
-		// without a value ("k=") matches any value on some engine versions.
+		// The engine filtered already; checking here too keeps the answer
+		// exact whatever its filter makes of unusual values (an empty one).
 		sb := p.sandbox(c.ID, c.Image, c.Labels)
 		if labelsInclude(sb.Labels, match) {
 			out = append(out, sb)

@@ -31,8 +31,8 @@ func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) (
 	var removed []string
 	var errs []error
 	for _, c := range res.Items {
-		// Both labels are checked: a filter with two values for one key
-		// matches either on the engine.
+		// Checked here too, so that no engine's reading of the filter can
+		// widen what gets removed.
 		if c.Labels[labelManaged] != "true" || c.Labels[labelServer] != p.set.server {
 			continue
 		}
