@@ -3,6 +3,7 @@ package docker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -412,4 +413,37 @@ func paths(ents []providers.FileInfo) []string {
 		out = append(out, e.Path)
 	}
 	return out
+}
+
+// A command that exhausts the process limit is still stopped by its
+// timeout, and the sandbox is usable afterwards.
+func TestForkBombIsStopped(t *testing.T) {
+	p := open(t, settings(docker.EnvPids, "64"))
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	h := sh(t, p, sb.ID, "echo kept > kept.txt; echo ok")
+	if h != "ok\n" {
+		t.Fatal(h)
+	}
+	start := time.Now()
+	res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: "b() { b | b & }; b; sleep 1000", Timeout: time.Second})
+	if err != nil || !res.TimedOut {
+		t.Fatalf("got %+v, %v; want a timeout", res, err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("stopping the command took %v", took)
+	}
+	if out := sh(t, p, sb.ID, "cat kept.txt"); out != "kept\n" {
+		t.Errorf("after the timeout the sandbox reads %q", out)
+	}
+	// Each exec is a session of its own: apart from this check's session,
+	// only the container's init and its idle sleep may be left.
+	var n int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		fmt.Sscan(sh(t, p, sb.ID, `own=$(cut -d' ' -f6 /proc/$$/stat); cat /proc/[0-9]*/stat 2>/dev/null | awk -v s="$own" '$6 != s' | wc -l`), &n)
+		if n == 2 {
+			return
+		}
+	}
+	t.Errorf("%d processes outside this check after the timeout, want only init and its idle sleep", n)
 }
