@@ -418,6 +418,15 @@ func paths(ents []providers.FileInfo) []string {
 // A command that exhausts the process limit is still stopped by its
 // timeout, and the sandbox is usable afterwards.
 func TestForkBombIsStopped(t *testing.T) {
+	for _, tc := range []struct{ name, bomb string }{
+		{"dies back", "b() { b | b & }; b; sleep 1000"},       // forks to the limit, then shrinks
+		{"holds every slot", "while :; do sleep 1000 & done"}, // not even a kill script can start
+	} {
+		t.Run(tc.name, func(t *testing.T) { testForkBomb(t, tc.bomb) })
+	}
+}
+
+func testForkBomb(t *testing.T, bomb string) {
 	p := open(t, settings(docker.EnvPids, "64"))
 	ctx := context.Background()
 	sb := create(t, p, providers.CreateOptions{})
@@ -426,7 +435,7 @@ func TestForkBombIsStopped(t *testing.T) {
 		t.Fatal(h)
 	}
 	start := time.Now()
-	res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: "b() { b | b & }; b; sleep 1000", Timeout: time.Second})
+	res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: bomb, Timeout: time.Second})
 	if err != nil || !res.TimedOut {
 		t.Fatalf("got %+v, %v; want a timeout", res, err)
 	}

@@ -22,14 +22,16 @@ import (
 const execMarker = "MCP_SANDBOX_EXEC"
 
 // killScript kills every process whose environment carries the marker given
-// as $1. It repeats a few times in case one forked while it scanned. It
-// needs only sh, grep -z, cut and kill (busybox and GNU have them).
+// as $1. It repeats a few times in case one forked while it scanned, and
+// fails if some survive. It needs only sh, grep -z, cut and kill (busybox
+// and GNU have them).
 const killScript = `t="` + execMarker + `=$1"
 for i in 1 2 3 4 5; do
-  pids=$(grep -lzxF "$t" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+  pids=$(grep -lzxF "$t" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3) || exit 3
   [ -z "$pids" ] && exit 0
   kill -9 $pids 2>/dev/null
-done`
+done
+exit 1`
 
 // relayScript runs the command ($1) with its output going through two
 // relays the script owns, instead of straight into the exec's streams. A
@@ -149,13 +151,13 @@ wait:
 			break wait
 		case <-timeout:
 			res.TimedOut = true
-			p.kill(id, token)
+			p.kill(id, created.ID, token)
 			att.Close()
 			<-copied
 			break wait
 		case <-ctx.Done():
 			stopErr = ctx.Err()
-			p.kill(id, token)
+			p.kill(id, created.ID, token)
 			att.Close()
 			<-copied
 			break wait
@@ -194,12 +196,38 @@ func (p *Provider) exitCode(ctx context.Context, execID string) (int, error) {
 }
 
 // kill ends every process the command with this token started. It runs on
-// its own context: the caller's may be the one that was cancelled.
-func (p *Provider) kill(id, token string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// its own context: the caller's may be the one that was cancelled. When the
+// processes cannot be killed one by one (the command took every process
+// slot, so not even the kill script can start) or the command outlives the
+// attempt, the container is restarted: that ends every process in it and
+// keeps its files.
+func (p *Provider) kill(id, execID, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, _, err := p.run(ctx, id, nil, nil, "/bin/sh", "-c", killScript, "kill", token); err != nil {
-		p.log.Warn("cannot kill a stopped command's processes", "sandbox", id[:12], "err", err)
+	code, errOut, err := p.run(ctx, id, nil, nil, "/bin/sh", "-c", killScript, "kill", token)
+	if err == nil && code == 0 && p.ended(ctx, execID, 2*time.Second) {
+		return
+	}
+	p.log.Warn("a stopped command's processes survived; restarting the sandbox to end them",
+		"sandbox", id[:12], "exit", code, "stderr", strings.TrimSpace(errOut), "err", err)
+	now := 0
+	if _, err := p.cli.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: &now}); err != nil {
+		p.log.Error("cannot restart the sandbox", "sandbox", id[:12], "err", err)
+	}
+}
+
+// ended waits up to d for the exec to be reported finished.
+func (p *Provider) ended(ctx context.Context, execID string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		ins, err := p.cli.ExecInspect(ctx, execID, client.ExecInspectOptions{})
+		if err == nil && !ins.Running {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
