@@ -51,6 +51,12 @@ if ! engine_answers; then
 		say "DOCKER_HOST=$DOCKER_HOST does not answer; not starting a local dockerd for it" >&2
 		exit 1
 	fi
+	# A daemon killed with its machine leaves its pid file behind, and a new
+	# one refuses to start while the file names a live process.
+	if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+		say "removing the stale /var/run/docker.pid"
+		rm -f /var/run/docker.pid
+	fi
 	say "starting dockerd in the background (log: $LOG)"
 	mkdir -p "$(dirname "$LOG")"
 	nohup dockerd >>"$LOG" 2>&1 </dev/null &
