@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -171,19 +172,25 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 	if err != nil {
 		return nil, providers.Errorf(providers.ErrInvalidArgument, "docker provider: %w", err)
 	}
+	// The process environment first (FromEnv also reads the TLS settings),
+	// then the server's merged settings, which may come from flags or .env.
 	opts := []client.Opt{client.FromEnv}
-	host, source := client.DefaultDockerHost, "the default socket"
+	source := "the default address"
+	if os.Getenv("DOCKER_HOST") != "" {
+		source = "DOCKER_HOST"
+	}
 	if h := cfg.Get("DOCKER_HOST"); h != "" {
 		opts = append(opts, client.WithHost(h))
-		host, source = h, "DOCKER_HOST"
+		source = "DOCKER_HOST"
 	}
 	if v := cfg.Get("DOCKER_API_VERSION"); v != "" {
 		opts = append(opts, client.WithAPIVersion(v))
 	}
 	cli, err := client.New(opts...)
 	if err != nil {
-		return nil, providers.Errorf(providers.ErrInvalidArgument, "docker provider: cannot use the engine address %s (from %s): %w", host, source, err)
+		return nil, providers.Errorf(providers.ErrInvalidArgument, "docker provider: cannot use the engine address from %s: %w", source, err)
 	}
+	host := cli.DaemonHost()
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ping, err := cli.Ping(pingCtx, client.PingOptions{NegotiateAPIVersion: true})
