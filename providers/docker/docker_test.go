@@ -60,6 +60,7 @@ func open(t testing.TB, set map[string]string) *docker.Provider {
 		if _, err := p.Client().ImageInspect(context.Background(), testImage()); err != nil {
 			engine.err = errors.New("the test image " + testImage() + " is missing (run .ci/setup-docker.sh): " + err.Error())
 		}
+		removeStaleTestContainers(p)
 	})
 	if engine.err != nil {
 		if os.Getenv("CI") == "true" {
@@ -73,6 +74,22 @@ func open(t testing.TB, set map[string]string) *docker.Provider {
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// removeStaleTestContainers removes what killed test runs left behind: the
+// containers of test servers ("test-...") created over ten minutes ago.
+func removeStaleTestContainers(p *docker.Provider) {
+	ctx := context.Background()
+	list, err := p.Client().ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "mcp-sandbox.managed=true")})
+	if err != nil {
+		return
+	}
+	for _, c := range list.Items {
+		if strings.HasPrefix(c.Labels["mcp-sandbox.server"], "test-") && time.Since(time.Unix(c.Created, 0)) > 10*time.Minute {
+			p.Client().ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+		}
+	}
 }
 
 func TestProvider(t *testing.T) {
