@@ -214,7 +214,7 @@ func (p *Provider) ListFiles(ctx context.Context, id, name string, depth, limit 
 	if !st.Mode.IsDir() {
 		return nil, false, providers.Errorf(providers.ErrInvalidArgument, "list %q: not a directory", name)
 	}
-	out, truncated, err := p.listByArchive(ctx, id, name, abs, depth, limit)
+	out, truncated, err := p.listByArchive(ctx, id, name, abs, depth, limit, p.listBudget)
 	if errors.Is(err, errOverBudget) {
 		// A big file or a deep tree below: walk in the container instead of
 		// streaming all of it through the engine.
@@ -250,12 +250,9 @@ func (c *countingReader) Read(b []byte) (int, error) {
 }
 
 // listByArchive reads the directory's archive: exact, needs nothing in the
-// image, but carries every file's bytes.
-func (p *Provider) listByArchive(ctx context.Context, id, name, abs string, depth, limit int, budget ...int64) ([]providers.FileInfo, bool, error) {
-	max := p.listBudget
-	if len(budget) > 0 {
-		max = budget[0]
-	}
+// image, but carries every file's bytes. It gives up with errOverBudget once
+// more than budget bytes came (a negative budget never gives up).
+func (p *Provider) listByArchive(ctx context.Context, id, name, abs string, depth, limit int, budget int64) ([]providers.FileInfo, bool, error) {
 	// "dir/." archives the directory's contents as ./entry...
 	res, err := p.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: strings.TrimSuffix(abs, "/") + "/."})
 	if err != nil {
@@ -267,7 +264,7 @@ func (p *Provider) listByArchive(ctx context.Context, id, name, abs string, dept
 	truncated := false
 	tr := tar.NewReader(body)
 	for {
-		if max >= 0 && body.n > max {
+		if budget >= 0 && body.n > budget {
 			return nil, false, errOverBudget
 		}
 		hdr, err := tr.Next()
