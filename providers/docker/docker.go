@@ -47,7 +47,7 @@ const (
 	EnvWorkdir = "MCP_SANDBOX_DOCKER_WORKDIR" // absolute workdir inside the container
 	EnvCapAdd  = "MCP_SANDBOX_DOCKER_CAP_ADD" // capabilities added back after dropping all; "none" for none
 	EnvExpiry  = "MCP_SANDBOX_DOCKER_EXPIRY"  // how long a sandbox is safe from the reaper
-	EnvServer  = "MCP_SANDBOX_DOCKER_SERVER"  // names this server's containers, for the reaper
+	EnvServer  = "MCP_SANDBOX_SERVER_ID"      // names this server's containers, for the reaper (shared with other drivers)
 )
 
 // Defaults.
@@ -57,8 +57,9 @@ const (
 	DefaultCPUs    = "1"
 	DefaultPids    = "512"
 	DefaultWorkdir = "/workspace"
-	DefaultExpiry  = time.Hour
-	DefaultServer  = "default"
+	// DefaultExpiry is long because another server process cannot tell
+	// whether a session it does not own is still live.
+	DefaultExpiry = 24 * time.Hour
 )
 
 // DefaultCapAdd is what a normal shell workload needs after every capability
@@ -110,7 +111,7 @@ func parseSettings(cfg providers.Config) (settings, error) {
 		image:   get(EnvImage, DefaultImage),
 		network: get(EnvNetwork, "none"),
 		workdir: get(EnvWorkdir, DefaultWorkdir),
-		server:  get(EnvServer, DefaultServer),
+		server:  get(EnvServer, hostname()),
 	}
 	var err error
 	if s.memory, err = units.RAMInBytes(get(EnvMemory, DefaultMemory)); err != nil || s.memory < 6<<20 {
@@ -474,4 +475,12 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// hostname names this server when MCP_SANDBOX_SERVER_ID is unset.
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "default"
 }
