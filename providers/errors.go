@@ -44,3 +44,16 @@ func Errorf(kind error, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
 	return &Error{Kind: kind, Msg: err.Error(), Err: errors.Unwrap(err)}
 }
+
+// ValidateEnv rejects environment variables a process cannot carry.
+func ValidateEnv(env map[string]string) error {
+	for k, v := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return Errorf(ErrInvalidArgument, "environment variable name %q is invalid: names must be non-empty and contain no '=' or NUL", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return Errorf(ErrInvalidArgument, "environment variable %s contains a NUL byte", k)
+		}
+	}
+	return nil
+}

@@ -279,7 +279,7 @@ func (p *Provider) apiErr(id, op string, err error) error {
 }
 
 func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (providers.Sandbox, error) {
-	if err := validateEnv(opts.Env); err != nil {
+	if err := providers.ValidateEnv(opts.Env); err != nil {
 		return providers.Sandbox{}, err
 	}
 	for k := range opts.Labels {
@@ -449,18 +449,6 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 		return nil // another caller is removing it
 	}
 	return p.apiErr(id, "destroy sandbox", err)
-}
-
-func validateEnv(env map[string]string) error {
-	for k, v := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return providers.Errorf(providers.ErrInvalidArgument, "environment variable name %q is invalid: names must be non-empty and contain no '=' or NUL", k)
-		}
-		if strings.ContainsRune(v, 0) {
-			return providers.Errorf(providers.ErrInvalidArgument, "environment variable %s contains a NUL byte", k)
-		}
-	}
-	return nil
 }
 
 func envList(env map[string]string) []string {

@@ -69,7 +69,7 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	if err != nil {
 		return providers.ExecResult{}, err
 	}
-	if err := validateEnv(req.Env); err != nil {
+	if err := providers.ValidateEnv(req.Env); err != nil {
 		return providers.ExecResult{}, err
 	}
 	dir, err := p.cwd(ctx, id, wd, req.Cwd)

@@ -160,7 +160,7 @@ type apiListed struct {
 func seconds(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
 
 func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (providers.Sandbox, error) {
-	if err := validateEnv(opts.Env); err != nil {
+	if err := providers.ValidateEnv(opts.Env); err != nil {
 		return providers.Sandbox{}, err
 	}
 	meta := map[string]string{}

@@ -216,19 +216,6 @@ func checkID(id string) error {
 	return nil
 }
 
-// validateEnv rejects names a process environment cannot carry.
-func validateEnv(env map[string]string) error {
-	for k, v := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return providers.Errorf(providers.ErrInvalidArgument, "environment variable name %q is invalid: names must be non-empty and contain no '=' or NUL", k)
-		}
-		if strings.ContainsRune(v, 0) {
-			return providers.Errorf(providers.ErrInvalidArgument, "environment variable %s contains a NUL byte", k)
-		}
-	}
-	return nil
-}
-
 // sandboxFrom builds the portable description from E2B metadata.
 func (p *Provider) sandboxFrom(id, template string, startedAt time.Time, meta map[string]string, workdir string) providers.Sandbox {
 	sb := providers.Sandbox{ID: id, Provider: Name, Image: template, Workdir: workdir, CreatedAt: startedAt, Labels: map[string]string{}}

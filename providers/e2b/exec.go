@@ -20,7 +20,7 @@ import (
 const stdinChunk = 256 << 10
 
 func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecRequest) (providers.ExecResult, error) {
-	if err := validateEnv(req.Env); err != nil {
+	if err := providers.ValidateEnv(req.Env); err != nil {
 		return providers.ExecResult{}, err
 	}
 	c, err := p.conn(ctx, id)

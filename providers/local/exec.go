@@ -32,7 +32,7 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	if err != nil {
 		return providers.ExecResult{}, err
 	}
-	if err := ValidateEnv(req.Env); err != nil {
+	if err := providers.ValidateEnv(req.Env); err != nil {
 		return providers.ExecResult{}, err
 	}
 	dir, err := p.cwd(id, req.Cwd)

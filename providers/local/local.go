@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -102,7 +101,7 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 		return providers.Sandbox{}, providers.Errorf(providers.ErrInvalidArgument,
 			"the local provider has no images; leave image empty (got %q)", opts.Image)
 	}
-	if err := ValidateEnv(opts.Env); err != nil {
+	if err := providers.ValidateEnv(opts.Env); err != nil {
 		return providers.Sandbox{}, err
 	}
 	m := meta{ID: uuid.NewString(), Name: opts.Name, CreatedAt: time.Now().UTC(), Env: opts.Env, Labels: opts.Labels}
@@ -213,19 +212,6 @@ func removeAll(dir string) error {
 		return nil
 	})
 	return os.RemoveAll(dir)
-}
-
-// ValidateEnv rejects names a process environment cannot carry.
-func ValidateEnv(env map[string]string) error {
-	for k, v := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return providers.Errorf(providers.ErrInvalidArgument, "environment variable name %q is invalid: names must be non-empty and contain no '=' or NUL", k)
-		}
-		if strings.ContainsRune(v, 0) {
-			return providers.Errorf(providers.ErrInvalidArgument, "environment variable %s contains a NUL byte", k)
-		}
-	}
-	return nil
 }
 
 func writeAtomic(name string, data []byte) error {
