@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs Node 22 (from the npm package `node`) and the npm packages that the
+# repository's JS contract tests need. Idempotent and non-interactive.
+#
+# Produces:
+#   /opt/mcp-sandbox/node22/node_modules/node/bin/node   Node 22 (override the
+#       prefix with MCP_SANDBOX_NODE_PREFIX). Tests find it through the
+#       MCP_SANDBOX_NODE env var (a path to a node binary), falling back to
+#       this path. The same path is written to /opt/mcp-sandbox/node22/NODE
+#       for other scripts to read.
+#   providers/e2b/e2bfake/sdktest/node_modules           the pinned `e2b` SDK,
+#       installed from package-lock.json (`npm ci`); git-ignored.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prefix="${MCP_SANDBOX_NODE_PREFIX:-/opt/mcp-sandbox/node22}"
+node_version="22.23.3"
+node_bin="$prefix/node_modules/node/bin/node"
+
+if ! command -v npm >/dev/null; then
+	echo "setup-node: npm is required (install Node.js and npm first)" >&2
+	exit 1
+fi
+
+if [[ -x "$node_bin" ]] && [[ "$("$node_bin" --version)" == "v$node_version" ]]; then
+	echo "setup-node: Node $node_version already at $node_bin"
+else
+	echo "setup-node: installing Node $node_version into $prefix"
+	mkdir -p "$prefix"
+	[[ -f "$prefix/package.json" ]] || echo '{"name":"mcp-sandbox-node22","private":true}' > "$prefix/package.json"
+	npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "node@$node_version"
+fi
+"$node_bin" --version
+echo "$node_bin" > "$prefix/NODE"
+
+sdktest="$repo/providers/e2b/e2bfake/sdktest"
+want="$(cd "$sdktest" && "$node_bin" -p 'require("./package.json").dependencies.e2b')"
+have="$(cd "$sdktest" && "$node_bin" -p 'require("e2b/package.json").version' 2>/dev/null || true)"
+if [[ "$have" == "$want" && "$sdktest/node_modules/.package-lock.json" -nt "$sdktest/package-lock.json" ]]; then
+	echo "setup-node: e2b SDK already installed in $sdktest/node_modules"
+else
+	echo "setup-node: installing the e2b SDK (npm ci) in $sdktest"
+	(cd "$sdktest" && PATH="$(dirname "$node_bin"):$PATH" npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup-node: e2b $(cd "$sdktest" && "$node_bin" -p 'require("e2b/package.json").version')"

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+
+	"github.com/mcp-sandbox/mcp-sandbox/tools"
+)
+
+// setting is one configuration value: a flag mirrored by an environment
+// variable. Precedence: flag > environment > .env file > default.
+type setting struct {
+	flag, env, def, usage string
+	isBool                bool
+}
+
+var settings = []setting{
+	{flag: "http", env: "MCP_SANDBOX_HTTP", usage: "serve streamable HTTP at `ADDR`/mcp instead of stdio (e.g. 127.0.0.1:8080; a bare :PORT binds loopback)"},
+	{flag: "provider", env: "MCP_SANDBOX_PROVIDER", def: "local", usage: "default sandbox `provider`"},
+	{flag: "providers", env: "MCP_SANDBOX_PROVIDERS", usage: "comma-separated extra `providers` sandbox_create may choose (the default is always allowed)"},
+	{flag: "state-dir", env: "MCP_SANDBOX_STATE_DIR", usage: "`directory` for local sandboxes (default $XDG_STATE_HOME/mcp-sandbox or ~/.local/state/mcp-sandbox)"},
+	{flag: "keep-sandboxes", env: "MCP_SANDBOX_KEEP_SANDBOXES", def: "false", isBool: true, usage: "keep a session's sandboxes when the session ends"},
+	{flag: "max-sandboxes-per-session", env: "MCP_SANDBOX_MAX_SANDBOXES_PER_SESSION", def: "10", usage: "most sandboxes one session may hold, as a number `N` (0 = no limit)"},
+	{flag: "session-idle-timeout", env: "MCP_SANDBOX_SESSION_IDLE_TIMEOUT", def: "30m", usage: "HTTP sessions idle for this `duration` end and release their sandboxes"},
+	{flag: "command-timeout", env: "MCP_SANDBOX_COMMAND_TIMEOUT", def: "2m", usage: "run_command timeout, as a `duration`, when the call sets none"},
+	{flag: "max-command-timeout", env: "MCP_SANDBOX_MAX_COMMAND_TIMEOUT", def: "1h", usage: "largest timeout (a `duration`) a call may ask for"},
+	{flag: "max-output-bytes", env: "MCP_SANDBOX_MAX_OUTPUT_BYTES", def: "64KiB", usage: "run_command output kept per stream, as a `size` (head and tail)"},
+	{flag: "max-file-bytes", env: "MCP_SANDBOX_MAX_FILE_BYTES", def: "32MiB", usage: "largest file (a `size`) read_file opens and write_file accepts"},
+	{flag: "max-read-bytes", env: "MCP_SANDBOX_MAX_READ_BYTES", def: "256KiB", usage: "most text (a `size`) read_file returns in one call; the rest is paged with offset"},
+	{flag: "server-id", env: "MCP_SANDBOX_SERVER_ID", usage: "`id` labelled on every sandbox this server creates (default: the host name)"},
+	{flag: "log-level", env: "MCP_SANDBOX_LOG_LEVEL", def: "info", usage: "`level`: debug, info, warn or error"},
+	{flag: "log-format", env: "MCP_SANDBOX_LOG_FORMAT", def: "text", usage: "`format`: text (coloured on a terminal) or json"},
+	{flag: "env-file", env: "MCP_SANDBOX_ENV_FILE", def: ".env", usage: "read settings from this `file` if it exists"},
+}
+
+// Config is the parsed configuration.
+type Config struct {
+	HTTPAddr           string
+	Provider           string
+	ExtraProviders     []string
+	KeepSandboxes      bool
+	MaxSandboxes       int
+	SessionIdleTimeout time.Duration
+	Limits             tools.Limits
+	ServerID           string
+	LogLevel           slog.Level
+	LogJSON            bool
+	// Getenv looks a setting up by its environment name: the parsed
+	// settings, then the environment, then the .env file. Providers read
+	// their own variables (E2B_API_KEY, DOCKER_HOST, ...) through it.
+	Getenv func(string) string
+}
+
+// errHelp means --help was asked for and printed.
+var errHelp = errors.New("help requested")
+
+// loadConfig parses flags, the environment and the .env file. Every error
+// names the setting and what a valid value looks like.
+func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.Writer) (Config, error) {
+	flags := flag.NewFlagSet("mcp-sandbox", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	flagVals := map[string]*string{}
+	for _, s := range settings {
+		v := new(string)
+		flagVals[s.flag] = v
+		usage := s.usage + " [env " + s.env + "]"
+		if s.isBool {
+			flags.Var(boolFlag{v}, s.flag, usage)
+		} else {
+			flags.StringVar(v, s.flag, s.def, usage)
+		}
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(flags, stdout)
+			return Config{}, errHelp
+		}
+		return Config{}, fmt.Errorf("%v (run mcp-sandbox --help for the flags)", err)
+	}
+	if flags.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (run mcp-sandbox --help for the flags)", flags.Arg(0))
+	}
+	explicit := map[string]bool{}
+	flags.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+
+	// The .env file is the lowest layer; the environment always wins over it.
+	envFile := get(settingFor("env-file"), flagVals, explicit, lookupEnv, nil)
+	dotenv, err := godotenv.Read(envFile)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) || explicit["env-file"] || hasEnv(lookupEnv, "MCP_SANDBOX_ENV_FILE") {
+			return Config{}, fmt.Errorf("cannot read env file %q: %v (fix the file or point --env-file / MCP_SANDBOX_ENV_FILE elsewhere)", envFile, err)
+		}
+		dotenv = map[string]string{}
+	}
+	values := map[string]string{}
+	for _, s := range settings {
+		values[s.env] = get(s, flagVals, explicit, lookupEnv, dotenv)
+	}
+	getenv := func(key string) string {
+		if v, ok := values[key]; ok {
+			return v
+		}
+		if v, ok := lookupEnv(key); ok {
+			return v
+		}
+		return dotenv[key]
+	}
+
+	c := Config{Getenv: getenv, Limits: tools.DefaultLimits}
+	p := parser{values: values}
+	c.HTTPAddr = p.addr("http")
+	c.Provider = strings.TrimSpace(values["MCP_SANDBOX_PROVIDER"])
+	for _, name := range strings.Split(values["MCP_SANDBOX_PROVIDERS"], ",") {
+		if name = strings.TrimSpace(name); name != "" && name != c.Provider {
+			c.ExtraProviders = append(c.ExtraProviders, name)
+		}
+	}
+	c.KeepSandboxes = p.bool("keep-sandboxes")
+	c.MaxSandboxes = p.int("max-sandboxes-per-session", 0)
+	c.SessionIdleTimeout = p.duration("session-idle-timeout")
+	c.Limits.DefaultTimeout = p.duration("command-timeout")
+	c.Limits.MaxTimeout = p.duration("max-command-timeout")
+	c.Limits.MaxOutputBytes = int(p.size("max-output-bytes", 256))
+	fileBytes := p.size("max-file-bytes", 1)
+	c.Limits.MaxReadBytes, c.Limits.MaxWriteBytes = fileBytes, int(fileBytes)
+	c.Limits.MaxReturnBytes = int(p.size("max-read-bytes", 1024))
+	c.LogLevel = p.level("log-level")
+	c.LogJSON = p.oneOf("log-format", "text", "json") == "json"
+	c.ServerID = values["MCP_SANDBOX_SERVER_ID"]
+	if c.ServerID == "" {
+		c.ServerID, _ = os.Hostname()
+	}
+	if p.err == nil && c.Limits.DefaultTimeout > c.Limits.MaxTimeout {
+		p.fail(settingFor("command-timeout"), values["MCP_SANDBOX_COMMAND_TIMEOUT"], "must not exceed --max-command-timeout ("+c.Limits.MaxTimeout.String()+")")
+	}
+	return c, p.err
+}
+
+func hasEnv(lookupEnv func(string) (string, bool), key string) bool {
+	_, ok := lookupEnv(key)
+	return ok
+}
+
+func settingFor(flagName string) setting {
+	for _, s := range settings {
+		if s.flag == flagName {
+			return s
+		}
+	}
+	panic("no setting " + flagName)
+}
+
+func get(s setting, flagVals map[string]*string, explicit map[string]bool, lookupEnv func(string) (string, bool), dotenv map[string]string) string {
+	if explicit[s.flag] {
+		return *flagVals[s.flag]
+	}
+	if v, ok := lookupEnv(s.env); ok {
+		return v
+	}
+	if v, ok := dotenv[s.env]; ok {
+		return v
+	}
+	return s.def
+}
+
+func printHelp(flags *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, `mcp-sandbox: an MCP server that gives AI agents sandboxes.
+
+Usage:
+  mcp-sandbox [flags]                 serve MCP over stdio (attach it to an MCP client)
+  mcp-sandbox --http 127.0.0.1:8080   serve streamable HTTP at http://127.0.0.1:8080/mcp
+
+Every flag can also be set by the environment variable shown, or in a .env file.
+Precedence: flag > environment > .env file > default.
+
+Flags:
+`)
+	flags.SetOutput(w)
+	flags.PrintDefaults()
+	flags.SetOutput(io.Discard)
+}
+
+// boolFlag is a flag.Value that records "true"/"false" as text, so that
+// booleans go through the same precedence and validation as other settings.
+type boolFlag struct{ v *string }
+
+func (b boolFlag) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return *b.v
+}
+func (b boolFlag) Set(s string) error { *b.v = s; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
+
+// parser turns setting values into types, keeping the first error.
+type parser struct {
+	values map[string]string
+	err    error
+}
+
+func (p *parser) fail(s setting, v, want string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("invalid value %q for --%s (%s): %s", v, s.flag, s.env, want)
+	}
+}
+
+func (p *parser) raw(flagName string) (setting, string) {
+	s := settingFor(flagName)
+	return s, strings.TrimSpace(p.values[s.env])
+}
+
+func (p *parser) bool(name string) bool {
+	s, v := p.raw(name)
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(s, v, "use true or false")
+	}
+	return b
+}
+
+func (p *parser) int(name string, min int) int {
+	s, v := p.raw(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		p.fail(s, v, fmt.Sprintf("use a whole number of at least %d", min))
+	}
+	return n
+}
+
+func (p *parser) duration(name string) time.Duration {
+	s, v := p.raw(name)
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
+		return time.Duration(secs * float64(time.Second))
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(s, v, "use a positive duration such as 90s, 5m or 1h")
+	}
+	return d
+}
+
+// size parses bytes with an optional KiB/MiB/GiB (or K/M/G) suffix.
+func (p *parser) size(name string, min int64) int64 {
+	s, v := p.raw(name)
+	num, mult := strings.ToUpper(v), int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n*mult < min || n > (1<<62)/mult {
+		p.fail(s, v, fmt.Sprintf("use a size of at least %d bytes, such as 65536, 64KiB or 32MiB", min))
+	}
+	return n * mult
+}
+
+func (p *parser) level(name string) slog.Level {
+	s, v := p.raw(name)
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		p.fail(s, v, "use debug, info, warn or error")
+	}
+	return l
+}
+
+func (p *parser) oneOf(name string, choices ...string) string {
+	s, v := p.raw(name)
+	for _, c := range choices {
+		if strings.EqualFold(v, c) {
+			return c
+		}
+	}
+	p.fail(s, v, "use one of "+strings.Join(choices, ", "))
+	return choices[0]
+}
+
+// addr normalises the HTTP address; a missing host means loopback, never
+// every interface.
+func (p *parser) addr(name string) string {
+	s, v := p.raw(name)
+	if v == "" {
+		return ""
+	}
+	if _, err := strconv.Atoi(v); err == nil {
+		v = ":" + v
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.fail(s, v, "use HOST:PORT such as 127.0.0.1:8080")
+		return ""
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		p.fail(s, v, "the port must be a number from 0 to 65535")
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,229 @@
+// Command mcp-sandbox is an MCP server that gives AI agents sandboxes. It
+// serves MCP over stdio by default, or streamable HTTP with --http.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/local"
+	"github.com/mcp-sandbox/mcp-sandbox/session"
+	"github.com/mcp-sandbox/mcp-sandbox/tools"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is main with its inputs passed in; it returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, os.LookupEnv, stdout)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "mcp-sandbox:", err)
+		return 2
+	}
+	logger := newLogger(cfg, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	app, err := newApp(cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "mcp-sandbox:", err)
+		return 1
+	}
+	defer app.close()
+
+	if cfg.HTTPAddr != "" {
+		err = app.serveHTTP(ctx, cfg.HTTPAddr)
+	} else {
+		err = app.serveStdio(ctx, stdin, stdout)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("server stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger writes to stderr only: in stdio mode stdout carries the protocol.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	if cfg.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	}
+	return slog.New(tint.NewHandler(w, &tint.Options{Level: cfg.LogLevel, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// app is the wired server: providers, session manager and MCP server.
+type app struct {
+	cfg       Config
+	log       *slog.Logger
+	mcp       *server.MCPServer
+	sessions  *session.Manager
+	providers map[string]providers.Provider
+}
+
+const instructions = `mcp-sandbox runs shell commands and edits files in isolated sandboxes.
+Start with run_command: a sandbox is created on first use and reused by later calls that omit sandbox_id.
+Use write_file / edit_file / read_file / list_files for files; paths are relative to the sandbox workdir.
+Use sandbox_create only to pick a provider or image, or to work in several sandboxes at once.
+Sandboxes belong to this session and are destroyed when it ends.`
+
+func newApp(cfg Config, logger *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: logger, providers: map[string]providers.Provider{}}
+	for _, name := range append([]string{cfg.Provider}, cfg.ExtraProviders...) {
+		p, err := providers.Open(name, providers.Config{Getenv: cfg.Getenv, Logger: logger.With("provider", name)})
+		if err != nil {
+			a.close()
+			setting := "--provider / MCP_SANDBOX_PROVIDER"
+			if name != cfg.Provider {
+				setting = "--providers / MCP_SANDBOX_PROVIDERS"
+			}
+			return nil, fmt.Errorf("provider %q (%s): %w", name, setting, err)
+		}
+		a.providers[name] = p
+	}
+	mgr, err := session.New(session.Config{
+		Providers: a.providers, Default: cfg.Provider, ServerID: cfg.ServerID,
+		KeepSandboxes: cfg.KeepSandboxes, MaxSandboxes: cfg.MaxSandboxes, Logger: logger,
+	})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.sessions = mgr
+
+	hooks := &server.Hooks{}
+	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
+		logger.Debug("session started", "session", s.SessionID())
+	})
+	hooks.AddOnUnregisterSession(func(ctx context.Context, s server.ClientSession) {
+		// Sessions end on DELETE, idle expiry, stdio EOF and shutdown; the
+		// request's ctx may already be done, so cleanup gets its own.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		mgr.End(ctx, s.SessionID())
+	})
+	opts := []server.ServerOption{
+		server.WithToolCapabilities(false),
+		server.WithInstructions(instructions),
+		server.WithHooks(hooks),
+		server.WithRecovery(),
+	}
+	if cfg.LogLevel <= slog.LevelDebug {
+		opts = append(opts, server.WithLogger(logger)) // one line per request
+	}
+	a.mcp = server.NewMCPServer("mcp-sandbox", version, opts...)
+	tools.Register(a.mcp, mgr, cfg.Limits)
+	return a, nil
+}
+
+// close ends every session (destroying their sandboxes unless kept) and
+// releases the providers.
+func (a *app) close() {
+	if a.sessions != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		a.sessions.Close(ctx)
+		cancel()
+	}
+	for _, p := range a.providers {
+		p.Close()
+	}
+}
+
+func (a *app) serveStdio(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	s := server.NewStdioServer(a.mcp)
+	s.SetErrorLogger(log.New(&slogWriter{a.log}, "", 0))
+	a.log.Info("serving MCP over stdio", "provider", a.cfg.Provider, "version", version)
+	return s.Listen(ctx, stdin, stdout)
+}
+
+// httpHandler serves MCP at /mcp and liveness at /healthz. The returned
+// streamable server must be shut down to end its sessions.
+func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer) {
+	h := server.NewStreamableHTTPServer(a.mcp,
+		server.WithStateful(true), // unknown and deleted session IDs get 404
+		server.WithSessionIdleTTL(a.cfg.SessionIdleTimeout),
+		// The 2026-07-28 revision has no sessions; sandboxes are per session.
+		server.WithStreamableHTTPProtocolVersions(mcp.LegacyProtocolVersions()...),
+		server.WithStreamableHTTPLogger(a.log),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	return mux, h
+}
+
+func (a *app) serveHTTP(ctx context.Context, addr string) error {
+	handler, mcpHTTP := a.httpHandler()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w (choose another address with --http / MCP_SANDBOX_HTTP)", addr, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "provider", a.cfg.Provider, "version", version)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// End the MCP sessions first (their sandboxes go with them), then stop
+	// accepting connections and wait for in-flight requests.
+	mcpHTTP.Shutdown(sctx)
+	return srv.Shutdown(sctx)
+}
+
+// slogWriter forwards mcp-go's stdlib-log errors to slog.
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	w.log.Error(string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}

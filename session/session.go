@@ -1,0 +1,271 @@
+// Package session keeps each MCP session's sandbox handles: which sandboxes a
+// session owns, which one is its current sandbox, and what to destroy when
+// the session ends. A session sees and touches only its own sandboxes;
+// another session's sandbox ID reads as "not found", never "forbidden".
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+// Labels put on every sandbox, so a restarted server can tell its own
+// sandboxes and their owners apart from everything else on a backend.
+const (
+	LabelServer  = "mcp-sandbox.server"
+	LabelSession = "mcp-sandbox.session"
+)
+
+// ErrLimit is returned when a session already holds as many sandboxes as
+// allowed.
+var ErrLimit = errors.New("sandbox limit reached")
+
+// Handle names one sandbox: the provider that holds it and its ID there.
+type Handle struct {
+	Provider string
+	ID       string
+}
+
+// Config sets up a Manager.
+type Config struct {
+	// Providers are the backends sessions may use, by name.
+	Providers map[string]providers.Provider
+	// Default is the provider used when a call names none.
+	Default string
+	// ServerID labels every sandbox this server creates.
+	ServerID string
+	// KeepSandboxes leaves sandboxes running when their session ends.
+	KeepSandboxes bool
+	// MaxSandboxes caps the sandboxes one session may hold (0: no cap).
+	MaxSandboxes int
+	Logger       *slog.Logger
+}
+
+// Manager tracks sessions and their sandboxes. It is safe for concurrent use.
+type Manager struct {
+	cfg      Config
+	mu       sync.Mutex
+	sessions map[string]*state
+}
+
+type state struct {
+	mu        sync.Mutex // serialises create-on-first-use and destroy
+	sandboxes map[string]Handle
+	current   string
+	ended     bool // set by End; a call racing with the end creates nothing
+}
+
+// New returns a Manager. The default provider must be among cfg.Providers.
+func New(cfg Config) (*Manager, error) {
+	if _, ok := cfg.Providers[cfg.Default]; !ok {
+		return nil, fmt.Errorf("default provider %q is not configured", cfg.Default)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{cfg: cfg, sessions: map[string]*state{}}, nil
+}
+
+// ProviderNames lists the providers a session may choose from, sorted.
+func (m *Manager) ProviderNames() []string {
+	names := make([]string, 0, len(m.cfg.Providers))
+	for n := range m.cfg.Providers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DefaultProvider is the provider used when a call names none.
+func (m *Manager) DefaultProvider() string { return m.cfg.Default }
+
+func (m *Manager) session(id string) *state {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	if !ok {
+		s = &state{sandboxes: map[string]Handle{}}
+		m.sessions[id] = s
+	}
+	return s
+}
+
+// Provider returns a configured provider by name ("" for the default).
+func (m *Manager) Provider(name string) (providers.Provider, error) {
+	if name == "" {
+		name = m.cfg.Default
+	}
+	p, ok := m.cfg.Providers[name]
+	if !ok {
+		return nil, providers.Errorf(providers.ErrInvalidArgument,
+			"provider %q is not enabled on this server; choose one of: %s", name, strings.Join(m.ProviderNames(), ", "))
+	}
+	return p, nil
+}
+
+// Create makes a new sandbox owned by the session and makes it current.
+func (m *Manager) Create(ctx context.Context, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
+	s := m.session(sessionID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m.create(ctx, s, sessionID, provider, opts)
+}
+
+func (m *Manager) create(ctx context.Context, s *state, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
+	if s.ended {
+		return providers.Sandbox{}, providers.Errorf(providers.ErrNotFound, "this session has ended; start a new one")
+	}
+	p, err := m.Provider(provider)
+	if err != nil {
+		return providers.Sandbox{}, err
+	}
+	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
+		return providers.Sandbox{}, fmt.Errorf("%w: this session already has %d sandboxes (the limit); destroy one with sandbox_destroy first", ErrLimit, len(s.sandboxes))
+	}
+	labels := map[string]string{}
+	for k, v := range opts.Labels {
+		labels[k] = v
+	}
+	labels[LabelServer] = m.cfg.ServerID
+	labels[LabelSession] = sessionID
+	opts.Labels = labels
+	start := time.Now()
+	sb, err := p.Create(ctx, opts)
+	if err != nil {
+		return providers.Sandbox{}, err
+	}
+	s.sandboxes[sb.ID] = Handle{Provider: p.Name(), ID: sb.ID}
+	s.current = sb.ID
+	m.cfg.Logger.Info("sandbox created", "session", sessionID, "provider", p.Name(), "sandbox", sb.ID, "duration", time.Since(start))
+	return sb, nil
+}
+
+// Resolve finds the sandbox a call means: sandboxID if the session owns it,
+// else (when sandboxID is empty) the session's current sandbox, created on
+// first use with the default provider.
+func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (providers.Provider, string, error) {
+	s := m.session(sessionID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sandboxID == "" {
+		sandboxID = s.current
+		if sandboxID == "" {
+			sb, err := m.create(ctx, s, sessionID, "", providers.CreateOptions{})
+			if err != nil {
+				return nil, "", err
+			}
+			sandboxID = sb.ID
+		}
+	}
+	h, ok := s.sandboxes[sandboxID]
+	if !ok {
+		return nil, "", notFound(sandboxID)
+	}
+	return m.cfg.Providers[h.Provider], h.ID, nil
+}
+
+func notFound(id string) error {
+	return providers.Errorf(providers.ErrNotFound,
+		"sandbox %q not found in this session; call sandbox_list to see yours, or omit sandbox_id to use the current one", id)
+}
+
+// List describes the session's sandboxes, oldest first, and names the current one.
+func (m *Manager) List(ctx context.Context, sessionID string) ([]providers.Sandbox, string, error) {
+	s := m.session(sessionID)
+	s.mu.Lock()
+	handles := make([]Handle, 0, len(s.sandboxes))
+	for _, h := range s.sandboxes {
+		handles = append(handles, h)
+	}
+	current := s.current
+	s.mu.Unlock()
+	out := make([]providers.Sandbox, 0, len(handles))
+	for _, h := range handles {
+		sb, err := m.cfg.Providers[h.Provider].Get(ctx, h.ID)
+		if errors.Is(err, providers.ErrNotFound) {
+			m.forget(s, h.ID) // gone behind our back (expired, removed by hand)
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, sb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, current, nil
+}
+
+func (m *Manager) forget(s *state, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sandboxes, id)
+	if s.current == id {
+		s.current = ""
+	}
+}
+
+// Destroy destroys one of the session's sandboxes.
+func (m *Manager) Destroy(ctx context.Context, sessionID, sandboxID string) error {
+	s := m.session(sessionID)
+	s.mu.Lock()
+	h, ok := s.sandboxes[sandboxID]
+	s.mu.Unlock()
+	if !ok {
+		return notFound(sandboxID)
+	}
+	err := m.cfg.Providers[h.Provider].Destroy(ctx, h.ID)
+	if err != nil && !errors.Is(err, providers.ErrNotFound) {
+		return err
+	}
+	m.forget(s, sandboxID)
+	m.cfg.Logger.Info("sandbox destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+	return nil
+}
+
+// End forgets a session; its sandboxes are destroyed unless the manager
+// keeps them. It is safe to call for unknown sessions and more than once.
+func (m *Manager) End(ctx context.Context, sessionID string) {
+	m.mu.Lock()
+	s, ok := m.sessions[sessionID]
+	delete(m.sessions, sessionID)
+	m.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	for _, h := range s.sandboxes {
+		if m.cfg.KeepSandboxes {
+			m.cfg.Logger.Info("session ended; keeping sandbox", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+			continue
+		}
+		if err := m.cfg.Providers[h.Provider].Destroy(ctx, h.ID); err != nil && !errors.Is(err, providers.ErrNotFound) {
+			m.cfg.Logger.Error("session ended; sandbox not destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
+			continue
+		}
+		m.cfg.Logger.Info("session ended; sandbox destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+	}
+	s.sandboxes = map[string]Handle{}
+}
+
+// Close ends every session (at shutdown).
+func (m *Manager) Close(ctx context.Context) {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.sessions))
+	for id := range m.sessions {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.End(ctx, id)
+	}
+}

@@ -1,0 +1,350 @@
+package tools
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+const defaultReadLines = 2000
+
+type readFileArgs struct {
+	Path      string `json:"path" jsonschema_description:"File to read, relative to the sandbox workdir or absolute."`
+	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to read from. Omit to use the current sandbox."`
+	Offset    int    `json:"offset,omitempty" jsonschema:"minimum=1" jsonschema_description:"First line to return, 1-based. Default 1."`
+	Limit     int    `json:"limit,omitempty" jsonschema:"minimum=1" jsonschema_description:"How many lines to return. Default 2000."`
+}
+
+// ReadFileResult is what read_file returns.
+type ReadFileResult struct {
+	Path       string `json:"path"`
+	Size       int64  `json:"size" jsonschema_description:"File size in bytes."`
+	Encoding   string `json:"encoding" jsonschema:"enum=utf-8,enum=base64" jsonschema_description:"utf-8: content is text. base64: the file is binary and content is its base64 encoding."`
+	MimeType   string `json:"mime_type"`
+	Content    string `json:"content"`
+	TotalLines int    `json:"total_lines,omitempty" jsonschema_description:"Lines in the whole file (text only)."`
+	StartLine  int    `json:"start_line,omitempty" jsonschema_description:"First line returned, 1-based (text only)."`
+	EndLine    int    `json:"end_line,omitempty" jsonschema_description:"Last line returned (text only)."`
+	Truncated  bool   `json:"truncated" jsonschema_description:"True when lines after end_line exist: read again with offset=end_line+1."`
+}
+
+func (h *handlers) readFile() server.ServerTool {
+	tool := newTool("read_file", "Read file",
+		"Read a file from a sandbox. Text comes back as UTF-8 lines (offset and limit page through large files; "+
+			"total_lines says how many there are); binary files come back base64-encoded with encoding \"base64\"; "+
+			"images also come back as image content you can see. "+
+			fmt.Sprintf("Files over %d bytes cannot be read whole: use run_command with head, tail, sed -n or grep.", h.lim.MaxReadBytes),
+		readFileArgs{}, ReadFileResult{},
+		mcp.ToolAnnotation{ReadOnlyHint: ptr(true), DestructiveHint: ptr(false), IdempotentHint: ptr(true), OpenWorldHint: ptr(false)})
+	return server.ServerTool{Tool: tool, Handler: typed(h.handleReadFile)}
+}
+
+func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArgs) (*mcp.CallToolResult, error) {
+	if a.Path == "" {
+		return nil, invalid("path is required")
+	}
+	if a.Offset < 0 || a.Limit < 0 {
+		return nil, invalid("offset and limit must be positive line numbers")
+	}
+	p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
+	if err != nil {
+		return nil, err
+	}
+	data, size, err := h.readWhole(ctx, p, id, a.Path)
+	if err != nil {
+		return nil, err
+	}
+	out := ReadFileResult{Path: a.Path, Size: size, MimeType: http.DetectContentType(data)}
+	if !isText(data) {
+		if len(data) > h.lim.MaxReturnBytes {
+			return nil, invalid("%s is a %d-byte binary file (%s), over the %d bytes read_file returns; inspect it with run_command (file, xxd | head, ...)", a.Path, size, out.MimeType, h.lim.MaxReturnBytes)
+		}
+		out.Encoding, out.Content = "base64", base64.StdEncoding.EncodeToString(data)
+		text := fmt.Sprintf("%s: %d bytes of binary data (%s), base64-encoded in structured content.", a.Path, size, out.MimeType)
+		if strings.HasPrefix(out.MimeType, "image/") {
+			return result(out, text, mcp.NewImageContent(out.Content, out.MimeType)), nil
+		}
+		return result(out, text+"\n"+out.Content), nil
+	}
+	out.Encoding = "utf-8"
+	lines := splitLines(string(data))
+	out.TotalLines = len(lines)
+	start := max(a.Offset, 1)
+	limit := a.Limit
+	if limit == 0 {
+		limit = defaultReadLines
+	}
+	if start > len(lines) && !(start == 1 && len(lines) == 0) {
+		return nil, invalid("offset %d is past the end of %s, which has %d lines", start, a.Path, len(lines))
+	}
+	var b strings.Builder
+	end := start - 1
+	for i := start - 1; i < len(lines) && i < start-1+limit; i++ {
+		if b.Len()+len(lines[i]) > h.lim.MaxReturnBytes && end >= start {
+			break // keep the result inside the byte budget; the caller pages on
+		}
+		b.WriteString(lines[i])
+		end = i + 1
+	}
+	out.Content = b.String()
+	out.Truncated = end < len(lines)
+	if len(lines) > 0 {
+		out.StartLine, out.EndLine = start, end
+	}
+	text := out.Content
+	if out.Truncated {
+		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with offset=%d]", start, end, len(lines), end+1)
+	}
+	return result(out, text), nil
+}
+
+// readWhole reads a file up to the size cap.
+func (h *handlers) readWhole(ctx context.Context, p providers.Provider, id, path string) ([]byte, int64, error) {
+	rc, fi, err := p.ReadFile(ctx, id, path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rc.Close()
+	if fi.Size > h.lim.MaxReadBytes {
+		return nil, 0, invalid("%s is %d bytes, over the %d-byte read limit; use run_command with head, tail, sed -n or grep", path, fi.Size, h.lim.MaxReadBytes)
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, h.lim.MaxReadBytes+1))
+	if err != nil {
+		return nil, 0, providers.Errorf(providers.ErrUnavailable, "read %s: %w", path, err)
+	}
+	if int64(len(data)) > h.lim.MaxReadBytes {
+		return nil, 0, invalid("%s grew past the %d-byte read limit while being read", path, h.lim.MaxReadBytes)
+	}
+	return data, int64(len(data)), nil
+}
+
+// isText: valid UTF-8 without NUL bytes.
+func isText(b []byte) bool {
+	return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0
+}
+
+// splitLines keeps each line's newline, so joining lines gives the file back.
+func splitLines(s string) []string {
+	var lines []string
+	for len(s) > 0 {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			lines = append(lines, s)
+			break
+		}
+		lines = append(lines, s[:i+1])
+		s = s[i+1:]
+	}
+	return lines
+}
+
+type writeFileArgs struct {
+	Path      string `json:"path" jsonschema_description:"File to write, relative to the sandbox workdir or absolute. Missing parent directories are created."`
+	Content   string `json:"content" jsonschema_description:"The whole new content of the file."`
+	Encoding  string `json:"encoding,omitempty" jsonschema:"enum=utf-8,enum=base64" jsonschema_description:"utf-8 (default) or base64 for binary content."`
+	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to write to. Omit to use the current sandbox."`
+}
+
+type writeFileResult struct {
+	Path         string `json:"path"`
+	BytesWritten int    `json:"bytes_written"`
+	Created      bool   `json:"created" jsonschema_description:"True when the file did not exist before."`
+}
+
+func (h *handlers) writeFile() server.ServerTool {
+	tool := newTool("write_file", "Write file",
+		"Create or overwrite a file in a sandbox with the given content (atomically: readers never see half a file). "+
+			"Parent directories are created. An existing file keeps its permissions. Use edit_file to change part of a file.",
+		writeFileArgs{}, writeFileResult{},
+		mcp.ToolAnnotation{ReadOnlyHint: ptr(false), DestructiveHint: ptr(true), IdempotentHint: ptr(true), OpenWorldHint: ptr(false)})
+	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a writeFileArgs) (*mcp.CallToolResult, error) {
+		if a.Path == "" {
+			return nil, invalid("path is required")
+		}
+		var data []byte
+		switch a.Encoding {
+		case "", "utf-8", "utf8":
+			data = []byte(a.Content)
+		case "base64":
+			d, err := base64.StdEncoding.DecodeString(a.Content)
+			if err != nil {
+				return nil, invalid("content is not valid base64 (%v); send standard base64 with padding, or encoding utf-8 for text", err)
+			}
+			data = d
+		default:
+			return nil, invalid("encoding %q is not supported; use utf-8 or base64", a.Encoding)
+		}
+		if len(data) > h.lim.MaxWriteBytes {
+			return nil, invalid("content is %d bytes, over the %d-byte write limit", len(data), h.lim.MaxWriteBytes)
+		}
+		p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
+		if err != nil {
+			return nil, err
+		}
+		_, statErr := p.Stat(ctx, id, a.Path)
+		if err := p.WriteFile(ctx, id, a.Path, data, 0); err != nil {
+			return nil, err
+		}
+		out := writeFileResult{Path: a.Path, BytesWritten: len(data), Created: statErr != nil}
+		return result(out, fmt.Sprintf("Wrote %d bytes to %s.", len(data), a.Path)), nil
+	})}
+}
+
+type editFileArgs struct {
+	Path       string `json:"path" jsonschema_description:"File to edit, relative to the sandbox workdir or absolute."`
+	OldString  string `json:"old_string" jsonschema_description:"Exact text to replace, including whitespace and indentation. Must match exactly once unless replace_all is true."`
+	NewString  string `json:"new_string" jsonschema_description:"Text to put in its place."`
+	ReplaceAll bool   `json:"replace_all,omitempty" jsonschema_description:"Replace every occurrence instead of requiring exactly one."`
+	SandboxID  string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox holding the file. Omit to use the current sandbox."`
+}
+
+type editFileResult struct {
+	Path         string `json:"path"`
+	Replacements int    `json:"replacements"`
+	Diff         string `json:"diff" jsonschema_description:"Unified diff of the change."`
+}
+
+func (h *handlers) editFile() server.ServerTool {
+	tool := newTool("edit_file", "Edit file",
+		"Replace exact text in a text file and return a unified diff of the change. old_string must match exactly once "+
+			"(include surrounding lines to make it unique), or set replace_all to change every occurrence. "+
+			"No match, or several without replace_all, is an error that leaves the file unchanged.",
+		editFileArgs{}, editFileResult{},
+		mcp.ToolAnnotation{ReadOnlyHint: ptr(false), DestructiveHint: ptr(true), IdempotentHint: ptr(false), OpenWorldHint: ptr(false)})
+	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a editFileArgs) (*mcp.CallToolResult, error) {
+		if a.Path == "" {
+			return nil, invalid("path is required")
+		}
+		if a.OldString == "" {
+			return nil, invalid("old_string is empty; to write a whole file use write_file")
+		}
+		if a.OldString == a.NewString {
+			return nil, invalid("old_string and new_string are the same; nothing to change")
+		}
+		p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
+		if err != nil {
+			return nil, err
+		}
+		data, _, err := h.readWhole(ctx, p, id, a.Path)
+		if err != nil {
+			return nil, err
+		}
+		if !isText(data) {
+			return nil, invalid("%s is not a UTF-8 text file; edit_file only edits text", a.Path)
+		}
+		old := string(data)
+		at := matchOffsets(old, a.OldString)
+		switch {
+		case len(at) == 0:
+			return nil, invalid("old_string was not found in %s; read the file again and copy the text exactly, including whitespace", a.Path)
+		case len(at) > 1 && !a.ReplaceAll:
+			return nil, invalid("old_string matches %d times in %s (at lines %s); include more surrounding text to make it unique, or set replace_all", len(at), a.Path, lineList(old, at))
+		}
+		updated := strings.ReplaceAll(old, a.OldString, a.NewString)
+		if err := p.WriteFile(ctx, id, a.Path, []byte(updated), 0); err != nil {
+			return nil, err
+		}
+		diff := unifiedDiff(a.Path, old, at, len(a.OldString), a.NewString)
+		out := editFileResult{Path: a.Path, Replacements: len(at), Diff: diff}
+		return result(out, diff), nil
+	})}
+}
+
+// matchOffsets finds non-overlapping occurrences, as strings.ReplaceAll does.
+func matchOffsets(s, sub string) []int {
+	var at []int
+	for i := 0; ; {
+		j := strings.Index(s[i:], sub)
+		if j < 0 {
+			return at
+		}
+		at = append(at, i+j)
+		i += j + len(sub)
+	}
+}
+
+func lineList(s string, at []int) string {
+	var parts []string
+	for i, off := range at {
+		if i == 10 {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, fmt.Sprint(strings.Count(s[:off], "\n")+1))
+	}
+	return strings.Join(parts, ", ")
+}
+
+type listFilesArgs struct {
+	Path      string `json:"path,omitempty" jsonschema_description:"Directory to list, relative to the sandbox workdir or absolute. Default: the workdir."`
+	Depth     int    `json:"depth,omitempty" jsonschema:"minimum=1,maximum=10" jsonschema_description:"How many levels to descend (1 = direct children). Default 1."`
+	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to list. Omit to use the current sandbox."`
+}
+
+// FileEntry is one listed path.
+type FileEntry struct {
+	Path    string    `json:"path" jsonschema_description:"Relative to the listed directory."`
+	Type    string    `json:"type" jsonschema:"enum=file,enum=dir,enum=symlink,enum=other"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+}
+
+type listFilesResult struct {
+	Path      string      `json:"path"`
+	Entries   []FileEntry `json:"entries"`
+	Truncated bool        `json:"truncated" jsonschema_description:"True when more entries exist than were returned: list a subdirectory or use a smaller depth."`
+}
+
+func (h *handlers) listFiles() server.ServerTool {
+	tool := newTool("list_files", "List files",
+		fmt.Sprintf("List a directory in a sandbox: each entry's path, type (file, dir, symlink, other), size and modification time, in path order. "+
+			"depth descends into subdirectories. At most %d entries are returned; truncated says when there were more.", h.lim.MaxListEntries),
+		listFilesArgs{}, listFilesResult{},
+		mcp.ToolAnnotation{ReadOnlyHint: ptr(true), DestructiveHint: ptr(false), IdempotentHint: ptr(true), OpenWorldHint: ptr(false)})
+	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a listFilesArgs) (*mcp.CallToolResult, error) {
+		if a.Depth < 0 || a.Depth > 10 {
+			return nil, invalid("depth must be between 1 and 10, got %d", a.Depth)
+		}
+		depth := max(a.Depth, 1)
+		path := a.Path
+		if path == "" {
+			path = "."
+		}
+		p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
+		if err != nil {
+			return nil, err
+		}
+		ents, truncated, err := p.ListFiles(ctx, id, path, depth, h.lim.MaxListEntries)
+		if err != nil {
+			return nil, err
+		}
+		out := listFilesResult{Path: path, Entries: make([]FileEntry, 0, len(ents)), Truncated: truncated}
+		var b strings.Builder
+		for _, e := range ents {
+			out.Entries = append(out.Entries, FileEntry{Path: e.Path, Type: string(e.Type), Size: e.Size, ModTime: e.ModTime})
+			name := e.Path
+			if e.Type == providers.TypeDir {
+				name += "/"
+			}
+			fmt.Fprintf(&b, "%-7s %10d  %s  %s\n", e.Type, e.Size, e.ModTime.Format("2006-01-02 15:04"), name)
+		}
+		if len(ents) == 0 {
+			b.WriteString("(empty directory)\n")
+		}
+		if truncated {
+			fmt.Fprintf(&b, "[truncated at %d entries; list a subdirectory or lower depth]\n", len(ents))
+		}
+		return result(out, strings.TrimSuffix(b.String(), "\n")), nil
+	})}
+}

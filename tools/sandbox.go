@@ -1,0 +1,115 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+type sandboxCreateArgs struct {
+	Provider string            `json:"provider,omitempty" jsonschema_description:"Which provider to create the sandbox on. Omit to use the server's default; sandbox_list shows which are enabled."`
+	Name     string            `json:"name,omitempty" jsonschema_description:"A label for the sandbox, shown by sandbox_list."`
+	Image    string            `json:"image,omitempty" jsonschema_description:"Provider-specific image or template (e.g. a Docker image). Omit for the provider's default."`
+	Env      map[string]string `json:"env,omitempty" jsonschema_description:"Environment variables set for every command run in this sandbox."`
+}
+
+// SandboxInfo describes one sandbox in results.
+type SandboxInfo struct {
+	SandboxID string    `json:"sandbox_id" jsonschema_description:"Pass this as sandbox_id to address this sandbox."`
+	Provider  string    `json:"provider"`
+	Name      string    `json:"name,omitempty"`
+	Image     string    `json:"image,omitempty"`
+	Workdir   string    `json:"workdir" jsonschema_description:"Directory where commands start and relative paths resolve."`
+	CreatedAt time.Time `json:"created_at"`
+	Current   bool      `json:"current" jsonschema_description:"True for the sandbox used when a call omits sandbox_id."`
+}
+
+func info(sb providers.Sandbox, current string) SandboxInfo {
+	return SandboxInfo{SandboxID: sb.ID, Provider: sb.Provider, Name: sb.Name, Image: sb.Image, Workdir: sb.Workdir, CreatedAt: sb.CreatedAt, Current: sb.ID == current}
+}
+
+func (h *handlers) sandboxCreate() server.ServerTool {
+	tool := newTool("sandbox_create", "Create sandbox",
+		"Create a new, empty sandbox and make it this session's current sandbox. "+
+			"You rarely need this: every other tool creates a sandbox on first use when sandbox_id is omitted. "+
+			"Create one explicitly to pick a provider or image, to set environment variables for all commands, "+
+			"or to work in several isolated sandboxes at once. Sandboxes are destroyed when the session ends.",
+		sandboxCreateArgs{}, SandboxInfo{},
+		mcp.ToolAnnotation{ReadOnlyHint: ptr(false), DestructiveHint: ptr(false), IdempotentHint: ptr(false), OpenWorldHint: ptr(false)})
+	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
+		sb, err := h.m.Create(ctx, sid, a.Provider, providers.CreateOptions{Name: a.Name, Image: a.Image, Env: a.Env})
+		if err != nil {
+			return nil, err
+		}
+		out := info(sb, sb.ID)
+		return result(out, fmt.Sprintf("Created sandbox %s (provider %s, workdir %s). It is now the current sandbox.", sb.ID, sb.Provider, sb.Workdir)), nil
+	})}
+}
+
+type sandboxListArgs struct{}
+
+type sandboxListResult struct {
+	Sandboxes        []SandboxInfo `json:"sandboxes"`
+	CurrentSandboxID string        `json:"current_sandbox_id,omitempty"`
+	Providers        []string      `json:"providers" jsonschema_description:"Providers enabled on this server."`
+	DefaultProvider  string        `json:"default_provider"`
+}
+
+func (h *handlers) sandboxList() server.ServerTool {
+	tool := newTool("sandbox_list", "List sandboxes",
+		"List this session's sandboxes (oldest first), which one is current, and which providers can be used with sandbox_create.",
+		sandboxListArgs{}, sandboxListResult{},
+		mcp.ToolAnnotation{ReadOnlyHint: ptr(true), DestructiveHint: ptr(false), IdempotentHint: ptr(true), OpenWorldHint: ptr(false)})
+	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
+		sbs, current, err := h.m.List(ctx, sid)
+		if err != nil {
+			return nil, err
+		}
+		out := sandboxListResult{Sandboxes: []SandboxInfo{}, CurrentSandboxID: current, Providers: h.m.ProviderNames(), DefaultProvider: h.m.DefaultProvider()}
+		var b strings.Builder
+		if len(sbs) == 0 {
+			b.WriteString("No sandboxes yet; one is created on first use.\n")
+		}
+		for _, sb := range sbs {
+			out.Sandboxes = append(out.Sandboxes, info(sb, current))
+			mark := " "
+			if sb.ID == current {
+				mark = "*"
+			}
+			fmt.Fprintf(&b, "%s %s  %-8s %s %s\n", mark, sb.ID, sb.Provider, sb.Workdir, sb.Name)
+		}
+		fmt.Fprintf(&b, "Providers: %s (default %s)", strings.Join(out.Providers, ", "), out.DefaultProvider)
+		return result(out, b.String()), nil
+	})}
+}
+
+type sandboxDestroyArgs struct {
+	SandboxID string `json:"sandbox_id" jsonschema_description:"The sandbox to destroy, as returned by sandbox_create or sandbox_list."`
+}
+
+type sandboxDestroyResult struct {
+	SandboxID string `json:"sandbox_id"`
+	Destroyed bool   `json:"destroyed"`
+}
+
+func (h *handlers) sandboxDestroy() server.ServerTool {
+	tool := newTool("sandbox_destroy", "Destroy sandbox",
+		"Destroy one of this session's sandboxes: its processes are killed and its files deleted. This cannot be undone.",
+		sandboxDestroyArgs{}, sandboxDestroyResult{},
+		mcp.ToolAnnotation{ReadOnlyHint: ptr(false), DestructiveHint: ptr(true), IdempotentHint: ptr(true), OpenWorldHint: ptr(false)})
+	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
+		if a.SandboxID == "" {
+			return nil, invalid("sandbox_id is required; call sandbox_list to see this session's sandboxes")
+		}
+		if err := h.m.Destroy(ctx, sid, a.SandboxID); err != nil {
+			return nil, err
+		}
+		return result(sandboxDestroyResult{SandboxID: a.SandboxID, Destroyed: true}, "Destroyed sandbox "+a.SandboxID+"."), nil
+	})}
+}

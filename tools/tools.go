@@ -1,0 +1,196 @@
+// Package tools is the MCP surface of mcp-sandbox: one file per tool family,
+// typed arguments and results reflected into JSON Schema, and handlers that
+// go through the session manager (ownership, current sandbox) to a provider.
+package tools
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/invopop/jsonschema"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/session"
+)
+
+// Limits bound what one call may return or accept.
+type Limits struct {
+	// MaxOutputBytes caps each of stdout and stderr in a run_command result.
+	MaxOutputBytes int
+	// MaxReadBytes caps the size of a file read_file will open.
+	MaxReadBytes int64
+	// MaxReturnBytes caps the text read_file returns in one call.
+	MaxReturnBytes int
+	// MaxWriteBytes caps the content write_file accepts.
+	MaxWriteBytes int
+	// MaxListEntries caps list_files.
+	MaxListEntries int
+	// DefaultTimeout and MaxTimeout bound run_command.
+	DefaultTimeout, MaxTimeout time.Duration
+}
+
+// DefaultLimits are sized for a model's context window.
+var DefaultLimits = Limits{
+	MaxOutputBytes: 64 << 10,
+	MaxReadBytes:   32 << 20,
+	MaxReturnBytes: 256 << 10,
+	MaxWriteBytes:  32 << 20,
+	MaxListEntries: 1000,
+	DefaultTimeout: 120 * time.Second,
+	MaxTimeout:     time.Hour,
+}
+
+// Register adds every sandbox tool to s.
+func Register(s *server.MCPServer, m *session.Manager, lim Limits) {
+	h := &handlers{m: m, lim: lim}
+	s.AddTools(
+		h.sandboxCreate(), h.sandboxList(), h.sandboxDestroy(),
+		h.runCommand(),
+		h.readFile(), h.writeFile(), h.editFile(), h.listFiles(),
+	)
+}
+
+type handlers struct {
+	m   *session.Manager
+	lim Limits
+}
+
+// sessionID names the MCP session a call belongs to.
+func sessionID(ctx context.Context) string {
+	if cs := server.ClientSessionFromContext(ctx); cs != nil {
+		return cs.SessionID()
+	}
+	return ""
+}
+
+// schema reflects a Go type into an inline JSON Schema object.
+func schema(v any) json.RawMessage {
+	r := &jsonschema.Reflector{DoNotReference: true, ExpandedStruct: true}
+	s := r.ReflectFromType(reflect.TypeOf(v))
+	s.Version, s.ID = "", ""
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("tools: schema for %T: %v", v, err))
+	}
+	return b
+}
+
+// newTool builds a tool from typed args and result. NewTool pre-fills an
+// input schema that would clash with the raw one, so it is cleared here.
+func newTool(name, title, desc string, args, result any, ann mcp.ToolAnnotation) mcp.Tool {
+	t := mcp.NewTool(name, mcp.WithDescription(desc), mcp.WithToolAnnotation(ann))
+	t.Title = title
+	t.Annotations.Title = title
+	t.InputSchema = mcp.ToolInputSchema{}
+	t.RawInputSchema = schema(args)
+	t.RawOutputSchema = schema(result)
+	return t
+}
+
+// typed binds arguments into A and maps errors to isError results; a
+// handler returns its result, a text rendering and extra content.
+func typed[A any](fn func(ctx context.Context, sid string, args A) (*mcp.CallToolResult, error)) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		var args A
+		if err := bind(req, &args); err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		res, err := fn(ctx, sessionID(ctx), args)
+		if err != nil {
+			return errorResult(err), nil
+		}
+		return res, nil
+	}
+}
+
+// bind decodes the call's arguments strictly: a misspelt or unknown
+// argument is an error the model can correct, not something silently ignored.
+func bind(req mcp.CallToolRequest, v any) error {
+	raw, err := json.Marshal(req.Params.Arguments)
+	if err != nil {
+		return fmt.Errorf("arguments could not be read: %v", err)
+	}
+	if string(raw) == "null" {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &typeErr):
+		return fmt.Errorf("argument %q must be %s, not a JSON %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return fmt.Errorf("unknown argument %s; the arguments this tool takes are: %s", name, strings.Join(fieldNames(v), ", "))
+	}
+	return fmt.Errorf("arguments are not valid: %v", err)
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "an integer"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
+	case reflect.Map:
+		return "an object of string values"
+	case reflect.Slice:
+		return "an array"
+	}
+	return "a " + t.Kind().String()
+}
+
+func fieldNames(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// result pairs structured content with a text rendering for clients that
+// show only text.
+func result(structured any, text string, extra ...mcp.Content) *mcp.CallToolResult {
+	return &mcp.CallToolResult{
+		Content:           append([]mcp.Content{mcp.NewTextContent(text)}, extra...),
+		StructuredContent: structured,
+	}
+}
+
+// errorResult words a failure so the model can act on it.
+func errorResult(err error) *mcp.CallToolResult {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, context.Canceled):
+		msg = "the call was cancelled"
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "the call timed out: " + msg
+	case errors.Is(err, providers.ErrUnavailable):
+		msg = "the sandbox provider failed: " + msg + " (this may be temporary; retry, or create a new sandbox)"
+	}
+	return mcp.NewToolResultError(msg)
+}
+
+func invalid(format string, args ...any) error {
+	return providers.Errorf(providers.ErrInvalidArgument, format, args...)
+}
+
+func ptr[T any](v T) *T { return &v }
