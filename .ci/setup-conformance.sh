@@ -5,16 +5,18 @@
 # @modelcontextprotocol/sdk). Idempotent; safe to run again.
 #
 # Where things end up (the tests look there by themselves; nothing to export):
-#   Node 22   /opt/mcp-sandbox-node/node_modules/node/bin/node
-#             (only installed when the `node` on PATH is older than 22.19;
-#             the same prefix that .ci/setup-node.sh uses)
+#   Node 22   /opt/mcp-sandbox/node22/node_modules/node/bin/node, the same
+#             prefix, version and NODE file as .ci/setup-node.sh (override the
+#             prefix with MCP_SANDBOX_NODE_PREFIX); skipped when MCP_SANDBOX_NODE
+#             or the `node` on PATH is already >= 22.19
 #   packages  cmd/mcp-sandbox/testdata/js/node_modules  (git-ignored)
 # Overrides the tests honour: MCP_SANDBOX_NODE (a node >= 22.19 binary) and
 # MCP_SANDBOX_JS_MODULES (a node_modules directory holding the packages).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-prefix=/opt/mcp-sandbox-node
+prefix=${MCP_SANDBOX_NODE_PREFIX:-/opt/mcp-sandbox/node22}
+node_version=22.23.3
 node22=$prefix/node_modules/node/bin/node
 jsdir=$repo/cmd/mcp-sandbox/testdata/js
 
@@ -31,15 +33,21 @@ else
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 
-if command -v node >/dev/null && node_ok "$(command -v node)"; then
+if [[ -n ${MCP_SANDBOX_NODE:-} ]] && node_ok "$MCP_SANDBOX_NODE"; then
+	node=$MCP_SANDBOX_NODE
+	echo "setup-conformance: using MCP_SANDBOX_NODE=$node ($("$node" --version))"
+elif command -v node >/dev/null && node_ok "$(command -v node)"; then
 	node=$(command -v node)
 	echo "setup-conformance: using $node ($("$node" --version))"
 elif [[ -x $node22 ]] && node_ok "$node22"; then
 	node=$node22
 	echo "setup-conformance: using $node ($("$node" --version)), already installed"
 else
-	echo "setup-conformance: node on PATH is $(node --version 2>/dev/null || echo missing); installing node@22 into $prefix"
-	npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error node@22
+	echo "setup-conformance: node on PATH is $(node --version 2>/dev/null || echo missing); installing node@$node_version into $prefix"
+	mkdir -p "$prefix"
+	[[ -f $prefix/package.json ]] || echo '{"name":"mcp-sandbox-node22","private":true}' >"$prefix/package.json"
+	npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "node@$node_version"
+	echo "$node22" >"$prefix/NODE"
 	node=$node22
 	node_ok "$node" || { echo "setup-conformance: $node is not Node >= 22.19" >&2; exit 1; }
 	echo "setup-conformance: installed $node ($("$node" --version))"
