@@ -125,14 +125,14 @@ func (g *Guard) serveHealth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use GET", http.StatusMethodNotAllowed)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if g.draining.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, `{"status":"shutting down"}`+"\n")
+		io.WriteString(w, "shutting down\n")
 		return
 	}
-	io.WriteString(w, `{"status":"ok"}`+"\n")
+	io.WriteString(w, "ok\n")
 }
 
 // authorized checks the bearer token in constant time (over fixed-length
