@@ -345,19 +345,27 @@ func TestBadConfigExitsWithOneClearLine(t *testing.T) {
 		{[]string{"--env-file", "/nonexistent/.env"}, nil, `cannot read env file "/nonexistent/.env"`},
 	}
 	for _, tc := range cases {
-		cmd := exec.Command(binary, tc.args...)
-		cmd.Env = append([]string{"HOME=" + t.TempDir()}, tc.env...)
-		cmd.Dir = t.TempDir()
-		out, err := cmd.CombinedOutput()
+		out, err := execBinary(t, tc.env, tc.args...)
 		if err == nil {
 			t.Errorf("%v %v: exited 0", tc.args, tc.env)
 			continue
 		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
 			t.Errorf("%v %v: want one line containing %q, got:\n%s", tc.args, tc.env, tc.want, out)
 		}
 	}
+}
+
+// execBinary runs the server with only the given environment and a fresh
+// HOME and working directory, and returns what it printed.
+func execBinary(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append([]string{"HOME=" + t.TempDir()}, env...)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func TestConfigPrecedence(t *testing.T) {
