@@ -3,6 +3,7 @@ package providers
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Error kinds. Drivers wrap them (Errorf) so callers can test with errors.Is
@@ -23,8 +24,10 @@ type Error struct {
 	Err  error // optional cause
 }
 
+// Error is the message, with the cause appended unless the message already
+// carries it (as one built by Errorf with %w does).
 func (e *Error) Error() string {
-	if e.Err != nil {
+	if e.Err != nil && !strings.Contains(e.Msg, e.Err.Error()) {
 		return e.Msg + ": " + e.Err.Error()
 	}
 	return e.Msg

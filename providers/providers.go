@@ -149,3 +149,17 @@ func (cs Capabilities) Has(c Capability) bool {
 	}
 	return false
 }
+
+// LabelSession is the label key under which the session manager records the
+// MCP session that owns a sandbox (CreateOptions.Labels). Drivers that reap
+// orphans (Reaper) read it to ask whether the owner is still alive.
+const LabelSession = "session"
+
+// Reaper is implemented by drivers whose sandboxes can outlive the server
+// that created them (a container keeps running after a crash). Reap removes
+// the sandboxes this server created that are past their expiry and whose
+// owning session (the LabelSession label) is not live, and returns their IDs.
+// The server calls it at start-up and then on a timer.
+type Reaper interface {
+	Reap(ctx context.Context, live func(sessionID string) bool) (removed []string, err error)
+}

@@ -14,15 +14,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
 
-// Labels put on every sandbox, so a restarted server can tell its own
-// sandboxes and their owners apart from everything else on a backend.
-const (
-	LabelServer  = "mcp-sandbox.server"
-	LabelSession = "mcp-sandbox.session"
-)
+// LabelServer is put on every sandbox beside providers.LabelSession, so
+// sandboxes on a shared backend can be told apart by server.
+const LabelServer = "server"
 
 // ErrLimit is returned when a session already holds as many sandboxes as
 // allowed.
@@ -52,6 +51,7 @@ type Config struct {
 // Manager tracks sessions and their sandboxes. It is safe for concurrent use.
 type Manager struct {
 	cfg      Config
+	instance string // tells this process's sessions from others' ("stdio" is everyone's)
 	mu       sync.Mutex
 	sessions map[string]*state
 }
@@ -71,7 +71,27 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, sessions: map[string]*state{}}, nil
+	return &Manager{cfg: cfg, instance: uuid.NewString(), sessions: map[string]*state{}}, nil
+}
+
+// Owner is the value of the providers.LabelSession label on the session's
+// sandboxes: unique across server processes, so one server's reaper never
+// mistakes another's live session for its own.
+func (m *Manager) Owner(sessionID string) string {
+	return sessionID + "@" + m.instance
+}
+
+// IsLive reports whether an owner label names a live session of this
+// manager; pass it to providers.Reaper.
+func (m *Manager) IsLive(owner string) bool {
+	id, instance, ok := strings.Cut(owner, "@")
+	if !ok || instance != m.instance {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	return ok && !s.ended
 }
 
 // ProviderNames lists the providers a session may choose from, sorted.
@@ -135,7 +155,7 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 		labels[k] = v
 	}
 	labels[LabelServer] = m.cfg.ServerID
-	labels[LabelSession] = sessionID
+	labels[providers.LabelSession] = m.Owner(sessionID)
 	opts.Labels = labels
 	start := time.Now()
 	sb, err := p.Create(ctx, opts)

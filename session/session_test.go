@@ -37,7 +37,7 @@ func TestOwnershipAndLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := p.Get(ctx, sb.ID)
-	if got.Labels[session.LabelSession] != "a" || got.Labels[session.LabelServer] != "srv" {
+	if got.Labels[providers.LabelSession] != m.Owner("a") || got.Labels[session.LabelServer] != "srv" {
 		t.Fatalf("labels: %v", got.Labels)
 	}
 	if _, _, err := m.Resolve(ctx, "b", sb.ID); !errors.Is(err, providers.ErrNotFound) {
@@ -68,7 +68,7 @@ func TestConcurrentFirstUseCreatesOneSandbox(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	all, _ := p.List(ctx, map[string]string{session.LabelSession: "s"})
+	all, _ := p.List(ctx, map[string]string{providers.LabelSession: m.Owner("s")})
 	if len(all) != 1 {
 		t.Fatalf("want one sandbox, got %d", len(all))
 	}
@@ -109,5 +109,20 @@ func TestSandboxLimitPerSession(t *testing.T) {
 	}
 	if _, err := m.Create(ctx, "other", "", providers.CreateOptions{}); err != nil {
 		t.Fatalf("the limit is per session: %v", err)
+	}
+}
+
+func TestOwnerLabelsAreLiveOnlyInTheirOwnProcess(t *testing.T) {
+	ctx := context.Background()
+	m, _ := newManager(t, nil)
+	other, _ := newManager(t, nil)
+	m.Create(ctx, "stdio", "", providers.CreateOptions{})
+	other.Create(ctx, "stdio", "", providers.CreateOptions{})
+	if !m.IsLive(m.Owner("stdio")) || m.IsLive(other.Owner("stdio")) || m.IsLive("stdio") {
+		t.Fatal("a session is live only for the manager that owns it")
+	}
+	m.End(ctx, "stdio")
+	if m.IsLive(m.Owner("stdio")) {
+		t.Fatal("an ended session is not live")
 	}
 }

@@ -173,10 +173,10 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	}
 	c.LogLevel = p.level("log-level")
 	c.LogJSON = p.oneOf("log-format", "text", "json") == "json"
-	c.ServerID = values["MCP_SANDBOX_SERVER_ID"]
-	if c.ServerID == "" {
-		c.ServerID, _ = os.Hostname()
+	if values["MCP_SANDBOX_SERVER_ID"] == "" { // providers label with it too
+		values["MCP_SANDBOX_SERVER_ID"], _ = os.Hostname()
 	}
+	c.ServerID = values["MCP_SANDBOX_SERVER_ID"]
 	if p.err == nil && c.Limits.DefaultTimeout > c.Limits.MaxTimeout {
 		p.fail(settingFor("command-timeout"), values["MCP_SANDBOX_COMMAND_TIMEOUT"], "must not exceed --max-command-timeout ("+c.Limits.MaxTimeout.String()+")")
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
@@ -57,6 +58,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer app.close()
+	go app.reapLoop(ctx, reapInterval)
 
 	if cfg.HTTPAddr != "" {
 		err = app.serveHTTP(ctx, cfg.HTTPAddr)
@@ -160,6 +162,33 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		logger.Warn("serving the conformance suite's test tools, resources and prompts (--conformance-fixtures); do not use in production")
 	}
 	return a, nil
+}
+
+// reapInterval is how often sandboxes left behind by ended or crashed
+// servers are looked for.
+const reapInterval = 5 * time.Minute
+
+// reapLoop removes, on every provider that can outlive this process, the
+// expired sandboxes of sessions that are not live here: at start-up (what a
+// crashed predecessor left) and then on a timer.
+func (a *app) reapLoop(ctx context.Context, every time.Duration) {
+	for {
+		for name, p := range a.providers {
+			if r, ok := p.(providers.Reaper); ok {
+				removed, err := r.Reap(ctx, a.sessions.IsLive)
+				if err != nil && ctx.Err() == nil {
+					a.log.Warn("reaping expired sandboxes failed", "provider", name, "err", err)
+				} else if len(removed) > 0 {
+					a.log.Info("reaped expired sandboxes", "provider", name, "count", len(removed))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
 
 // close ends every session (destroying their sandboxes unless kept) and

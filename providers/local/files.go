@@ -130,6 +130,9 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	}
 	if dir := filepath.Dir(rel); dir != "." {
 		if err := r.MkdirAll(dir, 0o755); err != nil {
+			if errors.Is(err, fs.ErrExist) { // a parent exists as a file
+				err = syscall.ENOTDIR
+			}
 			return fileErr("write", name, err)
 		}
 	}

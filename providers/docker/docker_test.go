@@ -1,0 +1,475 @@
+package docker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/docker"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/providertest"
+)
+
+// testImage is built by .ci/setup-docker.sh (FROM scratch + busybox-static).
+func testImage() string {
+	if img := os.Getenv("MCP_SANDBOX_DOCKER_TEST_IMAGE"); img != "" {
+		return img
+	}
+	return "mcp-sandbox-test:busybox"
+}
+
+// settings returns a config with the test image and a server name of its
+// own, so the reaper tests never see other runs' containers.
+func settings(kv ...string) map[string]string {
+	m := map[string]string{
+		docker.EnvImage:  testImage(),
+		docker.EnvServer: "test-" + randomSuffix(),
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func randomSuffix() string { return strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "") }
+
+var engine struct {
+	once sync.Once
+	err  error
+}
+
+// open returns a driver on the engine, or skips when none can be had
+// (fails under CI=true, where .ci/setup-docker.sh must have started one).
+func open(t testing.TB, set map[string]string) *docker.Provider {
+	t.Helper()
+	engine.once.Do(func() {
+		p, err := docker.New(context.Background(), providers.Config{Getenv: func(string) string { return "" }})
+		if err != nil {
+			engine.err = err
+			return
+		}
+		defer p.Close()
+		if _, err := p.Client().ImageInspect(context.Background(), testImage()); err != nil {
+			engine.err = errors.New("the test image " + testImage() + " is missing (run .ci/setup-docker.sh): " + err.Error())
+		}
+		removeStaleTestContainers(p)
+	})
+	if engine.err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true but the docker tests cannot run: %v", engine.err)
+		}
+		t.Skipf("no usable Docker engine (run .ci/setup-docker.sh): %v", engine.err)
+	}
+	p, err := docker.New(context.Background(), providers.Config{Getenv: func(k string) string { return set[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// removeStaleTestContainers removes what killed test runs left behind: the
+// containers of test servers ("test-...") created over ten minutes ago.
+func removeStaleTestContainers(p *docker.Provider) {
+	ctx := context.Background()
+	list, err := p.Client().ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "mcp-sandbox.managed=true")})
+	if err != nil {
+		return
+	}
+	for _, c := range list.Items {
+		if strings.HasPrefix(c.Labels["mcp-sandbox.server"], "test-") && time.Since(time.Unix(c.Created, 0)) > 10*time.Minute {
+			p.Client().ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+		}
+	}
+}
+
+func TestProvider(t *testing.T) {
+	set := settings()
+	providertest.Run(t, func(t *testing.T) providers.Provider { return open(t, set) })
+}
+
+func create(t *testing.T, p *docker.Provider, opts providers.CreateOptions) providers.Sandbox {
+	t.Helper()
+	sb, err := p.Create(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	return sb
+}
+
+func sh(t *testing.T, p providers.Provider, id, cmd string) string {
+	t.Helper()
+	var out, errOut strings.Builder
+	res, err := p.Exec(context.Background(), id, providers.ExecRequest{Command: cmd, Stdout: &out, Stderr: &errOut})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%q: exit %d, %v, stderr %q", cmd, res.ExitCode, err, errOut.String())
+	}
+	return out.String()
+}
+
+func TestHardenedByDefault(t *testing.T) {
+	p := open(t, settings())
+	sb := create(t, p, providers.CreateOptions{Name: "hard", Labels: map[string]string{providers.LabelSession: "s1"}})
+	ins, err := p.Client().ContainerInspect(context.Background(), sb.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, cfg := ins.Container.HostConfig, ins.Container.Config
+	if hc.NetworkMode != "none" || hc.Privileged || !slices.Equal(hc.CapDrop, []string{"CAP_ALL"}) && !slices.Equal(hc.CapDrop, []string{"ALL"}) {
+		t.Errorf("network %q, privileged %v, cap-drop %v", hc.NetworkMode, hc.Privileged, hc.CapDrop)
+	}
+	if !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
+		t.Errorf("security options %v lack no-new-privileges", hc.SecurityOpt)
+	}
+	if hc.Memory != 1<<30 || hc.NanoCPUs != 1e9 || hc.PidsLimit == nil || *hc.PidsLimit != 512 || hc.Init == nil || !*hc.Init {
+		t.Errorf("limits: memory %d, cpus %d, pids %v, init %v", hc.Memory, hc.NanoCPUs, hc.PidsLimit, hc.Init)
+	}
+	if len(hc.Binds) != 0 || len(hc.Mounts) != 0 {
+		t.Errorf("host mounts: %v %v", hc.Binds, hc.Mounts)
+	}
+	for _, k := range []string{"mcp-sandbox.managed", "mcp-sandbox.server", "mcp-sandbox.created", "mcp-sandbox.expires", "mcp-sandbox.label.session"} {
+		if cfg.Labels[k] == "" {
+			t.Errorf("label %s missing: %v", k, cfg.Labels)
+		}
+	}
+	// What the command sees: only the capabilities added back, no
+	// privilege gain, a writable workdir.
+	status := sh(t, p, sb.ID, "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status")
+	// CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) FSETID(4) KILL(5) SETGID(6) SETUID(7)
+	if !strings.Contains(status, "CapEff:\t00000000000000fb") || !strings.Contains(status, "CapBnd:\t00000000000000fb") || !strings.Contains(status, "NoNewPrivs:\t1") {
+		t.Errorf("process status:\n%s", status)
+	}
+	if out := sh(t, p, sb.ID, "touch made-here && pwd"); strings.TrimSpace(out) != "/workspace" {
+		t.Errorf("workdir %q", out)
+	}
+}
+
+func TestSettingsAreApplied(t *testing.T) {
+	p := open(t, settings(docker.EnvMemory, "256m", docker.EnvCPUs, "0.5", docker.EnvPids, "64",
+		docker.EnvCapAdd, "none", docker.EnvWorkdir, "/home/agent"))
+	sb := create(t, p, providers.CreateOptions{})
+	ins, err := p.Client().ContainerInspect(context.Background(), sb.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := ins.Container.HostConfig
+	if hc.Memory != 256<<20 || hc.MemorySwap != 256<<20 || hc.NanoCPUs != 5e8 || *hc.PidsLimit != 64 || len(hc.CapAdd) != 0 {
+		t.Errorf("memory %d swap %d cpus %d pids %d cap-add %v", hc.Memory, hc.MemorySwap, hc.NanoCPUs, *hc.PidsLimit, hc.CapAdd)
+	}
+	if sb.Workdir != "/home/agent" || strings.TrimSpace(sh(t, p, sb.ID, "pwd")) != "/home/agent" {
+		t.Errorf("workdir %q", sb.Workdir)
+	}
+	if out := sh(t, p, sb.ID, "grep CapEff /proc/self/status"); !strings.Contains(out, "0000000000000000") {
+		t.Errorf("with %s=none the command has capabilities: %s", docker.EnvCapAdd, out)
+	}
+}
+
+func TestBadSettingsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{docker.EnvMemory, "lots"},
+		{docker.EnvMemory, "1k"},
+		{docker.EnvCPUs, "-1"},
+		{docker.EnvPids, "two"},
+		{docker.EnvWorkdir, "relative/dir"},
+		{docker.EnvExpiry, "soon"},
+		{docker.EnvCapAdd, "ALL"},
+		{docker.EnvCapAdd, "SYS_ADMIN"},
+	} {
+		_, err := docker.New(context.Background(), providers.Config{Getenv: func(k string) string {
+			if k == tc.key {
+				return tc.value
+			}
+			return ""
+		}})
+		if !errors.Is(err, providers.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%s=%q: want an invalid-argument error naming %s, got %v", tc.key, tc.value, tc.key, err)
+		}
+	}
+}
+
+func TestNoEngineIsOneClearError(t *testing.T) {
+	sock := "unix://" + t.TempDir() + "/no-engine.sock"
+	start := time.Now()
+	_, err := docker.New(context.Background(), providers.Config{Getenv: func(k string) string {
+		if k == "DOCKER_HOST" {
+			return sock
+		}
+		return ""
+	}})
+	if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), sock) || !strings.Contains(err.Error(), "DOCKER_HOST") {
+		t.Fatalf("want an unavailable error naming %s and DOCKER_HOST, got %v", sock, err)
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("took %v to give up", time.Since(start))
+	}
+}
+
+func TestImages(t *testing.T) {
+	p := open(t, settings(docker.EnvImage, "mcp-sandbox-test-absent:never"))
+	ctx := context.Background()
+
+	// The configured default is missing and no registry has it.
+	_, err := p.Create(ctx, providers.CreateOptions{})
+	if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), "mcp-sandbox-test-absent:never") || !strings.Contains(err.Error(), docker.EnvImage) {
+		t.Errorf("missing image: want an unavailable error naming the image and %s, got %v", docker.EnvImage, err)
+	}
+	_, err = p.Create(ctx, providers.CreateOptions{Image: "Not A Valid:Ref"})
+	if !errors.Is(err, providers.ErrInvalidArgument) {
+		t.Errorf("invalid reference: want invalid argument, got %v", err)
+	}
+	// The image given at create overrides the default.
+	sb := create(t, p, providers.CreateOptions{Image: testImage()})
+	if sb.Image != testImage() {
+		t.Errorf("sandbox image %q, want %q", sb.Image, testImage())
+	}
+	if got, err := p.Get(ctx, sb.ID); err != nil || got.Image != testImage() {
+		t.Errorf("Get: %+v, %v", got, err)
+	}
+	// Nothing is left behind by the failed creates.
+	list, err := p.Client().ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "mcp-sandbox.server="+serverOf(t, p, sb.ID))})
+	if err != nil || len(list.Items) != 1 {
+		t.Errorf("containers of this server: %d, %v; want just the one created", len(list.Items), err)
+	}
+}
+
+func serverOf(t *testing.T, p *docker.Provider, id string) string {
+	ins, err := p.Client().ContainerInspect(context.Background(), id, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ins.Container.Config.Labels["mcp-sandbox.server"]
+}
+
+func TestNonRootImageUser(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	// An image whose commands run as nobody: derived from the test image.
+	base := create(t, p, providers.CreateOptions{})
+	tag := "mcp-sandbox-test-nobody:" + randomSuffix()
+	if _, err := p.Client().ContainerCommit(ctx, base.ID, client.ContainerCommitOptions{Reference: tag, Changes: []string{"USER 65534:65534"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Client().ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true}) })
+
+	sb := create(t, p, providers.CreateOptions{Image: tag})
+	if out := sh(t, p, sb.ID, "id -u; touch by-command && echo ok"); out != "65534\nok\n" {
+		t.Errorf("as nobody in the workdir: %q", out)
+	}
+	if err := p.WriteFile(ctx, sb.ID, "sub/by-api.txt", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, p, sb.ID, "stat -c '%u %a' sub sub/by-api.txt && echo more >> sub/by-api.txt && echo ok"); out != "65534 755\n65534 644\nok\n" {
+		t.Errorf("files written through the API: %q", out)
+	}
+}
+
+func TestForeignContainersAreNotFound(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	name := "mcp-sandbox-foreign-" + randomSuffix()
+	res, err := p.Client().ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Image: testImage()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Client().ContainerRemove(context.Background(), res.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	for _, id := range []string{res.ID, res.ID[:12], name} {
+		if _, err := p.Get(ctx, id); !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("Get(%s): want not found, got %v", id, err)
+		}
+		if err := p.Destroy(ctx, id); !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("Destroy(%s): want not found, got %v", id, err)
+		}
+		if err := p.WriteFile(ctx, id, "x", []byte("x"), 0); !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("WriteFile(%s): want not found, got %v", id, err)
+		}
+	}
+	if _, err := p.Client().ContainerInspect(ctx, res.ID, client.ContainerInspectOptions{}); err != nil {
+		t.Errorf("the foreign container is gone: %v", err)
+	}
+	list, err := p.List(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range list {
+		if sb.ID == res.ID {
+			t.Error("List includes a container this driver did not make")
+		}
+	}
+}
+
+func TestReap(t *testing.T) {
+	ctx := context.Background()
+	set := settings(docker.EnvExpiry, "1ms")
+	p := open(t, set)
+	live := create(t, p, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "live"}})
+	dead := create(t, p, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "gone"}})
+	orphan := create(t, p, providers.CreateOptions{})
+	// Another server's container, expired too, is not this server's to reap.
+	other := open(t, settings(docker.EnvExpiry, "1ms"))
+	foreign := create(t, other, providers.CreateOptions{})
+	// Not expired yet: safe whatever its session.
+	young := create(t, open(t, settings(docker.EnvServer, set[docker.EnvServer])), providers.CreateOptions{})
+	time.Sleep(10 * time.Millisecond)
+
+	removed, err := p.Reap(ctx, func(s string) bool { return s == "live" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(removed)
+	want := []string{dead.ID, orphan.ID}
+	slices.Sort(want)
+	if !slices.Equal(removed, want) {
+		t.Errorf("reaped %v, want %v", removed, want)
+	}
+	for _, sb := range []providers.Sandbox{live, foreign, young} {
+		if _, err := p.Get(ctx, sb.ID); err != nil {
+			t.Errorf("%s was reaped: %v", sb.ID, err)
+		}
+	}
+	for _, sb := range []providers.Sandbox{dead, orphan} {
+		if _, err := p.Get(ctx, sb.ID); !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("%s survived the reaper: %v", sb.ID, err)
+		}
+	}
+	// With no liveness information (a fresh start), expired means gone.
+	removed, err = p.Reap(ctx, nil)
+	if err != nil || !slices.Equal(removed, []string{live.ID}) {
+		t.Errorf("Reap(nil) = %v, %v; want just %s", removed, err, live.ID)
+	}
+}
+
+func TestStoppedSandboxIsRestartedOnExec(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	if err := p.WriteFile(ctx, sb.ID, "kept.txt", []byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	timeout := 0
+	if _, err := p.Client().ContainerStop(ctx, sb.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, p, sb.ID, "cat kept.txt"); out != "kept" {
+		t.Errorf("after a stop, the sandbox reads %q", out)
+	}
+}
+
+// ListFiles reads small trees through the archive API and walks big ones in
+// the container; both must give the same answer.
+func TestListFilesBothWays(t *testing.T) {
+	set := settings()
+	byArchive, byFind := open(t, set), open(t, set)
+	byArchive.SetListBudget(-1)
+	byFind.SetListBudget(0)
+	ctx := context.Background()
+	sb := create(t, byArchive, providers.CreateOptions{})
+	sh(t, byArchive, sb.ID, `mkdir -p t/b/d t/e t/b-x && printf x > t/a && printf yy > t/b/c && printf z > t/b/d/f &&
+		printf 1 > t/.hidden && printf 2 > 't/with space' && printf 3 > "t/new
+line" && ln -s a t/link && chmod 750 t/b && head -c 1000 /dev/zero > t/b-x/k`)
+	for _, tc := range []struct{ depth, limit int }{{1, 100}, {2, 100}, {5, 100}, {5, 4}, {2, 3}, {1, 1}} {
+		a, at, err := byArchive.ListFiles(ctx, sb.ID, "t", tc.depth, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ft, err := byFind.ListFiles(ctx, sb.ID, "t", tc.depth, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at != ft || len(a) != len(f) {
+			t.Errorf("depth %d limit %d: archive %v (truncated %v), find %v (truncated %v)", tc.depth, tc.limit, paths(a), at, paths(f), ft)
+			continue
+		}
+		for i := range a {
+			x, y := a[i], f[i]
+			if x.Path != y.Path || x.Type != y.Type || x.Mode != y.Mode || !x.ModTime.Equal(y.ModTime) || (x.Type == providers.TypeFile && x.Size != y.Size) {
+				t.Errorf("depth %d limit %d: archive %+v, find %+v", tc.depth, tc.limit, x, y)
+			}
+		}
+	}
+	all, _, _ := byFind.ListFiles(ctx, sb.ID, "t", 1, 100)
+	want := []string{".hidden", "a", "b", "b-x", "e", "link", "new\nline", "with space"}
+	if got := paths(all); !slices.Equal(got, want) {
+		t.Errorf("find listing %q, want %q", got, want)
+	}
+}
+
+// A directory whose archive is over the budget (a big file below it) is
+// listed by walking in the container, with the same answer.
+func TestListFilesOverBudget(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	sh(t, p, sb.ID, "mkdir -p data && head -c 50000000 /dev/zero > data/big.bin && touch zz")
+	start := time.Now()
+	ents, truncated, err := p.ListFiles(ctx, sb.ID, ".", 2, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := paths(ents); truncated || !slices.Equal(got, []string{"data", "data/big.bin", "zz"}) || ents[1].Size != 50000000 {
+		t.Errorf("listing %v truncated=%v sizes %+v", got, truncated, ents)
+	}
+	t.Logf("listed a directory holding 50 MB in %v", time.Since(start))
+}
+
+func paths(ents []providers.FileInfo) []string {
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Path)
+	}
+	return out
+}
+
+// A command that exhausts the process limit is still stopped by its
+// timeout, and the sandbox is usable afterwards.
+func TestForkBombIsStopped(t *testing.T) {
+	for _, tc := range []struct{ name, bomb string }{
+		{"dies back", "b() { b | b & }; b; sleep 1000"},       // forks to the limit, then shrinks
+		{"holds every slot", "while :; do sleep 1000 & done"}, // not even a kill script can start
+	} {
+		t.Run(tc.name, func(t *testing.T) { testForkBomb(t, tc.bomb) })
+	}
+}
+
+func testForkBomb(t *testing.T, bomb string) {
+	p := open(t, settings(docker.EnvPids, "64"))
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	h := sh(t, p, sb.ID, "echo kept > kept.txt; echo ok")
+	if h != "ok\n" {
+		t.Fatal(h)
+	}
+	start := time.Now()
+	res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: bomb, Timeout: time.Second})
+	if err != nil || !res.TimedOut {
+		t.Fatalf("got %+v, %v; want a timeout", res, err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("stopping the command took %v", took)
+	}
+	if out := sh(t, p, sb.ID, "cat kept.txt"); out != "kept\n" {
+		t.Errorf("after the timeout the sandbox reads %q", out)
+	}
+	// Each exec is a session of its own: apart from this check's session,
+	// only the container's init and its idle sleep may be left.
+	var n int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		fmt.Sscan(sh(t, p, sb.ID, `own=$(cut -d' ' -f6 /proc/$$/stat); cat /proc/[0-9]*/stat 2>/dev/null | awk -v s="$own" '$6 != s' | wc -l`), &n)
+		if n == 2 {
+			return
+		}
+	}
+	t.Errorf("%d processes outside this check after the timeout, want only init and its idle sleep", n)
+}
