@@ -168,32 +168,15 @@ func TestResourcesAndPrompts(t *testing.T) {
 // by the forwarder race, fails the test. Unpatched mcp-go v1.2.1 fails this
 // in most rounds.
 func TestNotificationsArriveBeforeTheResult(t *testing.T) {
-	h := server.NewStreamableHTTPServer(newServer(), server.WithStateful(true),
-		server.WithStreamableHTTPProtocolVersions(mcp.LegacyProtocolVersions()...))
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tr, err := transport.NewStreamableHTTP(ts.URL, transport.WithContinuousListening())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.NewClient(tr)
-	t.Cleanup(func() { c.Close() })
 	var mu sync.Mutex
 	var got []mcp.JSONRPCNotification
-	c.OnNotification(func(n mcp.JSONRPCNotification) {
+	c := startHTTP(t, newServer(), func(n mcp.JSONRPCNotification) {
 		mu.Lock()
 		got = append(got, n)
 		mu.Unlock()
 	})
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Initialize(ctx, mcp.InitializeRequest{Params: mcp.InitializeParams{ProtocolVersion: mcp.LATEST_LEGACY_PROTOCOL_VERSION}}); err != nil {
-		t.Fatal(err)
-	}
 
 	const rounds = 10
 	for _, tool := range []string{"test_tool_with_progress", "test_tool_with_logging"} {
@@ -224,5 +207,70 @@ func TestNotificationsArriveBeforeTheResult(t *testing.T) {
 				t.Errorf("%d of %d rounds lost notifications", lost, rounds)
 			}
 		})
+	}
+}
+
+// startHTTP serves s over Streamable HTTP and connects a client that keeps a
+// standalone GET stream open, as the TypeScript SDK does. The client calls
+// onNotification as it reads each notification, so one that precedes a
+// response on the same stream is seen before the call returns.
+func startHTTP(t *testing.T, s *server.MCPServer, onNotification func(mcp.JSONRPCNotification)) *client.Client {
+	t.Helper()
+	h := server.NewStreamableHTTPServer(s, server.WithStateful(true),
+		server.WithStreamableHTTPProtocolVersions(mcp.LegacyProtocolVersions()...))
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	tr, err := transport.NewStreamableHTTP(ts.URL, transport.WithContinuousListening())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(tr)
+	t.Cleanup(func() { c.Close() })
+	c.OnNotification(onNotification)
+	// Start's context also bounds the GET stream: keep it for the whole test.
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Initialize(ctx, mcp.InitializeRequest{Params: mcp.InitializeParams{ProtocolVersion: mcp.LATEST_LEGACY_PROTOCOL_VERSION}}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestNotificationAfterTheCallStillArrives: a notification sent with a
+// call's context after the call has been answered can no longer go on the
+// call's stream; the patched mcp-go then sends it on the session's GET
+// stream instead of queueing it where nobody reads.
+func TestNotificationAfterTheCallStillArrives(t *testing.T) {
+	s := newServer()
+	returned := make(chan struct{})
+	s.AddTool(mcp.NewTool("late_notifier", mcp.WithDescription("notifies after it has returned")),
+		func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			go func() {
+				<-returned
+				time.Sleep(50 * time.Millisecond) // let the response path finish
+				s.SendNotificationToClient(ctx, string(mcp.MethodNotificationMessage), map[string]any{
+					"level": "info", "data": "late",
+				})
+			}()
+			return mcp.NewToolResultText("returned"), nil
+		})
+	notes := make(chan mcp.JSONRPCNotification, 10)
+	c := startHTTP(t, s, func(n mcp.JSONRPCNotification) { notes <- n })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.CallTool(ctx, mcp.CallToolRequest{Params: mcp.CallToolParams{Name: "late_notifier"}}); err != nil {
+		t.Fatal(err)
+	}
+	close(returned)
+	select {
+	case n := <-notes:
+		if data := n.Params.AdditionalFields["data"]; data != "late" {
+			t.Errorf("got %v, want the late notification", n.Params.AdditionalFields)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a notification sent after the call returned was lost")
 	}
 }
