@@ -100,6 +100,14 @@ func (n nodeTools) command(ctx context.Context, t *testing.T, script string, arg
 // stopped with SIGINT (then killed) when the test ends.
 func startBinary(t *testing.T, env []string, args ...string) string {
 	t.Helper()
+	url, _ := startBinaryCmd(t, env, args...)
+	return url
+}
+
+// startBinaryCmd is startBinary that also returns the running process. env
+// entries override the defaults (a fresh state dir and HOME).
+func startBinaryCmd(t *testing.T, env []string, args ...string) (string, *exec.Cmd) {
+	t.Helper()
 	cmd := exec.Command(binary, append(args, "--log-format", "json")...)
 	cmd.Env = append([]string{"MCP_SANDBOX_STATE_DIR=" + t.TempDir(), "HOME=" + t.TempDir()}, env...)
 	stderr, _ := cmd.StderrPipe()
@@ -107,6 +115,9 @@ func startBinary(t *testing.T, env []string, args ...string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if cmd.ProcessState != nil {
+			return // the test waited for it
+		}
 		cmd.Process.Signal(syscall.SIGINT)
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
@@ -131,7 +142,7 @@ func startBinary(t *testing.T, env []string, args ...string) string {
 	if url == "" {
 		t.Fatalf("the server logged no URL:\n%s", logs.String())
 	}
-	return url
+	return url, cmd
 }
 
 var (

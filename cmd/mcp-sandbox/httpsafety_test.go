@@ -208,3 +208,50 @@ func TestHTTPNonLoopbackStartsWithATokenFile(t *testing.T) {
 		t.Fatalf("initialize without the token: %s", resp.Status)
 	}
 }
+
+// SIGINT during a tool call: the call still completes and is answered, then
+// the session ends, its sandbox is destroyed and the server exits 0.
+func TestHTTPShutdownLetsInFlightCallsFinish(t *testing.T) {
+	state := t.TempDir()
+	url, cmd := startBinaryCmd(t, []string{"MCP_SANDBOX_STATE_DIR=" + state}, "--http", "127.0.0.1:0")
+	c, err := client.NewStreamableHttpClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initialize(t, c)
+	type result struct {
+		isErr bool
+		text  string
+		out   map[string]any
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "sleep 1; echo finished"})
+		done <- result{isErr, text, out}
+	}()
+	waitFor(t, "the sandbox of the running call", func() bool { return len(sandboxDirs(t, state)) == 1 })
+	time.Sleep(200 * time.Millisecond) // the command is running
+	cmd.Process.Signal(os.Interrupt)
+
+	select {
+	case r := <-done:
+		if r.isErr || r.out["stdout"] != "finished\n" {
+			t.Fatalf("in-flight call across shutdown: isError=%v %s", r.isErr, r.text)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the in-flight call got no answer")
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGINT: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit within 10s of SIGINT")
+	}
+	if n := len(sandboxDirs(t, state)); n != 0 {
+		t.Fatalf("%d sandboxes left after shutdown", n)
+	}
+}
