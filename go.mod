@@ -43,3 +43,5 @@ require (
 	golang.org/x/sys v0.33.0 // indirect
 	golang.org/x/text v0.14.0 // indirect
 )
+
+replace github.com/mark3labs/mcp-go => ./tools/third_party/mcp-go

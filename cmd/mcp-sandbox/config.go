@@ -15,6 +15,7 @@ import (
 
 	"github.com/joho/godotenv"
 
+	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
 
@@ -38,6 +39,12 @@ var settings = []setting{
 	{flag: "max-output-bytes", env: "MCP_SANDBOX_MAX_OUTPUT_BYTES", def: "64KiB", usage: "run_command output kept per stream, as a `size` (head and tail)"},
 	{flag: "max-file-bytes", env: "MCP_SANDBOX_MAX_FILE_BYTES", def: "32MiB", usage: "largest file (a `size`) read_file opens and write_file accepts"},
 	{flag: "max-read-bytes", env: "MCP_SANDBOX_MAX_READ_BYTES", def: "256KiB", usage: "most text (a `size`) read_file returns in one call; the rest is paged with offset"},
+	{flag: "auth-token", env: "MCP_SANDBOX_AUTH_TOKEN", usage: "bearer `token` HTTP clients must send as \"Authorization: Bearer <token>\" (at least 16 characters; prefer the env var or --auth-token-file, since flags show in ps)"},
+	{flag: "auth-token-file", env: "MCP_SANDBOX_AUTH_TOKEN_FILE", usage: "read the HTTP bearer token from this `file` (surrounding whitespace ignored)"},
+	{flag: "allowed-origins", env: "MCP_SANDBOX_ALLOWED_ORIGINS", usage: "comma-separated browser `origins` (scheme://host[:port]) allowed besides localhost, 127.0.0.1 and [::1]; others get 403"},
+	{flag: "max-sessions", env: "MCP_SANDBOX_MAX_SESSIONS", def: "100", usage: "most live HTTP sessions, as a number `N`; further initialize requests get 503 (0 = no limit)"},
+	{flag: "max-body-bytes", env: "MCP_SANDBOX_MAX_BODY_BYTES", usage: "largest HTTP request body, as a `size`; larger ones get 413 (default: 1.5 x --max-file-bytes + 1MiB, room for a base64 write_file of the largest file)"},
+	{flag: "conformance-fixtures", env: "MCP_SANDBOX_CONFORMANCE_FIXTURES", def: "false", isBool: true, usage: "also serve the fixed test tools, resources and prompts of the MCP conformance suite (for testing only)"},
 	{flag: "server-id", env: "MCP_SANDBOX_SERVER_ID", usage: "`id` labelled on every sandbox this server creates (default: the host name)"},
 	{flag: "log-level", env: "MCP_SANDBOX_LOG_LEVEL", def: "info", usage: "`level`: debug, info, warn or error"},
 	{flag: "log-format", env: "MCP_SANDBOX_LOG_FORMAT", def: "text", usage: "`format`: text (coloured on a terminal) or json"},
@@ -54,8 +61,15 @@ type Config struct {
 	SessionIdleTimeout time.Duration
 	Limits             tools.Limits
 	ServerID           string
-	LogLevel           slog.Level
-	LogJSON            bool
+	// HTTP hardening (see internal/httpguard).
+	AuthToken      string
+	AllowedOrigins httpguard.Origins
+	MaxSessions    int
+	MaxBodyBytes   int64
+	// ConformanceFixtures registers the conformance suite's test tools.
+	ConformanceFixtures bool
+	LogLevel            slog.Level
+	LogJSON             bool
 	// Getenv looks a setting up by its environment name: the parsed
 	// settings, then the environment, then the .env file. Providers read
 	// their own variables (E2B_API_KEY, DOCKER_HOST, ...) through it.
@@ -135,6 +149,28 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	fileBytes := p.size("max-file-bytes", 1)
 	c.Limits.MaxReadBytes, c.Limits.MaxWriteBytes = fileBytes, int(fileBytes)
 	c.Limits.MaxReturnBytes = int(p.size("max-read-bytes", 1024))
+	c.MaxSessions = p.int("max-sessions", 0)
+	if _, v := p.raw("max-body-bytes"); v == "" {
+		c.MaxBodyBytes = fileBytes + fileBytes/2 + 1<<20
+	} else {
+		c.MaxBodyBytes = p.size("max-body-bytes", 1024)
+	}
+	c.ConformanceFixtures = p.bool("conformance-fixtures")
+	if origins, err := httpguard.ParseOrigins(values["MCP_SANDBOX_ALLOWED_ORIGINS"]); err != nil {
+		p.fail(settingFor("allowed-origins"), values["MCP_SANDBOX_ALLOWED_ORIGINS"], err.Error())
+	} else {
+		c.AllowedOrigins = origins
+	}
+	if token, err := httpguard.LoadToken(values["MCP_SANDBOX_AUTH_TOKEN"], strings.TrimSpace(values["MCP_SANDBOX_AUTH_TOKEN_FILE"])); err != nil {
+		if p.err == nil {
+			p.err = err
+		}
+	} else {
+		c.AuthToken = token
+	}
+	if p.err == nil && c.HTTPAddr != "" {
+		p.err = httpguard.CheckBind(c.HTTPAddr, c.AuthToken)
+	}
 	c.LogLevel = p.level("log-level")
 	c.LogJSON = p.oneOf("log-format", "text", "json") == "json"
 	if values["MCP_SANDBOX_SERVER_ID"] == "" { // providers label with it too
@@ -180,6 +216,8 @@ func printHelp(flags *flag.FlagSet, w io.Writer) {
 Usage:
   mcp-sandbox [flags]                 serve MCP over stdio (attach it to an MCP client)
   mcp-sandbox --http 127.0.0.1:8080   serve streamable HTTP at http://127.0.0.1:8080/mcp
+  MCP_SANDBOX_AUTH_TOKEN=$(openssl rand -hex 32) mcp-sandbox --http 0.0.0.0:8080
+                                      serve other machines: a non-loopback address needs a token
 
 Every flag can also be set by the environment variable shown, or in a .env file.
 Precedence: flag > environment > .env file > default.

@@ -20,12 +20,14 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
+	"github.com/mcp-sandbox/mcp-sandbox/tools/conformance"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -94,6 +96,8 @@ type app struct {
 	mcp       *server.MCPServer
 	sessions  *session.Manager
 	providers map[string]providers.Provider
+	// httpSessions counts live MCP sessions for the HTTP session cap.
+	httpSessions *httpguard.SessionLimiter
 }
 
 const instructions = `mcp-sandbox runs shell commands and edits files in isolated sandboxes.
@@ -127,6 +131,8 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.sessions = mgr
 
 	hooks := &server.Hooks{}
+	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions)
+	a.httpSessions.AddHooks(hooks)
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
 		logger.Debug("session started", "session", s.SessionID())
 	})
@@ -146,8 +152,15 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	if cfg.LogLevel <= slog.LevelDebug {
 		opts = append(opts, server.WithLogger(logger)) // one line per request
 	}
+	if cfg.ConformanceFixtures {
+		opts = append(opts, conformance.ServerOptions()...)
+	}
 	a.mcp = server.NewMCPServer("mcp-sandbox", version, opts...)
 	tools.Register(a.mcp, mgr, cfg.Limits)
+	if cfg.ConformanceFixtures {
+		conformance.Register(a.mcp)
+		logger.Warn("serving the conformance suite's test tools, resources and prompts (--conformance-fixtures); do not use in production")
+	}
 	return a, nil
 }
 
@@ -198,9 +211,10 @@ func (a *app) serveStdio(ctx context.Context, stdin io.Reader, stdout io.Writer)
 	return s.Listen(ctx, stdin, stdout)
 }
 
-// httpHandler serves MCP at /mcp and liveness at /healthz. The returned
-// streamable server must be shut down to end its sessions.
-func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer) {
+// httpHandler serves MCP at /mcp and liveness at /healthz, behind the guard
+// (Origin, bearer token, body and session caps). The returned streamable
+// server must be shut down to end its sessions.
+func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer, *httpguard.Guard) {
 	h := server.NewStreamableHTTPServer(a.mcp,
 		server.WithStateful(true), // unknown and deleted session IDs get 404
 		server.WithSessionIdleTTL(a.cfg.SessionIdleTimeout),
@@ -210,23 +224,27 @@ func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer) {
 	)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", h)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, "ok\n")
+	guard := httpguard.New(httpguard.Config{
+		Token:        a.cfg.AuthToken,
+		Origins:      a.cfg.AllowedOrigins,
+		MaxBodyBytes: a.cfg.MaxBodyBytes,
+		Sessions:     a.httpSessions,
+		Logger:       a.log,
 	})
-	return mux, h
+	return guard.Handler(mux), h, guard
 }
 
 func (a *app) serveHTTP(ctx context.Context, addr string) error {
-	handler, mcpHTTP := a.httpHandler()
+	handler, mcpHTTP, guard := a.httpHandler()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --http / MCP_SANDBOX_HTTP)", addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := httpguard.NewServer(handler)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "provider", a.cfg.Provider, "version", version)
+	a.log.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "provider", a.cfg.Provider, "version", version,
+		"auth", a.cfg.AuthToken != "", "max_sessions", a.cfg.MaxSessions, "max_body_bytes", a.cfg.MaxBodyBytes)
 
 	select {
 	case err := <-errc:
@@ -236,10 +254,9 @@ func (a *app) serveHTTP(ctx context.Context, addr string) error {
 	a.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// End the MCP sessions first (their sandboxes go with them), then stop
-	// accepting connections and wait for in-flight requests.
-	mcpHTTP.Shutdown(sctx)
-	return srv.Shutdown(sctx)
+	// Refuse new requests and end GET streams, wait for in-flight tool
+	// calls, and only then end the sessions (their sandboxes go with them).
+	return httpguard.Shutdown(sctx, guard, srv, mcpHTTP, 10*time.Second)
 }
 
 // slogWriter forwards mcp-go's stdlib-log errors to slog.

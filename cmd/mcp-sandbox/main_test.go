@@ -172,7 +172,7 @@ func newHTTP(t testing.TB, extraArgs ...string) (*httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, mcpHTTP := a.httpHandler()
+	handler, mcpHTTP, _ := a.httpHandler()
 	ts := httptest.NewServer(handler)
 	t.Cleanup(func() {
 		mcpHTTP.Shutdown(context.Background())
