@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,6 +62,11 @@ func DefaultStateDir() (string, error) {
 // sandboxes.
 type Provider struct {
 	dir string // <state>/local
+
+	// exited wakes waiters when a supervisor this process started ends: a
+	// cache, since others' processes are polled.
+	mu     sync.Mutex
+	exited map[string]chan struct{}
 }
 
 // New opens (creating if needed) a local provider under stateDir.
@@ -72,13 +78,13 @@ func New(stateDir string) (*Provider, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create the state directory %s (%v): set %s to a writable directory", dir, err, EnvStateDir)
 	}
-	return &Provider{dir: dir}, nil
+	return &Provider{dir: dir, exited: map[string]chan struct{}{}}, nil
 }
 
 func (p *Provider) Name() string { return Name }
 
 func (p *Provider) Capabilities() providers.Capabilities {
-	return providers.Capabilities{providers.CapStdin, providers.CapKillTree}
+	return providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcesses}
 }
 
 func (p *Provider) Close() error { return nil }

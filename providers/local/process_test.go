@@ -1,0 +1,223 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+func start(t *testing.T, p *Provider, id string, spec providers.ProcessSpec) providers.ProcessInfo {
+	t.Helper()
+	in, err := p.StartProcess(context.Background(), id, spec)
+	if err != nil {
+		t.Fatalf("start %q: %v", spec.Command, err)
+	}
+	return in
+}
+
+func wait(t *testing.T, p *Provider, id, proc string) providers.ProcessInfo {
+	t.Helper()
+	in, err := p.WaitProcess(context.Background(), id, proc, 10*time.Second)
+	if err != nil || in.Running {
+		t.Fatalf("wait %s: %+v %v", proc, in, err)
+	}
+	return in
+}
+
+func readAll(t *testing.T, p *Provider, id, proc string, stream providers.Stream) string {
+	t.Helper()
+	var b bytes.Buffer
+	for off := int64(0); ; {
+		out, err := p.ReadOutput(context.Background(), id, proc, providers.OutputRequest{Stream: stream, Offset: off, Limit: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(out.Data)
+		off = out.Offset + int64(len(out.Data))
+		if len(out.Data) == 0 {
+			return b.String()
+		}
+	}
+}
+
+func TestProcessRunsToExitAndKeepsOutput(t *testing.T) {
+	p, sb := newSandbox(t)
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "echo out; echo err >&2; pwd; exit 7", Env: map[string]string{"X": "y"}})
+	if in.ID != "1" || in.Command == "" {
+		t.Fatalf("info: %+v", in)
+	}
+	in = wait(t, p, sb.ID, in.ID)
+	if in.ExitCode != 7 || in.StdoutBytes != int64(len("out\n"+sb.Workdir+"\n")) || in.StderrBytes != 4 || in.EndedAt.IsZero() {
+		t.Fatalf("exit: %+v", in)
+	}
+	if got := readAll(t, p, sb.ID, in.ID, providers.Stdout); got != "out\n"+sb.Workdir+"\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	if got := readAll(t, p, sb.ID, in.ID, providers.Stderr); got != "err\n" {
+		t.Fatalf("stderr %q", got)
+	}
+	// Numbers are never reused, even after removal.
+	if err := p.RemoveProcess(context.Background(), sb.ID, in.ID); err != nil {
+		t.Fatal(err)
+	}
+	if next := start(t, p, sb.ID, providers.ProcessSpec{Command: "true"}); next.ID != "2" {
+		t.Fatalf("second process got ID %s", next.ID)
+	}
+	if _, err := p.WaitProcess(context.Background(), sb.ID, "1", 0); !errors.Is(err, providers.ErrNotFound) {
+		t.Fatalf("removed process: %v", err)
+	}
+}
+
+// A second provider on the same state dir stands for another server
+// process: it sees, feeds, waits for and stops what the first started.
+func TestAnotherServerCanServeTheProcess(t *testing.T) {
+	p, sb := newSandbox(t)
+	other, err := New(filepath.Dir(p.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "while read l; do echo got:$l; done; echo bye", OpenStdin: true})
+	ctx := context.Background()
+	if err := other.WriteStdin(ctx, sb.ID, in.ID, []byte("a\nb\n"), false); err != nil {
+		t.Fatal(err)
+	}
+	out, err := other.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 100, Wait: 5 * time.Second})
+	if err != nil || !strings.HasPrefix("got:a\ngot:b\n", string(out.Data)) || len(out.Data) == 0 {
+		t.Fatalf("first read: %q %v", out.Data, err)
+	}
+	if err := other.WriteStdin(ctx, sb.ID, in.ID, []byte("c\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	done, err := other.WaitProcess(ctx, sb.ID, in.ID, 5*time.Second)
+	if err != nil || done.Running || done.ExitCode != 0 || done.StdinOpen {
+		t.Fatalf("after EOF: %+v %v", done, err)
+	}
+	if got := readAll(t, other, sb.ID, in.ID, providers.Stdout); got != "got:a\ngot:b\ngot:c\nbye\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	if err := other.WriteStdin(ctx, sb.ID, in.ID, []byte("x"), false); !errors.Is(err, providers.ErrInvalidArgument) {
+		t.Fatalf("write after exit: %v", err)
+	}
+	list, err := other.ListProcesses(ctx, sb.ID)
+	if err != nil || len(list) != 1 || list[0].ID != in.ID {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+}
+
+func TestSignalKillsTheProcessGroup(t *testing.T) {
+	p, sb := newSandbox(t)
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "sleep 1000 & echo $! > child.pid; sleep 1000"})
+	waitFile(t, filepath.Join(sb.Workdir, "child.pid"))
+	if err := p.SignalProcess(context.Background(), sb.ID, in.ID, "sigterm"); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, p, sb.ID, in.ID); got.ExitCode != 128+int(syscall.SIGTERM) {
+		t.Fatalf("exit code %d", got.ExitCode)
+	}
+	assertGone(t, filepath.Join(sb.Workdir, "child.pid"))
+	if err := p.SignalProcess(context.Background(), sb.ID, in.ID, "KILL"); !errors.Is(err, providers.ErrInvalidArgument) {
+		t.Fatalf("signal after exit: %v", err)
+	}
+	if err := p.SignalProcess(context.Background(), sb.ID, in.ID, "BOGUS"); err == nil || !strings.Contains(err.Error(), "unknown signal") {
+		t.Fatalf("bad signal: %v", err)
+	}
+}
+
+func TestProcessTimeout(t *testing.T) {
+	p, sb := newSandbox(t)
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "sleep 1000", Timeout: 200 * time.Millisecond})
+	if got := wait(t, p, sb.ID, in.ID); !got.TimedOut || got.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Fatalf("%+v", got)
+	}
+}
+
+func TestDestroyEndsProcesses(t *testing.T) {
+	p, sb := newSandbox(t)
+	start(t, p, sb.ID, providers.ProcessSpec{Command: "echo $$ > sh.pid; exec sleep 1000"})
+	waitFile(t, filepath.Join(sb.Workdir, "sh.pid"))
+	b, _ := os.ReadFile(filepath.Join(sb.Workdir, "sh.pid"))
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	os.WriteFile(pidFile, b, 0o600)
+	if err := p.Destroy(context.Background(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, pidFile)
+}
+
+// The log keeps the head and the latest tail; reads say what was skipped.
+func TestOutputLimitKeepsHeadAndTail(t *testing.T) {
+	p, sb := newSandbox(t)
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "seq 1 100000", OutputLimit: 4000})
+	in = wait(t, p, sb.ID, in.ID)
+	full := seq(100000)
+	if in.StdoutBytes != int64(len(full)) {
+		t.Fatalf("total %d, want %d", in.StdoutBytes, len(full))
+	}
+	ctx := context.Background()
+	head, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 1 << 20})
+	if err != nil || head.Offset != 0 || string(head.Data) != full[:2000] {
+		t.Fatalf("head: %d bytes at %d, %v", len(head.Data), head.Offset, err)
+	}
+	rest, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Offset: 2000, Limit: 1 << 20})
+	if err != nil || rest.Skipped == 0 || rest.Offset != 2000+rest.Skipped || string(rest.Data) != full[rest.Offset:] {
+		t.Fatalf("tail: skipped %d, %d bytes at %d, %v", rest.Skipped, len(rest.Data), rest.Offset, err)
+	}
+	if kept := len(rest.Data); kept < 1000 || kept > 2000 {
+		t.Fatalf("tail kept %d bytes, want between 1000 and 2000", kept)
+	}
+	if _, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Offset: in.StdoutBytes + 1, Limit: 1}); !errors.Is(err, providers.ErrInvalidArgument) {
+		t.Fatalf("read past end: %v", err)
+	}
+}
+
+func TestProcessArgumentsAreChecked(t *testing.T) {
+	p, sb := newSandbox(t)
+	ctx := context.Background()
+	for _, proc := range []string{"", "../1", "1/..", "abc", "99"} {
+		if _, err := p.WaitProcess(ctx, sb.ID, proc, 0); !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("process %q: want not found, got %v", proc, err)
+		}
+	}
+	if _, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "true", Cwd: "nope"}); !errors.Is(err, providers.ErrNotFound) {
+		t.Errorf("bad cwd: %v", err)
+	}
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "true"})
+	if err := p.WriteStdin(ctx, sb.ID, in.ID, []byte("x"), false); !errors.Is(err, providers.ErrInvalidArgument) {
+		t.Errorf("stdin to a process without open stdin: %v", err)
+	}
+	if _, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: "both", Limit: 1}); !errors.Is(err, providers.ErrInvalidArgument) {
+		t.Errorf("bad stream: %v", err)
+	}
+}
+
+func waitFile(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if b, err := os.ReadFile(name); err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never appeared", name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func seq(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		b.WriteString(strconv.Itoa(i))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -1,0 +1,179 @@
+package local
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// A background process is run by a supervisor: this same binary, started
+// again with superviseVar naming the process directory, in a session of its
+// own. It owns the command's pipes, writes the output logs, forwards stdin
+// and records the exit status, so the process and everything about it
+// outlive the server that started it. All it knows is in the directory:
+//
+//	spec.json     what to run (written by StartProcess)
+//	state.json    the command's pid, once started
+//	lock          flock-ed by the supervisor while it lives
+//	stdout.N      output log segments (see outlog.go)
+//	stderr.N
+//	stdin         FIFO of length-prefixed frames, when stdin is kept open
+//	stdin.closed  present once end-of-file was sent
+//	exit.json     how the command ended
+const superviseVar = "MCP_SANDBOX_LOCAL_SUPERVISE"
+
+func init() {
+	if dir := os.Getenv(superviseVar); dir != "" {
+		os.Exit(supervise(dir, os.NewFile(3, "ready")))
+	}
+}
+
+type procSpec struct {
+	Command     string        `json:"command"`
+	Dir         string        `json:"dir"`
+	Env         []string      `json:"env"`
+	Stdin       []byte        `json:"stdin,omitempty"`
+	OpenStdin   bool          `json:"open_stdin,omitempty"`
+	Timeout     time.Duration `json:"timeout,omitempty"`
+	OutputLimit int64         `json:"output_limit"`
+	CreatedAt   time.Time     `json:"created_at"`
+}
+
+type procState struct {
+	Pid       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+type procExit struct {
+	ExitCode int       `json:"exit_code"`
+	TimedOut bool      `json:"timed_out,omitempty"`
+	EndedAt  time.Time `json:"ended_at"`
+}
+
+// maxFrame keeps each stdin frame (4-byte length + data) within PIPE_BUF,
+// so frame writes are atomic: a writer that gives up leaves no half frame.
+const maxFrame = 4096
+
+// supervise runs the process described in dir and returns the supervisor's
+// exit code. It reports "ok" or the start error on ready, then closes it.
+func supervise(dir string, ready *os.File) int {
+	fail := func(err error) int {
+		fmt.Fprintf(ready, "%v\n", err)
+		return 1
+	}
+	var spec procSpec
+	b, err := os.ReadFile(filepath.Join(dir, "spec.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("read spec: %w", err))
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fail(fmt.Errorf("lock: %w", err))
+	}
+	stdout, err := newOutWriter(dir, "stdout", spec.OutputLimit)
+	if err != nil {
+		return fail(err)
+	}
+	stderr, err := newOutWriter(dir, "stderr", spec.OutputLimit)
+	if err != nil {
+		return fail(err)
+	}
+
+	cmd := exec.Command("/bin/sh", "-c", spec.Command)
+	cmd.Dir, cmd.Env = spec.Dir, spec.Env
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = waitDelay
+	var stdin io.WriteCloser
+	if spec.OpenStdin || len(spec.Stdin) > 0 {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return fail(err)
+		}
+	}
+	var fifo *os.File
+	if spec.OpenStdin {
+		name := filepath.Join(dir, "stdin")
+		if err := syscall.Mkfifo(name, 0o600); err != nil {
+			return fail(fmt.Errorf("stdin fifo: %w", err))
+		}
+		// Opened read-write, the FIFO never reports end-of-file when a
+		// writer closes it; end-of-file is an empty frame instead.
+		if fifo, err = os.OpenFile(name, os.O_RDWR, 0); err != nil {
+			return fail(err)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	st := procState{Pid: cmd.Process.Pid, StartedAt: time.Now().UTC()}
+	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
+		syscall.Kill(-st.Pid, syscall.SIGKILL)
+		return fail(err)
+	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+
+	if stdin != nil {
+		go feedStdin(stdin, spec.Stdin, fifo)
+	}
+	var timedOut atomic.Bool
+	if spec.Timeout > 0 {
+		time.AfterFunc(spec.Timeout, func() {
+			timedOut.Store(true)
+			syscall.Kill(-st.Pid, syscall.SIGKILL)
+		})
+	}
+	cmd.Wait()
+	stdout.Close()
+	stderr.Close()
+	ex := procExit{ExitCode: exitCode(cmd.ProcessState), TimedOut: timedOut.Load(), EndedAt: time.Now().UTC()}
+	if err := writeJSON(filepath.Join(dir, "exit.json"), ex); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// feedStdin writes the initial input, then forwards frames from the FIFO
+// until an empty frame (end-of-file) or the command stops reading.
+func feedStdin(w io.WriteCloser, initial []byte, fifo *os.File) {
+	defer w.Close()
+	if _, err := w.Write(initial); err != nil || fifo == nil {
+		return
+	}
+	r := bufio.NewReaderSize(fifo, maxFrame)
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 {
+			return
+		}
+		if _, err := io.CopyN(w, r, int64(n)); err != nil {
+			return
+		}
+	}
+}
+
+func writeJSON(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(name, b)
+}
