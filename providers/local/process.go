@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -102,10 +104,6 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	if err != nil {
 		return providers.ProcessInfo{}, err
 	}
-	exe, err := selfExe()
-	if err != nil {
-		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "find the supervisor binary: %w", err)
-	}
 	proc, dir, err := p.newProcDir(id)
 	if err != nil {
 		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "start process: %w", err)
@@ -126,42 +124,32 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 		return fail(err)
 	}
 
-	ready, readyW, err := os.Pipe()
+	sup, err := p.takeSupervisor()
 	if err != nil {
 		return fail(err)
 	}
-	defer ready.Close()
-	cmd := exec.Command(exe)
-	cmd.Args = []string{"mcp-sandbox-supervise"}
-	// The supervisor gets none of the server's environment; the marker lets
-	// Destroy find it with the rest of the sandbox's processes.
-	cmd.Env = []string{superviseVar + "=" + dir, markerVar + "=" + id}
-	cmd.Dir = dir
-	cmd.ExtraFiles = []*os.File{readyW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	readyW.Close()
-	if err != nil {
-		return fail(err)
-	}
-	// Reap the supervisor if it ends while this server runs, and wake
-	// waiters at once instead of at their next poll.
-	exited := make(chan struct{})
+	defer sup.ready.Close()
+	// Hand it the directory; wake waiters at once when it ends, instead of
+	// at their next poll.
 	p.mu.Lock()
-	p.exited[dir] = exited
+	p.exited[dir] = sup.exited
 	p.mu.Unlock()
 	go func() {
-		cmd.Wait()
+		<-sup.exited
 		p.mu.Lock()
 		delete(p.exited, dir)
 		p.mu.Unlock()
-		close(exited)
 	}()
-
-	ready.SetReadDeadline(time.Now().Add(30 * time.Second))
-	line, _ := bufio.NewReader(ready).ReadString('\n')
+	_, err = io.WriteString(sup.ctrl, dir+"\n")
+	sup.ctrl.Close()
+	if err != nil {
+		sup.cmd.Process.Kill()
+		return fail(err)
+	}
+	sup.ready.SetReadDeadline(time.Now().Add(30 * time.Second))
+	line, _ := bufio.NewReader(sup.ready).ReadString('\n')
 	if line != "ok\n" {
-		cmd.Process.Kill()
+		sup.cmd.Process.Kill()
 		if line == "" {
 			line = "the supervisor exited without starting the command"
 		}
@@ -169,6 +157,92 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	}
 	p.pruneFinished(id)
 	return p.procInfo(id, proc)
+}
+
+// supervisor is a supervisor process parked until it is told which
+// process directory to run (see supervise.go).
+type supervisor struct {
+	cmd    *exec.Cmd
+	ready  *os.File // reads "ok" or the start error
+	ctrl   *os.File // takes the process directory
+	exited chan struct{}
+}
+
+// spawnSupervisor starts a parked supervisor: this binary again, in a
+// session of its own so it outlives this server, with none of the server's
+// environment.
+func spawnSupervisor() (*supervisor, error) {
+	exe, err := selfExe()
+	if err != nil {
+		return nil, fmt.Errorf("find the supervisor binary: %w", err)
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	ctrlR, ctrlW, err := os.Pipe()
+	if err != nil {
+		readyR.Close()
+		readyW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Args = []string{"mcp-sandbox-supervise"}
+	cmd.Env = []string{superviseVar + "=1"}
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{readyW, ctrlR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	readyW.Close()
+	ctrlR.Close()
+	if err != nil {
+		readyR.Close()
+		ctrlW.Close()
+		return nil, err
+	}
+	s := &supervisor{cmd: cmd, ready: readyR, ctrl: ctrlW, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait() // reap it if it ends while this server runs
+		close(s.exited)
+	}()
+	return s, nil
+}
+
+// takeSupervisor returns the parked spare, or a new one, and parks another
+// for the next start: Go's start-up then stays off the critical path.
+func (p *Provider) takeSupervisor() (*supervisor, error) {
+	p.mu.Lock()
+	s := p.spare
+	p.spare = nil
+	p.mu.Unlock()
+	if s != nil {
+		select {
+		case <-s.exited:
+			s = nil
+		default:
+		}
+	}
+	var err error
+	if s == nil {
+		if s, err = spawnSupervisor(); err != nil {
+			return nil, err
+		}
+	}
+	go func() {
+		next, err := spawnSupervisor()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.spare != nil || p.closed {
+			next.ctrl.Close() // it exits on end-of-file
+			next.ready.Close()
+			return
+		}
+		p.spare = next
+	}()
+	return s, nil
 }
 
 // pruneFinished forgets the oldest finished processes beyond keepFinished.
@@ -446,6 +520,22 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 		return providers.Errorf(providers.ErrUnavailable, "signal process %s: %w", proc, err)
 	}
 	return nil
+}
+
+// killSupervisors kills the sandbox's live supervisors, so that none
+// writes into the sandbox while Destroy removes it.
+func (p *Provider) killSupervisors(id string) {
+	ents, _ := os.ReadDir(p.procs(id))
+	for _, e := range ents {
+		dir := filepath.Join(p.procs(id), e.Name())
+		var st procState
+		if !validProc(e.Name()) || readJSON(filepath.Join(dir, "state.json"), &st) != nil || st.Supervisor <= 1 {
+			continue
+		}
+		if supervisorAlive(dir) {
+			syscall.Kill(st.Supervisor, syscall.SIGKILL)
+		}
+	}
 }
 
 func (p *Provider) RemoveProcess(ctx context.Context, id, proc string) error {

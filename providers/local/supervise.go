@@ -9,14 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // A background process is run by a supervisor: this same binary, started
-// again with superviseVar naming the process directory, in a session of its
-// own. It owns the command's pipes, writes the output logs, forwards stdin
+// again with superviseVar set, in a session of its own. It is started ahead
+// of need and parks until the server writes a process directory to fd 4. It owns the command's pipes, writes the output logs, forwards stdin
 // and records the exit status, so the process and everything about it
 // outlive the server that started it. All it knows is in the directory:
 //
@@ -31,9 +32,16 @@ import (
 const superviseVar = "MCP_SANDBOX_LOCAL_SUPERVISE"
 
 func init() {
-	if dir := os.Getenv(superviseVar); dir != "" {
-		os.Exit(supervise(dir, os.NewFile(3, "ready")))
+	if os.Getenv(superviseVar) == "" {
+		return
 	}
+	ctrl := os.NewFile(4, "ctrl")
+	line, err := bufio.NewReader(ctrl).ReadString('\n')
+	if err != nil {
+		os.Exit(0) // the server closed it, or went away, before needing it
+	}
+	ctrl.Close()
+	os.Exit(supervise(strings.TrimSuffix(line, "\n"), os.NewFile(3, "ready")))
 }
 
 type procSpec struct {
@@ -48,8 +56,9 @@ type procSpec struct {
 }
 
 type procState struct {
-	Pid       int       `json:"pid"`
-	StartedAt time.Time `json:"started_at"`
+	Pid        int       `json:"pid"`
+	Supervisor int       `json:"supervisor"`
+	StartedAt  time.Time `json:"started_at"`
 }
 
 type procExit struct {
@@ -119,7 +128,7 @@ func supervise(dir string, ready *os.File) int {
 	if err := cmd.Start(); err != nil {
 		return fail(err)
 	}
-	st := procState{Pid: cmd.Process.Pid, StartedAt: time.Now().UTC()}
+	st := procState{Pid: cmd.Process.Pid, Supervisor: os.Getpid(), StartedAt: time.Now().UTC()}
 	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
 		syscall.Kill(-st.Pid, syscall.SIGKILL)
 		return fail(err)
