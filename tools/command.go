@@ -202,6 +202,9 @@ func (h *handlers) killCancelled(ctx context.Context, sid string, pp providers.P
 // headTail reads the head and the tail of a stream of total bytes, as much
 // as run_command shows.
 func (h *handlers) headTail(ctx context.Context, pp providers.Processes, id, proc string, stream providers.Stream, total int64) (string, *Truncation, bool, error) {
+	if total == 0 {
+		return "", nil, false, nil
+	}
 	half := h.lim.MaxOutputBytes / 2
 	head, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Limit: max(half, 1)})
 	if err != nil {

@@ -544,3 +544,17 @@ func TestProvidersWithoutProcesses(t *testing.T) {
 		t.Fatalf("run_command on an exec-only provider: %v", out)
 	}
 }
+
+func TestRunCommandStdinReachesTheCommand(t *testing.T) {
+	for _, wrap := range []func(providers.Provider) providers.Provider{nil, func(p providers.Provider) providers.Provider { return execOnly{p} }} {
+		c := newClients(t, tools.DefaultLimits, wrap, 1)[0]
+		res := mustCall(t, c, "run_command", map[string]any{"command": "cat; echo; wc -c < /dev/stdin", "stdin": "line one\nline two"})
+		if res["stdout"] != "line one\nline two\n0\n" {
+			t.Fatalf("stdout %q", res["stdout"])
+		}
+		// Without stdin the command reads end-of-file at once, not a hang.
+		if res := mustCall(t, c, "run_command", map[string]any{"command": "cat", "wait_seconds": 5}); res["running"] != nil || res["exit_code"] != 0.0 {
+			t.Fatalf("cat without stdin: %v", res)
+		}
+	}
+}

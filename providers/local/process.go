@@ -247,6 +247,10 @@ func (p *Provider) takeSupervisor() (*supervisor, error) {
 
 // pruneFinished forgets the oldest finished processes beyond keepFinished.
 func (p *Provider) pruneFinished(id string) {
+	// Cheap check first: reading every record on each start adds up.
+	if ents, err := os.ReadDir(p.procs(id)); err != nil || len(ents) <= keepFinished+3 { // + next, .lock, the new one
+		return
+	}
 	infos, err := p.ListProcesses(context.Background(), id)
 	if err != nil {
 		return

@@ -221,3 +221,29 @@ func seq(n int) string {
 	}
 	return b.String()
 }
+
+// Finished processes are forgotten beyond keepFinished, oldest first;
+// running ones never are.
+func TestFinishedProcessesArePruned(t *testing.T) {
+	p, sb := newSandbox(t)
+	running := start(t, p, sb.ID, providers.ProcessSpec{Command: "sleep 1000"})
+	var last providers.ProcessInfo
+	for i := 0; i < keepFinished+5; i++ {
+		last = start(t, p, sb.ID, providers.ProcessSpec{Command: "true"})
+		wait(t, p, sb.ID, last.ID)
+	}
+	start(t, p, sb.ID, providers.ProcessSpec{Command: "true"}) // prunes
+	list, err := p.ListProcesses(context.Background(), sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) > keepFinished+2 || list[0].ID != running.ID || !list[0].Running {
+		t.Fatalf("%d processes kept, first %+v", len(list), list[0])
+	}
+	if _, err := p.WaitProcess(context.Background(), sb.ID, "2", 0); !errors.Is(err, providers.ErrNotFound) {
+		t.Fatalf("the oldest finished process was kept: %v", err)
+	}
+	if _, err := p.WaitProcess(context.Background(), sb.ID, last.ID, 0); err != nil {
+		t.Fatalf("the newest finished process was pruned: %v", err)
+	}
+}
