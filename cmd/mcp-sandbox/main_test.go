@@ -163,12 +163,18 @@ func TestStdioStdoutIsOnlyProtocol(t *testing.T) {
 // newHTTP serves the app over httptest.
 func newHTTP(t testing.TB, extraArgs ...string) (*httptest.Server, string) {
 	t.Helper()
+	return newHTTPLogging(t, io.Discard, extraArgs...)
+}
+
+// newHTTPLogging is newHTTP with the server's log written to w.
+func newHTTPLogging(t testing.TB, w io.Writer, extraArgs ...string) (*httptest.Server, string) {
+	t.Helper()
 	state := t.TempDir()
 	cfg, err := loadConfig(append([]string{"--state-dir", state, "--env-file", os.DevNull}, extraArgs...), func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+	a, err := newApp(cfg, slog.New(slog.NewTextHandler(w, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
