@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -409,9 +408,11 @@ print "port ", $s->sockport, "\n"; while (my $c = $s->accept) { <$c>; print $c "
 			client: `perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new("127.0.0.1:%s") or die $!; print $c "GET / HTTP/1.0\r\n\r\n"; local $/; ($b = <$c>) =~ s/^.*?\r\n\r\n//s; print "$b\n"'`,
 		},
 	}
+	// Probe inside the sandbox: its PATH, not the test's, decides.
+	c := newClient(t, tools.DefaultLimits)
 	var it interp
 	for _, name := range []string{"python3", "perl"} {
-		if _, err := exec.LookPath(name); err == nil {
+		if res := mustCall(t, c, "run_command", map[string]any{"command": "command -v " + name}); res["exit_code"] == 0.0 {
 			it = candidates[name]
 			break
 		}
@@ -422,7 +423,6 @@ print "port ", $s->sockport, "\n"; while (my $c = $s->accept) { <$c>; print $c "
 		}
 		t.Skip("neither python3 nor perl is installed")
 	}
-	c := newClient(t, tools.DefaultLimits)
 	started := mustCall(t, c, "process_start", map[string]any{"command": it.server})
 	handle := started["process_id"].(string)
 	var port string

@@ -142,15 +142,22 @@ func TestProcessTimeout(t *testing.T) {
 
 func TestDestroyEndsProcesses(t *testing.T) {
 	p, sb := newSandbox(t)
-	start(t, p, sb.ID, providers.ProcessSpec{Command: "echo $$ > sh.pid; exec sleep 1000"})
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "echo $$ > sh.pid; exec sleep 1000"})
 	waitFile(t, filepath.Join(sb.Workdir, "sh.pid"))
 	b, _ := os.ReadFile(filepath.Join(sb.Workdir, "sh.pid"))
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	os.WriteFile(pidFile, b, 0o600)
+	var st procState
+	if err := readJSON(filepath.Join(p.procDir(sb.ID, in.ID), "state.json"), &st); err != nil {
+		t.Fatal(err)
+	}
+	supFile := filepath.Join(t.TempDir(), "supervisor")
+	os.WriteFile(supFile, []byte(strconv.Itoa(st.Supervisor)+"\n"), 0o600)
 	if err := p.Destroy(context.Background(), sb.ID); err != nil {
 		t.Fatal(err)
 	}
 	assertGone(t, pidFile)
+	assertGone(t, supFile)
 }
 
 // The log keeps the head and the latest tail; reads say what was skipped.
