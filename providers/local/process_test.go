@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,69 +73,6 @@ func TestProcessRunsToExitAndKeepsOutput(t *testing.T) {
 	}
 	if _, err := p.WaitProcess(context.Background(), sb.ID, "1", 0); !errors.Is(err, providers.ErrNotFound) {
 		t.Fatalf("removed process: %v", err)
-	}
-}
-
-// A second provider on the same state dir stands for another server
-// process: it sees, feeds, waits for and stops what the first started.
-func TestAnotherServerCanServeTheProcess(t *testing.T) {
-	p, sb := newSandbox(t)
-	other, err := New(filepath.Dir(p.dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "while read l; do echo got:$l; done; echo bye", OpenStdin: true})
-	ctx := context.Background()
-	if err := other.WriteStdin(ctx, sb.ID, in.ID, []byte("a\nb\n"), false); err != nil {
-		t.Fatal(err)
-	}
-	out, err := other.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 100, Wait: 5 * time.Second})
-	if err != nil || !strings.HasPrefix("got:a\ngot:b\n", string(out.Data)) || len(out.Data) == 0 {
-		t.Fatalf("first read: %q %v", out.Data, err)
-	}
-	if err := other.WriteStdin(ctx, sb.ID, in.ID, []byte("c\n"), true); err != nil {
-		t.Fatal(err)
-	}
-	done, err := other.WaitProcess(ctx, sb.ID, in.ID, 5*time.Second)
-	if err != nil || done.Running || done.ExitCode != 0 || done.StdinOpen {
-		t.Fatalf("after EOF: %+v %v", done, err)
-	}
-	if got := readAll(t, other, sb.ID, in.ID, providers.Stdout); got != "got:a\ngot:b\ngot:c\nbye\n" {
-		t.Fatalf("stdout %q", got)
-	}
-	if err := other.WriteStdin(ctx, sb.ID, in.ID, []byte("x"), false); !errors.Is(err, providers.ErrInvalidArgument) {
-		t.Fatalf("write after exit: %v", err)
-	}
-	list, err := other.ListProcesses(ctx, sb.ID)
-	if err != nil || len(list) != 1 || list[0].ID != in.ID {
-		t.Fatalf("list: %+v %v", list, err)
-	}
-}
-
-func TestSignalKillsTheProcessGroup(t *testing.T) {
-	p, sb := newSandbox(t)
-	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "sleep 1000 & echo $! > child.pid; sleep 1000"})
-	waitFile(t, filepath.Join(sb.Workdir, "child.pid"))
-	if err := p.SignalProcess(context.Background(), sb.ID, in.ID, "sigterm"); err != nil {
-		t.Fatal(err)
-	}
-	if got := wait(t, p, sb.ID, in.ID); got.ExitCode != 128+int(syscall.SIGTERM) {
-		t.Fatalf("exit code %d", got.ExitCode)
-	}
-	assertGone(t, filepath.Join(sb.Workdir, "child.pid"))
-	if err := p.SignalProcess(context.Background(), sb.ID, in.ID, "KILL"); !errors.Is(err, providers.ErrInvalidArgument) {
-		t.Fatalf("signal after exit: %v", err)
-	}
-	if err := p.SignalProcess(context.Background(), sb.ID, in.ID, "BOGUS"); err == nil || !strings.Contains(err.Error(), "unknown signal") {
-		t.Fatalf("bad signal: %v", err)
-	}
-}
-
-func TestProcessTimeout(t *testing.T) {
-	p, sb := newSandbox(t)
-	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "sleep 1000", Timeout: 200 * time.Millisecond})
-	if got := wait(t, p, sb.ID, in.ID); !got.TimedOut || got.ExitCode != 128+int(syscall.SIGKILL) {
-		t.Fatalf("%+v", got)
 	}
 }
 
