@@ -110,7 +110,7 @@ type processStartArgs struct {
 func (h *handlers) processStart() server.ServerTool {
 	tool := newTool("process_start", "Start background process",
 		"Start a command in the background (a dev server, a watcher, a long build) and return at once with a process_id. "+
-			"Its output is kept (head and tail, up to a server-set size per stream) for process_output, "+
+			fmt.Sprintf("Its output is kept on disk for process_output (up to %d MiB per stream: the head and the latest tail), ", h.lim.MaxProcessOutputBytes>>20)+
 			"its exit status stays readable after it exits, and it ends when the sandbox is destroyed. "+
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
@@ -205,7 +205,7 @@ type processOutputArgs struct {
 	ProcessID   string  `json:"process_id" jsonschema_description:"The process, as returned by run_command, process_start or process_list."`
 	Stream      string  `json:"stream,omitempty" jsonschema:"enum=stdout,enum=stderr" jsonschema_description:"Which stream to read. Default stdout."`
 	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
-	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most bytes to return. Default and maximum set by the server."`
+	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
 	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0."`
 }
 
@@ -227,7 +227,7 @@ func (h *handlers) processOutput() server.ServerTool {
 	tool := newTool("process_output", "Read process output",
 		"Read a process's stdout or stderr from a byte offset: page through output that run_command cut, or follow a running process "+
 			"(pass next_offset back as offset, with wait_seconds to wait for more). "+
-			fmt.Sprintf("Returns at most %d bytes per call; wait_seconds is at most %v. ", h.lim.MaxReturnBytes, h.lim.Wait)+
+			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d); wait_seconds is at most %v. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, h.lim.Wait)+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
 		mcp.ToolAnnotation{ReadOnlyHint: ptr(true), DestructiveHint: ptr(false), IdempotentHint: ptr(true), OpenWorldHint: ptr(false)})
@@ -246,9 +246,9 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	if a.Offset < 0 || a.Limit < 0 {
 		return nil, invalid("offset and limit must not be negative")
 	}
-	limit := h.lim.MaxReturnBytes
+	limit := min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes)
 	if a.Limit > 0 {
-		limit = min(a.Limit, limit)
+		limit = min(a.Limit, h.lim.MaxReturnBytes)
 	}
 	wait, err := seconds("wait_seconds", a.WaitSeconds, 0, h.lim.Wait)
 	if err != nil {

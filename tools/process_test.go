@@ -188,7 +188,7 @@ func TestPagingReadsEveryByteOnce(t *testing.T) {
 	var got []byte
 	var offset int64
 	for page := (tools.ProcessOutputResult{}); !page.EOF; {
-		page = d.call(t, "process_output", map[string]any{"process_id": res.ProcessID, "offset": offset}).(tools.ProcessOutputResult)
+		page = d.call(t, "process_output", map[string]any{"process_id": res.ProcessID, "offset": offset, "limit": lim.MaxReturnBytes}).(tools.ProcessOutputResult)
 		data := []byte(page.Data)
 		if page.Encoding == "base64" {
 			data, _ = base64.StdEncoding.DecodeString(page.Data)
