@@ -369,6 +369,7 @@ func TestRunCommandStreamsProgress(t *testing.T) {
 		{"exec-only", func(p providers.Provider) providers.Provider { return execOnly{p} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // mostly waiting for the ticks
 			c := newClients(t, tools.DefaultLimits, tc.wrap, 1)[0]
 			var log progressLog
 			c.OnNotification(log.handler("tok-1"))

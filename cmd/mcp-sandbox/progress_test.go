@@ -42,6 +42,7 @@ func TestProgressOverStdioAndHTTP(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // mostly waiting for the ticks
 			c := tc.connect(t)
 			var mu sync.Mutex
 			var got []map[string]any
