@@ -36,20 +36,15 @@ type outWriter struct {
 	tails            []int64 // starts of the tail segments on disk, oldest first
 }
 
-// newOutWriter creates the (empty) head segment at once, so readers see a
-// zero-length stream rather than a missing one.
-func newOutWriter(dir, stream string, limit int64) (*outWriter, error) {
+// newOutWriter prepares a log; its first segment is created on the first
+// write, so a silent stream costs no file (readers see a missing stream as
+// empty).
+func newOutWriter(dir, stream string, limit int64) *outWriter {
 	if limit <= 0 {
 		limit = defaultOutputLimit
 	}
 	head := max(limit/2, 1)
-	w := &outWriter{dir: dir, stream: stream, headCap: head, tailCap: max((limit-head)/2, 1)}
-	f, err := os.OpenFile(filepath.Join(dir, segmentName(stream, 0)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	w.f = f
-	return w, nil
+	return &outWriter{dir: dir, stream: stream, headCap: head, tailCap: max((limit-head)/2, 1)}
 }
 
 func (w *outWriter) capacity() int64 {
@@ -63,6 +58,13 @@ func (w *outWriter) capacity() int64 {
 // and deleting the oldest tail segment when there would be three.
 func (w *outWriter) Write(p []byte) (int, error) {
 	n := len(p)
+	if w.f == nil && n > 0 {
+		f, err := os.OpenFile(filepath.Join(w.dir, segmentName(w.stream, 0)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return 0, err
+		}
+		w.f = f
+	}
 	for len(p) > 0 {
 		room := w.capacity() - w.size
 		if room <= 0 {
@@ -102,7 +104,12 @@ func (w *outWriter) rotate() error {
 	return nil
 }
 
-func (w *outWriter) Close() error { return w.f.Close() }
+func (w *outWriter) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	return w.f.Close()
+}
 
 type segment struct {
 	start, size int64

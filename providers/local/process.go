@@ -120,7 +120,12 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	if ps.OutputLimit <= 0 {
 		ps.OutputLimit = defaultOutputLimit
 	}
-	if err := writeJSON(filepath.Join(dir, "spec.json"), ps); err != nil {
+	// Written in place: nothing reads spec.json before state.json exists.
+	b, err := json.Marshal(ps)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "spec.json"), b, 0o600)
+	}
+	if err != nil {
 		return fail(err)
 	}
 
@@ -276,7 +281,7 @@ func readJSON(name string, v any) error {
 
 // supervisorAlive reports whether the supervisor still holds its lock.
 func supervisorAlive(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, "lock"))
+	f, err := os.Open(dir)
 	if err != nil {
 		return false
 	}

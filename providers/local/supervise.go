@@ -21,9 +21,9 @@ import (
 // and records the exit status, so the process and everything about it
 // outlive the server that started it. All it knows is in the directory:
 //
+//	.             the directory is flock-ed by the supervisor while it lives
 //	spec.json     what to run (written by StartProcess)
 //	state.json    the command's pid, once started
-//	lock          flock-ed by the supervisor while it lives
 //	stdout.N      output log segments (see outlog.go)
 //	stderr.N
 //	stdin         FIFO of length-prefixed frames, when stdin is kept open
@@ -86,22 +86,16 @@ func supervise(dir string, ready *os.File) int {
 	if err != nil {
 		return fail(fmt.Errorf("read spec: %w", err))
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	// The lock is on the directory itself: one file fewer to create.
+	lock, err := os.Open(dir)
 	if err != nil {
 		return fail(err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fail(fmt.Errorf("lock: %w", err))
 	}
-	stdout, err := newOutWriter(dir, "stdout", spec.OutputLimit)
-	if err != nil {
-		return fail(err)
-	}
-	stderr, err := newOutWriter(dir, "stderr", spec.OutputLimit)
-	if err != nil {
-		return fail(err)
-	}
-
+	stdout := newOutWriter(dir, "stdout", spec.OutputLimit)
+	stderr := newOutWriter(dir, "stderr", spec.OutputLimit)
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
 	cmd.Dir, cmd.Env = spec.Dir, spec.Env
 	cmd.Stdout, cmd.Stderr = stdout, stderr
