@@ -148,6 +148,11 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	if p.err == nil && c.Limits.DefaultTimeout > c.Limits.MaxTimeout {
 		p.fail(settingFor("command-timeout"), values["MCP_SANDBOX_COMMAND_TIMEOUT"], "must not exceed --max-command-timeout ("+c.Limits.MaxTimeout.String()+")")
 	}
+	// mcp-go sweeps a session by the start of its last request, so a call
+	// that waits longer than the idle timeout loses its session mid-call.
+	if p.err == nil && c.SessionIdleTimeout <= c.Limits.Wait {
+		p.fail(settingFor("session-idle-timeout"), values["MCP_SANDBOX_SESSION_IDLE_TIMEOUT"], "must be longer than --wait-seconds ("+c.Limits.Wait.String()+"), or a waiting call would lose its session")
+	}
 	if p.err == nil && c.Limits.MaxProcessOutputBytes < int64(c.Limits.MaxOutputBytes) {
 		p.fail(settingFor("max-process-output"), values["MCP_SANDBOX_MAX_PROCESS_OUTPUT"], "must be at least --max-output-bytes ("+strconv.Itoa(c.Limits.MaxOutputBytes)+" bytes), or run_command could not show what it keeps")
 	}

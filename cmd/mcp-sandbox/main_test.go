@@ -286,7 +286,7 @@ func TestHTTPDeletedSessionIsGoneWithItsSandboxes(t *testing.T) {
 }
 
 func TestHTTPIdleSessionExpires(t *testing.T) {
-	ts, state := newHTTP(t, "--session-idle-timeout", "300ms")
+	ts, state := newHTTP(t, "--session-idle-timeout", "1500ms", "--wait-seconds", "1")
 	c := httpClient(t, ts.URL)
 	if _, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "true"}); isErr {
 		t.Fatal(text)
@@ -366,6 +366,7 @@ func TestBadConfigExitsWithOneClearLine(t *testing.T) {
 		{[]string{"--env-file", "/nonexistent/.env"}, nil, `cannot read env file "/nonexistent/.env"`},
 		{[]string{"--wait-seconds", "-5"}, nil, `invalid value "-5" for --wait-seconds (MCP_SANDBOX_WAIT_SECONDS)`},
 		{nil, []string{"MCP_SANDBOX_MAX_PROCESS_OUTPUT=32KiB"}, `must be at least --max-output-bytes`},
+		{[]string{"--session-idle-timeout", "30s"}, nil, `must be longer than --wait-seconds (45s)`},
 	}
 	for _, tc := range cases {
 		cmd := exec.Command(binary, tc.args...)
