@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"io"
 	"time"
 )
 
@@ -122,4 +123,35 @@ type Output struct {
 	Total int64
 	// Process is the state after the read.
 	Process ProcessInfo
+}
+
+// ProcessRunner is optional beside Processes: RunProcess runs a command in
+// the foreground like Exec, streaming to req.Stdout and req.Stderr, and
+// makes it a background process only when it must: when it still runs at
+// req.Wait (it is then detached and keeps running), or when a stream
+// produces more than req.KeepAfter bytes (its output is then kept like a
+// process's, to page by offset). A quick command with short output thus
+// costs what Exec costs and leaves no record. Cancelling ctx before Wait
+// kills the command and everything it started.
+type ProcessRunner interface {
+	RunProcess(ctx context.Context, id string, req RunRequest) (RunResult, error)
+}
+
+// RunRequest is a foreground run that may become a process.
+type RunRequest struct {
+	ProcessSpec
+	Wait      time.Duration
+	KeepAfter int64
+	// Stdout and Stderr receive output until the command ends or detaches.
+	Stdout, Stderr io.Writer
+}
+
+// RunResult is how a foreground run ended.
+type RunResult struct {
+	ExecResult
+	// ProcessID names the process record when there is one (Running, or
+	// output kept past KeepAfter); Processes serves it like any other.
+	ProcessID string
+	// Running is true when the command outlived Wait and was detached.
+	Running bool
 }

@@ -87,6 +87,9 @@ func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runComman
 		return nil, err
 	}
 	if pp, ok := providers.AsProcesses(p); ok {
+		if runner, ok := p.(providers.ProcessRunner); ok {
+			return h.runForeground(ctx, sid, runner, id, a, timeout, wait)
+		}
 		return h.runAsProcess(ctx, sid, pp, id, a, timeout, wait)
 	}
 	stdout, stderr := newCapture(h.lim.MaxOutputBytes), newCapture(h.lim.MaxOutputBytes)
@@ -116,6 +119,42 @@ func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runComman
 	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
 	out.NonUTF8Output = lossyOut || lossyErr
 	if res.TimedOut {
+		out.ExitCode = -1
+	}
+	return result(out, renderRun(out, timeout, wait)), nil
+}
+
+// runForeground runs the command in the foreground, where the provider
+// makes it a process only when it outlives the wait or its output is cut.
+func (h *handlers) runForeground(ctx context.Context, sid string, runner providers.ProcessRunner, id string, a runCommandArgs, timeout, wait time.Duration) (*mcp.CallToolResult, error) {
+	stdout, stderr := newCapture(h.lim.MaxOutputBytes), newCapture(h.lim.MaxOutputBytes)
+	req := providers.RunRequest{
+		ProcessSpec: providers.ProcessSpec{Command: a.Command, Cwd: a.Cwd, Env: a.Env, Stdin: []byte(a.Stdin),
+			Timeout: timeout, OutputLimit: h.lim.MaxProcessOutputBytes},
+		Wait: wait, KeepAfter: int64(h.lim.MaxOutputBytes), Stdout: stdout, Stderr: stderr,
+	}
+	if pr := newProgress(ctx); pr != nil {
+		sw := newStreamWriter(pr)
+		defer sw.Close()
+		req.Stdout, req.Stderr = io.MultiWriter(stdout, sw), io.MultiWriter(stderr, sw)
+	}
+	res, err := runner.RunProcess(ctx, id, req)
+	if ctx.Err() != nil {
+		h.m.Logger().Info("run_command cancelled; its process group was killed", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total}
+	if res.ProcessID != "" {
+		out.ProcessID = processHandle(id, res.ProcessID)
+	}
+	var lossyOut, lossyErr bool
+	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
+	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
+	out.NonUTF8Output = lossyOut || lossyErr
+	if res.TimedOut || res.Running {
 		out.ExitCode = -1
 	}
 	return result(out, renderRun(out, timeout, wait)), nil

@@ -31,6 +31,25 @@ import (
 // provider without background processes.
 type execOnly struct{ providers.Provider }
 
+// startOnly keeps Processes but hides ProcessRunner, standing for a
+// provider (docker, say) that runs every command as a background process.
+type startOnly struct {
+	providers.Provider
+	providers.Processes
+}
+
+type runPath struct {
+	name string
+	wrap func(providers.Provider) providers.Provider
+}
+
+// runPaths are the three ways run_command can run a command.
+var runPaths = []runPath{
+	{"foreground", nil},
+	{"background-process", func(p providers.Provider) providers.Provider { return startOnly{p, p.(providers.Processes)} }},
+	{"exec-only", func(p providers.Provider) providers.Provider { return execOnly{p} }},
+}
+
 // newServer serves the tools on a local provider (wrapped by wrap, if set).
 func newServer(t testing.TB, lim tools.Limits, wrap func(providers.Provider) providers.Provider) *server.MCPServer {
 	t.Helper()
@@ -145,7 +164,13 @@ func readToEOF(t *testing.T, c *client.Client, handle, stream string) ([]byte, m
 }
 
 func TestRunCommandOutlivingItsWaitReturnsAHandle(t *testing.T) {
-	c := newClient(t, tools.DefaultLimits)
+	for _, path := range runPaths[:2] {
+		t.Run(path.name, func(t *testing.T) { testOutliving(t, path) })
+	}
+}
+
+func testOutliving(t *testing.T, path runPath) {
+	c := newClients(t, tools.DefaultLimits, path.wrap, 1)[0]
 	start := time.Now()
 	res := mustCall(t, c, "run_command", map[string]any{"command": "echo started; sleep 1; echo done; exit 3", "wait_seconds": 0.3})
 	if res["running"] != true || res["exit_code"] != -1.0 || res["process_id"] == nil || time.Since(start) > 900*time.Millisecond {
@@ -173,9 +198,15 @@ func TestRunCommandOutlivingItsWaitReturnsAHandle(t *testing.T) {
 // Over 50 MB of output is cut in the result but every byte can be paged,
 // exactly once, through the handle.
 func TestPagingReadsEveryByteOnce(t *testing.T) {
+	for _, path := range runPaths[:2] {
+		t.Run(path.name, func(t *testing.T) { testPaging(t, path) })
+	}
+}
+
+func testPaging(t *testing.T, path runPath) {
 	lim := tools.DefaultLimits
 	lim.MaxReturnBytes = 1 << 20
-	d := newDirect(t, newServer(t, lim, nil))
+	d := newDirect(t, newServer(t, lim, path.wrap))
 	size := int64(50_000_000)
 	if raceEnabled {
 		size = 5_000_000
@@ -237,13 +268,7 @@ func callCtx(ctx context.Context, c *client.Client, name string, args map[string
 
 // A cancelled call kills what it started, within a second.
 func TestCancelledRunCommandKillsItsProcesses(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		wrap func(providers.Provider) providers.Provider
-	}{
-		{"processes", nil},
-		{"exec-only", func(p providers.Provider) providers.Provider { return execOnly{p} }},
-	} {
+	for _, tc := range runPaths {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClients(t, tools.DefaultLimits, tc.wrap, 1)[0]
 			ctx, cancel := context.WithCancel(context.Background())
@@ -361,13 +386,7 @@ func tickingOutput() string {
 }
 
 func TestRunCommandStreamsProgress(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		wrap func(providers.Provider) providers.Provider
-	}{
-		{"processes", nil},
-		{"exec-only", func(p providers.Provider) providers.Provider { return execOnly{p} }},
-	} {
+	for _, tc := range runPaths {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // mostly waiting for the ticks
 			c := newClients(t, tools.DefaultLimits, tc.wrap, 1)[0]
@@ -547,8 +566,8 @@ func TestProvidersWithoutProcesses(t *testing.T) {
 }
 
 func TestRunCommandStdinReachesTheCommand(t *testing.T) {
-	for _, wrap := range []func(providers.Provider) providers.Provider{nil, func(p providers.Provider) providers.Provider { return execOnly{p} }} {
-		c := newClients(t, tools.DefaultLimits, wrap, 1)[0]
+	for _, path := range runPaths {
+		c := newClients(t, tools.DefaultLimits, path.wrap, 1)[0]
 		res := mustCall(t, c, "run_command", map[string]any{"command": "cat; echo; wc -c < /dev/stdin", "stdin": "line one\nline two"})
 		if res["stdout"] != "line one\nline two\n0\n" {
 			t.Fatalf("stdout %q", res["stdout"])

@@ -47,6 +47,27 @@ func newOutWriter(dir, stream string, limit int64) *outWriter {
 	return &outWriter{dir: dir, stream: stream, headCap: head, tailCap: max((limit-head)/2, 1)}
 }
 
+// resumeOutWriter continues a log another process wrote.
+func resumeOutWriter(dir, stream string, limit int64) (*outWriter, error) {
+	w := newOutWriter(dir, stream, limit)
+	segs, err := segments(dir, stream)
+	if err != nil || len(segs) == 0 {
+		return w, err
+	}
+	last := segs[len(segs)-1]
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(stream, last.start)), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, err
+	}
+	w.f, w.start, w.size = f, last.start, last.size
+	for _, s := range segs {
+		if s.start != 0 {
+			w.tails = append(w.tails, s.start)
+		}
+	}
+	return w, nil
+}
+
 func (w *outWriter) capacity() int64 {
 	if w.start == 0 {
 		return w.headCap

@@ -176,7 +176,10 @@ type supervisor struct {
 // spawnSupervisor starts a parked supervisor: this binary again, in a
 // session of its own so it outlives this server, with none of the server's
 // environment.
-func spawnSupervisor() (*supervisor, error) {
+//
+// With adopt files (a foreground command's stdout and stderr pipes), it
+// adopts that running command instead of starting one.
+func spawnSupervisor(adopt ...*os.File) (*supervisor, error) {
 	exe, err := selfExe()
 	if err != nil {
 		return nil, fmt.Errorf("find the supervisor binary: %w", err)
@@ -193,9 +196,12 @@ func spawnSupervisor() (*supervisor, error) {
 	}
 	cmd := exec.Command(exe)
 	cmd.Args = []string{"mcp-sandbox-supervise"}
-	cmd.Env = []string{superviseVar + "=1"}
+	cmd.Env = []string{superviseVar + "=start"}
+	if len(adopt) > 0 {
+		cmd.Env = []string{superviseVar + "=adopt"}
+	}
 	cmd.Dir = "/"
-	cmd.ExtraFiles = []*os.File{readyW, ctrlR}
+	cmd.ExtraFiles = append([]*os.File{readyW, ctrlR}, adopt...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	readyW.Close()
@@ -286,7 +292,9 @@ func supervisorAlive(dir string) bool {
 		return false
 	}
 	defer f.Close()
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	// Supervisors hold the lock exclusively, or shared while this server
+	// and an adopting supervisor both answer for a process.
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	return errors.Is(err, syscall.EWOULDBLOCK)
 }
 

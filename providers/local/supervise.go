@@ -32,16 +32,91 @@ import (
 const superviseVar = "MCP_SANDBOX_LOCAL_SUPERVISE"
 
 func init() {
-	if os.Getenv(superviseVar) == "" {
+	mode := os.Getenv(superviseVar)
+	if mode == "" {
 		return
 	}
 	ctrl := os.NewFile(4, "ctrl")
-	line, err := bufio.NewReader(ctrl).ReadString('\n')
+	r := bufio.NewReader(ctrl)
+	line, err := r.ReadString('\n')
 	if err != nil {
 		os.Exit(0) // the server closed it, or went away, before needing it
 	}
+	dir := strings.TrimSuffix(line, "\n")
+	if mode == "adopt" {
+		os.Exit(adopt(dir, os.NewFile(3, "ready"), r, pollable(5, "stdout"), pollable(6, "stderr")))
+	}
 	ctrl.Close()
-	os.Exit(supervise(strings.TrimSuffix(line, "\n"), os.NewFile(3, "ready")))
+	os.Exit(supervise(dir, os.NewFile(3, "ready")))
+}
+
+// pollable wraps an inherited pipe so reads can be interrupted by deadline.
+func pollable(fd int, name string) *os.File {
+	syscall.SetNonblock(fd, true)
+	return os.NewFile(uintptr(fd), name)
+}
+
+// adopt supervises a command a server started in the foreground and
+// handed over: it goes on writing the output logs from the pipes. The
+// server, the command's parent, records the exit status and says on ctrl
+// when the command exited; then, as for a started command, children that
+// still hold the pipes get waitDelay before the pipes are closed.
+func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) int {
+	fail := func(err error) int {
+		fmt.Fprintf(ready, "%v\n", err)
+		return 1
+	}
+	var spec procSpec
+	var st procState
+	if err := readJSON(filepath.Join(dir, "spec.json"), &spec); err != nil {
+		return fail(err)
+	}
+	if err := readJSON(filepath.Join(dir, "state.json"), &st); err != nil {
+		return fail(err)
+	}
+	lock, err := os.Open(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+		return fail(err)
+	}
+	st.Supervisor = os.Getpid()
+	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
+		return fail(err)
+	}
+	var done [2]chan struct{}
+	for i, s := range []struct {
+		name string
+		r    *os.File
+	}{{"stdout", outR}, {"stderr", errR}} {
+		w, err := resumeOutWriter(dir, s.name, spec.OutputLimit)
+		if err != nil {
+			return fail(err)
+		}
+		done[i] = make(chan struct{})
+		go func() {
+			defer close(done[i])
+			io.Copy(w, s.r)
+			w.Close()
+		}()
+	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+	if spec.Timeout > 0 {
+		// The server enforces the timeout while it lives; this covers the rest.
+		time.AfterFunc(time.Until(spec.CreatedAt.Add(spec.Timeout)), func() { syscall.Kill(-st.Pid, syscall.SIGKILL) })
+	}
+	go func() {
+		if line, _ := ctrl.ReadString('\n'); line == "exited\n" {
+			time.Sleep(waitDelay)
+			outR.SetReadDeadline(time.Now())
+			errR.SetReadDeadline(time.Now())
+		}
+	}()
+	<-done[0]
+	<-done[1]
+	return 0
 }
 
 type procSpec struct {

@@ -41,6 +41,7 @@ func RunProcesses(t *testing.T, newProvider func(t *testing.T) providers.Provide
 	t.Run("OutlivesTheStartCallAndTheDriver", s.testOutlives)
 	t.Run("UnknownProcesses", s.testUnknown)
 	t.Run("DestroyEndsProcesses", s.testDestroy)
+	t.Run("ForegroundRun", s.testForeground)
 }
 
 type procSuite struct {
@@ -325,4 +326,85 @@ func (s *procSuite) testDestroy(t *testing.T) {
 	if _, err := s.pp.ListProcesses(procCtx(t), id); !errors.Is(err, providers.ErrNotFound) {
 		t.Errorf("ListProcesses after Destroy: want ErrNotFound, got %v", err)
 	}
+}
+
+// testForeground checks the optional ProcessRunner: a quick run leaves no
+// record, a long one detaches with its output whole, a large one is kept.
+func (s *procSuite) testForeground(t *testing.T) {
+	runner, ok := s.p.(providers.ProcessRunner)
+	if !ok {
+		t.Skip("driver does not implement ProcessRunner")
+	}
+	id := s.sandbox(t)
+	run := func(t *testing.T, ctx context.Context, req providers.RunRequest) (providers.RunResult, string) {
+		t.Helper()
+		var out bytes.Buffer
+		req.Stdout = &out
+		res, err := runner.RunProcess(ctx, id, req)
+		if err != nil {
+			t.Fatalf("RunProcess(%q): %v", req.Command, err)
+		}
+		return res, out.String()
+	}
+	spec := func(cmd string) providers.ProcessSpec { return providers.ProcessSpec{Command: cmd} }
+
+	t.Run("QuickLeavesNoRecord", func(t *testing.T) {
+		res, out := run(t, procCtx(t), providers.RunRequest{ProcessSpec: spec("echo hi; exit 3"), Wait: 10 * time.Second, KeepAfter: 1000})
+		if res.ExitCode != 3 || res.Running || res.ProcessID != "" || out != "hi\n" {
+			t.Fatalf("%+v %q", res, out)
+		}
+		if list, _ := s.pp.ListProcesses(procCtx(t), id); len(list) != 0 {
+			t.Fatalf("a quick run left records: %+v", list)
+		}
+	})
+	t.Run("LargeOutputIsKept", func(t *testing.T) {
+		res, out := run(t, procCtx(t), providers.RunRequest{ProcessSpec: spec("seq 1 5000"), Wait: 10 * time.Second, KeepAfter: 1000})
+		if res.ProcessID == "" || res.Running || res.ExitCode != 0 {
+			t.Fatalf("%+v", res)
+		}
+		if got := string(readProcessOutput(t, s.pp, id, res.ProcessID, providers.Stdout, 4096)); got != out || len(out) < 20000 {
+			t.Fatalf("kept %d bytes, streamed %d", len(got), len(out))
+		}
+	})
+	t.Run("OutlivingTheWaitDetaches", func(t *testing.T) {
+		res, out := run(t, procCtx(t), providers.RunRequest{ProcessSpec: spec("echo before; sleep 0.6; echo after; exit 5"), Wait: 200 * time.Millisecond, KeepAfter: 1000})
+		if !res.Running || res.ProcessID == "" || out != "before\n" {
+			t.Fatalf("%+v %q", res, out)
+		}
+		in := s.wait(t, id, res.ProcessID)
+		if in.ExitCode != 5 {
+			t.Fatalf("exit code of the detached run: %+v", in)
+		}
+		if got := string(readProcessOutput(t, s.pp, id, res.ProcessID, providers.Stdout, 100)); got != "before\nafter\n" {
+			t.Fatalf("output across the detach: %q", got)
+		}
+	})
+	t.Run("DetachedCanBeSignalled", func(t *testing.T) {
+		res, _ := run(t, procCtx(t), providers.RunRequest{ProcessSpec: spec("sleep 1000"), Wait: 100 * time.Millisecond})
+		if err := s.pp.SignalProcess(procCtx(t), id, res.ProcessID, "TERM"); err != nil {
+			t.Fatal(err)
+		}
+		if in := s.wait(t, id, res.ProcessID); in.ExitCode != 128+15 {
+			t.Fatalf("%+v", in)
+		}
+	})
+	t.Run("TimeoutInEitherPhase", func(t *testing.T) {
+		res, _ := run(t, procCtx(t), providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "sleep 1000", Timeout: 200 * time.Millisecond}, Wait: 10 * time.Second})
+		if !res.TimedOut || res.Running {
+			t.Fatalf("in the foreground: %+v", res)
+		}
+		res, _ = run(t, procCtx(t), providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "sleep 1000", Timeout: 400 * time.Millisecond}, Wait: 100 * time.Millisecond})
+		if in := s.wait(t, id, res.ProcessID); !in.TimedOut {
+			t.Fatalf("after the detach: %+v", in)
+		}
+	})
+	t.Run("CancelKills", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := runner.RunProcess(ctx, id, providers.RunRequest{ProcessSpec: spec("sleep 1000"), Wait: 30 * time.Second})
+		if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
+			t.Fatalf("cancelled run: %v after %v", err, time.Since(start))
+		}
+	})
 }
