@@ -578,3 +578,18 @@ func TestRunCommandStdinReachesTheCommand(t *testing.T) {
 		}
 	}
 }
+
+// A command that leaves a child holding its output (`server &`) returns
+// when the shell exits, on every path.
+func TestRunCommandWithBackgroundChildReturns(t *testing.T) {
+	for _, path := range runPaths {
+		t.Run(path.name, func(t *testing.T) {
+			c := newClients(t, tools.DefaultLimits, path.wrap, 1)[0]
+			start := time.Now()
+			res := mustCall(t, c, "run_command", map[string]any{"command": "sleep 1000 & echo started"})
+			if res["stdout"] != "started\n" || res["exit_code"] != 0.0 || res["running"] != nil || time.Since(start) > 3*time.Second {
+				t.Fatalf("got %v after %v", res, time.Since(start))
+			}
+		})
+	}
+}

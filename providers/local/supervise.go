@@ -16,14 +16,20 @@ import (
 )
 
 // A background process is run by a supervisor: this same binary, started
-// again with superviseVar set, in a session of its own. It is started ahead
-// of need and parks until the server writes a process directory to fd 4. It owns the command's pipes, writes the output logs, forwards stdin
-// and records the exit status, so the process and everything about it
-// outlive the server that started it. All it knows is in the directory:
+// again with superviseVar set, in a session of its own, so the process and
+// everything about it outlive the server that started it. In "start" mode
+// (StartProcess) it is started ahead of need and parks until the server
+// writes a process directory to fd 4; then it starts the command, owns its
+// pipes, writes the output logs, forwards stdin and records the exit
+// status. In "adopt" mode (a RunProcess that outlived its wait) it takes
+// over the output pipes of a command the server started (fds 5 and 6),
+// while the server, the command's parent, records the exit status.
+// All a supervisor knows is in the directory:
 //
-//	.             the directory is flock-ed by the supervisor while it lives
-//	spec.json     what to run (written by StartProcess)
-//	state.json    the command's pid, once started
+//	.             flock-ed while someone answers for the process (exclusively
+//	              by a start supervisor; shared by a server and its adopter)
+//	spec.json     what to run
+//	state.json    the command's and the supervisor's pids, once started
 //	stdout.N      output log segments (see outlog.go)
 //	stderr.N
 //	stdin         FIFO of length-prefixed frames, when stdin is kept open
