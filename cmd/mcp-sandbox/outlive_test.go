@@ -49,6 +49,12 @@ func TestProcessesOutliveAKilledServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // the dead server could not clean up
+		sbs, _ := p.List(context.Background(), nil)
+		for _, sb := range sbs {
+			p.Destroy(context.Background(), sb.ID)
+		}
+	})
 	for _, tc := range []struct {
 		handle, output string
 		exit           int
@@ -66,9 +72,5 @@ func TestProcessesOutliveAKilledServer(t *testing.T) {
 		if err != nil || string(out.Data) != tc.output {
 			t.Errorf("%s output: %q %v, want %q", tc.handle, out.Data, err, tc.output)
 		}
-	}
-	sbs, _ := p.List(context.Background(), nil)
-	for _, sb := range sbs {
-		p.Destroy(context.Background(), sb.ID)
 	}
 }
