@@ -76,6 +76,7 @@ func New(stateDir string) (*Provider, error) {
 	if stateDir == "" || !filepath.IsAbs(stateDir) {
 		return nil, fmt.Errorf("%s must be an absolute path, got %q", EnvStateDir, stateDir)
 	}
+	cloexecOnce.Do(closeInheritedOnExec)
 	dir := filepath.Join(stateDir, "local")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create the state directory %s (%v): set %s to a writable directory", dir, err, EnvStateDir)
@@ -209,7 +210,7 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 	if _, err := p.load(id); err != nil {
 		return err
 	}
-	p.killSupervisors(id)
+	p.killProcesses(id)
 	killSandboxProcesses(id)
 	// Remove the metadata first: a half-removed sandbox must read as gone.
 	if err := os.Remove(filepath.Join(p.base(id), "meta.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -539,17 +539,22 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 	return nil
 }
 
-// killSupervisors kills the sandbox's live supervisors, so that none
-// writes into the sandbox while Destroy removes it.
-func (p *Provider) killSupervisors(id string) {
+// killProcesses kills the process group of every live process the sandbox
+// has a record of, and its supervisor, so that none writes into the
+// sandbox while Destroy removes it. (The /proc scan that follows finds
+// the rest by their marker, but can miss a process caught mid-exec.)
+func (p *Provider) killProcesses(id string) {
 	ents, _ := os.ReadDir(p.procs(id))
 	for _, e := range ents {
 		dir := filepath.Join(p.procs(id), e.Name())
 		var st procState
-		if !validProc(e.Name()) || readJSON(filepath.Join(dir, "state.json"), &st) != nil || st.Supervisor <= 1 {
-			continue
+		if !validProc(e.Name()) || readJSON(filepath.Join(dir, "state.json"), &st) != nil || !supervisorAlive(dir) {
+			continue // finished, or never started: its pids may be reused
 		}
-		if supervisorAlive(dir) {
+		if st.Pid > 1 {
+			syscall.Kill(-st.Pid, syscall.SIGKILL)
+		}
+		if st.Supervisor > 1 {
 			syscall.Kill(st.Supervisor, syscall.SIGKILL)
 		}
 	}

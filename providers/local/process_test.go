@@ -190,3 +190,26 @@ func TestFinishedProcessesArePruned(t *testing.T) {
 		t.Fatalf("the newest finished process was pruned: %v", err)
 	}
 }
+
+// Nothing of the server's or the supervisor's leaks into a command: its
+// only pipes are its stdout and stderr (and stdin when fed).
+func TestCommandsInheritNoDescriptors(t *testing.T) {
+	p, sb := newSandbox(t)
+	const list = `exec find /proc/self/fd/ -mindepth 1 -printf "%f %l\\n"`
+	check := func(how, out string) {
+		t.Helper()
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			fd, target, _ := strings.Cut(line, " ")
+			if strings.HasPrefix(target, "pipe:") && fd != "1" && fd != "2" {
+				t.Errorf("%s: the command holds a pipe on fd %s:\n%s", how, fd, out)
+			}
+		}
+	}
+	in := wait(t, p, sb.ID, start(t, p, sb.ID, providers.ProcessSpec{Command: list}).ID)
+	check("StartProcess", readAll(t, p, sb.ID, in.ID, providers.Stdout))
+	var out bytes.Buffer
+	if _, err := p.RunProcess(context.Background(), sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: list}, Wait: 10 * time.Second, Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	check("RunProcess", out.String())
+}

@@ -42,6 +42,8 @@ func init() {
 	if mode == "" {
 		return
 	}
+	// The inherited descriptors must not leak into the command.
+	closeInheritedOnExec()
 	ctrl := os.NewFile(4, "ctrl")
 	r := bufio.NewReader(ctrl)
 	line, err := r.ReadString('\n')
