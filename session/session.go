@@ -104,6 +104,9 @@ func (m *Manager) ProviderNames() []string {
 	return names
 }
 
+// Logger is where the manager logs; tools log through it too.
+func (m *Manager) Logger() *slog.Logger { return m.cfg.Logger }
+
 // DefaultProvider is the provider used when a call names none.
 func (m *Manager) DefaultProvider() string { return m.cfg.Default }
 

@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -19,51 +20,77 @@ type runCommandArgs struct {
 	Env            map[string]string `json:"env,omitempty" jsonschema_description:"Extra environment variables for this command."`
 	Stdin          string            `json:"stdin,omitempty" jsonschema_description:"Text written to the command's standard input."`
 	TimeoutSeconds float64           `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill the command (and everything it started) after this many seconds. Default and maximum are set by the server."`
+	WaitSeconds    float64           `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. Default set by the server (below the usual 60 s client timeout)."`
 }
 
 // RunCommandResult is what run_command returns.
 type RunCommandResult struct {
 	SandboxID       string      `json:"sandbox_id"`
-	ExitCode        int         `json:"exit_code" jsonschema_description:"The command's exit status; 128+N when killed by signal N; -1 when it timed out."`
+	ExitCode        int         `json:"exit_code" jsonschema_description:"The command's exit status; 128+N when killed by signal N; -1 when it timed out or is still running."`
 	Stdout          string      `json:"stdout"`
 	Stderr          string      `json:"stderr"`
 	DurationMs      int64       `json:"duration_ms"`
 	TimedOut        bool        `json:"timed_out" jsonschema_description:"True when the timeout killed the command."`
+	Running         bool        `json:"running,omitempty" jsonschema_description:"True when the command was still running after wait_seconds. It keeps running (until timeout_seconds): follow it with process_output, stop it with process_kill."`
+	ProcessID       string      `json:"process_id,omitempty" jsonschema_description:"Handle of the command's process, present when it is still running or its output was cut: pass it to process_output to read the output from any offset."`
+	StdoutBytes     int64       `json:"stdout_bytes" jsonschema_description:"Bytes written to stdout so far: process_output from this offset returns what comes next."`
+	StderrBytes     int64       `json:"stderr_bytes" jsonschema_description:"Bytes written to stderr so far."`
 	StdoutTruncated *Truncation `json:"stdout_truncated,omitempty" jsonschema_description:"Present when stdout was cut: the head and tail are kept."`
 	StderrTruncated *Truncation `json:"stderr_truncated,omitempty" jsonschema_description:"Present when stderr was cut: the head and tail are kept."`
-	NonUTF8Output   bool        `json:"non_utf8_output,omitempty" jsonschema_description:"True when the output had bytes that are not UTF-8, shown as U+FFFD. Redirect to a file and use read_file for the exact bytes."`
+	NonUTF8Output   bool        `json:"non_utf8_output,omitempty" jsonschema_description:"True when the output had bytes that are not UTF-8, shown as U+FFFD. Page it with process_output (raw bytes come base64-encoded) or redirect to a file."`
 }
 
 func (h *handlers) runCommand() server.ServerTool {
 	tool := newTool("run_command", "Run command",
 		"Run a shell command in a sandbox and return its exit code, stdout and stderr (kept apart). "+
 			"Omit sandbox_id to use the current sandbox, created on first use. "+
-			fmt.Sprintf("Output is capped at %d bytes per stream: when cut, the head and the tail are kept and the result says how many bytes were dropped; ", h.lim.MaxOutputBytes)+
-			"redirect large output to a file and page it with read_file. "+
-			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %v, at most %v). ", h.lim.DefaultTimeout, h.lim.MaxTimeout)+
+			fmt.Sprintf("Waits at most wait_seconds (default %v): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", h.lim.Wait)+
+			"When the request has a progress token, new output is streamed in progress notifications. "+
+			fmt.Sprintf("Output is capped at %d bytes per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", h.lim.MaxOutputBytes)+
+			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %v, at most %v), or when the call is cancelled. ", h.lim.DefaultTimeout, h.lim.MaxTimeout)+
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
 		mcp.ToolAnnotation{ReadOnlyHint: ptr(false), DestructiveHint: ptr(true), IdempotentHint: ptr(false), OpenWorldHint: ptr(true)})
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleRunCommand)}
 }
 
+// seconds turns a seconds argument into a duration: def when omitted, an
+// error when negative or over max.
+func seconds(name string, v float64, def, max time.Duration) (time.Duration, error) {
+	switch {
+	case v < 0:
+		return 0, invalid("%s must be positive, got %v", name, v)
+	case v == 0:
+		return def, nil
+	}
+	d := time.Duration(v * float64(time.Second))
+	if d > max {
+		return 0, invalid("%s %v is over this server's maximum of %v seconds", name, v, max.Seconds())
+	}
+	return d, nil
+}
+
 func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runCommandArgs) (*mcp.CallToolResult, error) {
 	if strings.TrimSpace(a.Command) == "" {
 		return nil, invalid("command is empty; pass a shell command such as \"ls -la\"")
 	}
-	timeout := h.lim.DefaultTimeout
-	switch {
-	case a.TimeoutSeconds < 0:
-		return nil, invalid("timeout_seconds must be positive, got %v", a.TimeoutSeconds)
-	case a.TimeoutSeconds > 0:
-		timeout = time.Duration(a.TimeoutSeconds * float64(time.Second))
-		if timeout > h.lim.MaxTimeout {
-			return nil, invalid("timeout_seconds %v is over this server's maximum of %v seconds", a.TimeoutSeconds, h.lim.MaxTimeout.Seconds())
-		}
+	timeout, err := seconds("timeout_seconds", a.TimeoutSeconds, h.lim.DefaultTimeout, h.lim.MaxTimeout)
+	if err != nil {
+		return nil, err
+	}
+	wait, err := seconds("wait_seconds", a.WaitSeconds, h.lim.Wait, h.lim.MaxTimeout)
+	if err != nil {
+		return nil, err
 	}
 	p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
 	if err != nil {
 		return nil, err
+	}
+	if pp, ok := providers.AsProcesses(p); ok {
+		if runner, ok := p.(providers.ProcessRunner); ok {
+			return h.runForeground(ctx, sid, runner, id, a, timeout, wait)
+		}
+		return h.runAsProcess(ctx, sid, pp, id, a, timeout, wait)
 	}
 	stdout, stderr := newCapture(h.lim.MaxOutputBytes), newCapture(h.lim.MaxOutputBytes)
 	req := providers.ExecRequest{Command: a.Command, Cwd: a.Cwd, Env: a.Env, Timeout: timeout, Stdout: stdout, Stderr: stderr}
@@ -73,11 +100,20 @@ func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runComman
 		}
 		req.Stdin = strings.NewReader(a.Stdin)
 	}
+	if pr := newProgress(ctx); pr != nil {
+		sw := newStreamWriter(pr)
+		defer sw.Close()
+		req.Stdout, req.Stderr = io.MultiWriter(stdout, sw), io.MultiWriter(stderr, sw)
+	}
 	res, err := p.Exec(ctx, id, req)
+	if ctx.Err() != nil {
+		h.m.Logger().Info("run_command cancelled; its process group was killed", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut}
+	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+		StdoutBytes: stdout.total, StderrBytes: stderr.total}
 	var lossyOut, lossyErr bool
 	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
 	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
@@ -85,14 +121,159 @@ func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runComman
 	if res.TimedOut {
 		out.ExitCode = -1
 	}
-	return result(out, renderRun(out, timeout)), nil
+	return result(out, renderRun(out, timeout, wait)), nil
 }
 
-func renderRun(r RunCommandResult, timeout time.Duration) string {
+// runForeground runs the command in the foreground, where the provider
+// makes it a process only when it outlives the wait or its output is cut.
+func (h *handlers) runForeground(ctx context.Context, sid string, runner providers.ProcessRunner, id string, a runCommandArgs, timeout, wait time.Duration) (*mcp.CallToolResult, error) {
+	stdout, stderr := newCapture(h.lim.MaxOutputBytes), newCapture(h.lim.MaxOutputBytes)
+	req := providers.RunRequest{
+		ProcessSpec: providers.ProcessSpec{Command: a.Command, Cwd: a.Cwd, Env: a.Env, Stdin: []byte(a.Stdin),
+			Timeout: timeout, OutputLimit: h.lim.MaxProcessOutputBytes},
+		Wait: wait, KeepAfter: int64(h.lim.MaxOutputBytes), Stdout: stdout, Stderr: stderr,
+	}
+	if pr := newProgress(ctx); pr != nil {
+		sw := newStreamWriter(pr)
+		defer sw.Close()
+		req.Stdout, req.Stderr = io.MultiWriter(stdout, sw), io.MultiWriter(stderr, sw)
+	}
+	res, err := runner.RunProcess(ctx, id, req)
+	if ctx.Err() != nil {
+		h.m.Logger().Info("run_command cancelled; its process group was killed", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total}
+	if res.ProcessID != "" {
+		out.ProcessID = processHandle(id, res.ProcessID)
+	}
+	var lossyOut, lossyErr bool
+	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
+	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
+	out.NonUTF8Output = lossyOut || lossyErr
+	if res.TimedOut || res.Running {
+		out.ExitCode = -1
+	}
+	return result(out, renderRun(out, timeout, wait)), nil
+}
+
+// runAsProcess runs the command as a background process and waits for it
+// up to wait, streaming its output when asked. A command still running then
+// is left running and its handle returned; a cancelled call kills it.
+func (h *handlers) runAsProcess(ctx context.Context, sid string, pp providers.Processes, id string, a runCommandArgs, timeout, wait time.Duration) (*mcp.CallToolResult, error) {
+	in, err := pp.StartProcess(ctx, id, providers.ProcessSpec{
+		Command: a.Command, Cwd: a.Cwd, Env: a.Env, Stdin: []byte(a.Stdin),
+		Timeout: timeout, OutputLimit: h.lim.MaxProcessOutputBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	proc := in.ID
+	var stream *processStreamer
+	if pr := newProgress(ctx); pr != nil {
+		stream = &processStreamer{progress: pr, pp: pp, id: id, proc: proc}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		step := time.Until(deadline)
+		if stream != nil {
+			step = min(step, progressInterval)
+		}
+		in, err = pp.WaitProcess(ctx, id, proc, max(step, 0))
+		if ctx.Err() != nil {
+			h.killCancelled(ctx, sid, pp, id, proc)
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if in.Running && stream != nil {
+			stream.flush(in)
+		}
+		if !in.Running || !time.Now().Before(deadline) {
+			break
+		}
+	}
+	out := RunCommandResult{SandboxID: id, ExitCode: in.ExitCode, TimedOut: in.TimedOut, Running: in.Running,
+		StdoutBytes: in.StdoutBytes, StderrBytes: in.StderrBytes}
+	end := in.EndedAt
+	if in.Running {
+		end, out.ExitCode = time.Now(), -1
+	}
+	out.DurationMs = end.Sub(in.StartedAt).Milliseconds()
+	var lossyOut, lossyErr bool
+	if out.Stdout, out.StdoutTruncated, lossyOut, err = h.headTail(ctx, pp, id, proc, providers.Stdout, in.StdoutBytes); err != nil {
+		return nil, err
+	}
+	if out.Stderr, out.StderrTruncated, lossyErr, err = h.headTail(ctx, pp, id, proc, providers.Stderr, in.StderrBytes); err != nil {
+		return nil, err
+	}
+	out.NonUTF8Output = lossyOut || lossyErr
+	if in.TimedOut {
+		out.ExitCode = -1
+	}
+	if in.Running || out.StdoutTruncated != nil || out.StderrTruncated != nil || out.NonUTF8Output {
+		out.ProcessID = processHandle(id, proc)
+	} else if err := pp.RemoveProcess(ctx, id, proc); err != nil {
+		// Nothing is lost: the output is in the result; the record is pruned later.
+		h.m.Logger().Warn("could not remove a finished command's record", "sandbox", id, "process", proc, "err", err)
+	}
+	return result(out, renderRun(out, timeout, wait)), nil
+}
+
+// killCancelled kills a cancelled call's process group (the client went
+// away or sent notifications/cancelled) and says so in the log.
+func (h *handlers) killCancelled(ctx context.Context, sid string, pp providers.Processes, id, proc string) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := pp.RemoveProcess(kctx, id, proc)
+	log := h.m.Logger().With("session", sid, "sandbox", id, "process", proc, "reason", context.Cause(ctx))
+	if err != nil {
+		log.Error("run_command cancelled; killing its process group failed", "err", err)
+		return
+	}
+	log.Info("run_command cancelled; its process group was killed")
+}
+
+// headTail reads the head and the tail of a stream of total bytes, as much
+// as run_command shows.
+func (h *handlers) headTail(ctx context.Context, pp providers.Processes, id, proc string, stream providers.Stream, total int64) (string, *Truncation, bool, error) {
+	if total == 0 {
+		return "", nil, false, nil
+	}
+	half := h.lim.MaxOutputBytes / 2
+	head, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Limit: max(half, 1)})
+	if err != nil {
+		return "", nil, false, err
+	}
+	headData := head.Data
+	if head.Offset != 0 {
+		headData = nil // the head was dropped on disk (a tiny output limit)
+	}
+	var tailData []byte
+	if from := max(int64(len(headData)), total-int64(h.lim.MaxOutputBytes-half)); from < total {
+		tail, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Offset: from, Limit: int(total - from)})
+		if err != nil {
+			return "", nil, false, err
+		}
+		tailData = tail.Data
+	}
+	s, trunc, lossy := headTail(headData, tailData, total)
+	return s, trunc, lossy, nil
+}
+
+func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
 	var b strings.Builder
-	if r.TimedOut {
+	switch {
+	case r.Running:
+		fmt.Fprintf(&b, "Still running after %v; it continues in the background as process %s.\n", wait, r.ProcessID)
+		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, offset: %d, wait_seconds: 30}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes)
+	case r.TimedOut:
 		fmt.Fprintf(&b, "Timed out after %v; the command and its children were killed.\n", timeout)
-	} else {
+	default:
 		fmt.Fprintf(&b, "exit_code: %d (%d ms)\n", r.ExitCode, r.DurationMs)
 	}
 	section := func(name, s string, t *Truncation) {
@@ -101,7 +282,11 @@ func renderRun(r RunCommandResult, timeout time.Duration) string {
 		}
 		fmt.Fprintf(&b, "--- %s", name)
 		if t != nil {
-			fmt.Fprintf(&b, " (%d bytes, %d dropped from the middle)", t.TotalBytes, t.DroppedBytes)
+			fmt.Fprintf(&b, " (%d bytes, %d dropped from the middle", t.TotalBytes, t.DroppedBytes)
+			if r.ProcessID != "" {
+				fmt.Fprintf(&b, "; read them with process_output {process_id: %q, stream: %q, offset: %d}", r.ProcessID, name, t.DroppedOffset)
+			}
+			b.WriteString(")")
 		}
 		b.WriteString(" ---\n")
 		b.WriteString(s)
@@ -112,7 +297,11 @@ func renderRun(r RunCommandResult, timeout time.Duration) string {
 	section("stdout", r.Stdout, r.StdoutTruncated)
 	section("stderr", r.Stderr, r.StderrTruncated)
 	if r.NonUTF8Output {
-		b.WriteString("(output had non-UTF-8 bytes, shown as U+FFFD)\n")
+		b.WriteString("(output had non-UTF-8 bytes, shown as U+FFFD")
+		if r.ProcessID != "" {
+			fmt.Fprintf(&b, "; process_output {process_id: %q} returns the exact bytes", r.ProcessID)
+		}
+		b.WriteString(")\n")
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }

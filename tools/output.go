@@ -64,28 +64,33 @@ func (c *capture) tailBytes() []byte {
 
 // Truncation says what a capped stream left out.
 type Truncation struct {
-	TotalBytes   int64 `json:"total_bytes" jsonschema_description:"Bytes the stream produced in all."`
-	DroppedBytes int64 `json:"dropped_bytes" jsonschema_description:"Bytes left out between the head and the tail shown."`
+	TotalBytes    int64 `json:"total_bytes" jsonschema_description:"Bytes the stream produced in all."`
+	DroppedBytes  int64 `json:"dropped_bytes" jsonschema_description:"Bytes left out between the head and the tail shown."`
+	DroppedOffset int64 `json:"dropped_offset" jsonschema_description:"Byte offset of the first byte left out. When the result has a process_id, process_output from this offset reads what was left out."`
 }
 
 // text renders the capture as valid UTF-8: the head, a marker naming how
 // many bytes were dropped, and the tail. lossy reports bytes that were not
 // UTF-8 (shown as U+FFFD).
 func (c *capture) text() (s string, trunc *Truncation, lossy bool) {
-	head, tail := c.head, c.tailBytes()
+	return headTail(c.head, c.tailBytes(), c.total)
+}
+
+// headTail renders a stream of total bytes of which head and tail were kept.
+func headTail(head, tail []byte, total int64) (s string, trunc *Truncation, lossy bool) {
 	kept := int64(len(head) + len(tail))
-	if kept >= c.total {
+	if kept >= total {
 		b := append(append([]byte{}, head...), tail...)
 		return toValid(b)
 	}
 	// Cut at rune boundaries so the cut itself adds no U+FFFD.
 	head = trimIncompleteEnd(head)
 	tail = trimIncompleteStart(tail)
-	dropped := c.total - int64(len(head)) - int64(len(tail))
+	dropped := total - int64(len(head)) - int64(len(tail))
 	h, lh := toValidLossy(head)
 	t, lt := toValidLossy(tail)
 	marker := "\n[... " + strconv.FormatInt(dropped, 10) + " bytes dropped ...]\n"
-	return h + marker + t, &Truncation{TotalBytes: c.total, DroppedBytes: dropped}, lh || lt
+	return h + marker + t, &Truncation{TotalBytes: total, DroppedBytes: dropped, DroppedOffset: int64(len(head))}, lh || lt
 }
 
 func toValid(b []byte) (string, *Truncation, bool) {

@@ -35,6 +35,13 @@ type Limits struct {
 	MaxListEntries int
 	// DefaultTimeout and MaxTimeout bound run_command.
 	DefaultTimeout, MaxTimeout time.Duration
+	// Wait is how long run_command waits for a command before returning a
+	// process handle (below the usual 60 s client timeout); it also caps
+	// the waits process_output may ask for.
+	Wait time.Duration
+	// MaxProcessOutputBytes caps the output kept on disk per stream of each
+	// process (head and tail), for paging with process_output.
+	MaxProcessOutputBytes int64
 }
 
 // DefaultLimits are sized for a model's context window.
@@ -46,6 +53,9 @@ var DefaultLimits = Limits{
 	MaxListEntries: 1000,
 	DefaultTimeout: 120 * time.Second,
 	MaxTimeout:     time.Hour,
+	Wait:           45 * time.Second,
+
+	MaxProcessOutputBytes: 64 << 20,
 }
 
 // Register adds every sandbox tool to s.
@@ -55,12 +65,21 @@ func Register(s *server.MCPServer, m *session.Manager, lim Limits) {
 		h.sandboxCreate(), h.sandboxList(), h.sandboxDestroy(),
 		h.runCommand(),
 		h.readFile(), h.writeFile(), h.editFile(), h.listFiles(),
+		h.processStart(), h.processList(), h.processOutput(), h.processWriteStdin(), h.processKill(),
 	)
 }
 
 type handlers struct {
 	m   *session.Manager
 	lim Limits
+}
+
+type progressTokenKey struct{}
+
+// progressToken is the token the call asked progress notifications under,
+// or nil.
+func progressToken(ctx context.Context) mcp.ProgressToken {
+	return ctx.Value(progressTokenKey{})
 }
 
 // sessionID names the MCP session a call belongs to.
@@ -102,6 +121,9 @@ func typed[A any](fn func(ctx context.Context, sid string, args A) (*mcp.CallToo
 		var args A
 		if err := bind(req, &args); err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
+		}
+		if m := req.Params.Meta; m != nil && m.ProgressToken != nil {
+			ctx = context.WithValue(ctx, progressTokenKey{}, m.ProgressToken)
 		}
 		res, err := fn(ctx, sessionID(ctx), args)
 		if err != nil {

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -102,16 +104,33 @@ func startRaw(b *testing.B, env []string) *rawStdio {
 
 // call sends a request and returns the raw response line.
 func (r *rawStdio) call(b *testing.B, method, params string) []byte {
-	r.id++
-	fmt.Fprintf(r.in, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`+"\n", r.id, method, params)
-	line, err := r.out.ReadBytes('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	if !bytes.Contains(line[:min(len(line), 40)], []byte(fmt.Sprintf(`"id":%d`, r.id))) {
-		b.Fatalf("unexpected response: %.200s", line)
+	line, notes := r.callCounting(b, method, params)
+	if notes > 0 {
+		b.Fatalf("unexpected notifications before the response")
 	}
 	return line
+}
+
+// callCounting sends a request and returns the raw response line and how
+// many notifications came before it.
+func (r *rawStdio) callCounting(b *testing.B, method, params string) ([]byte, int) {
+	r.id++
+	fmt.Fprintf(r.in, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`+"\n", r.id, method, params)
+	notes := 0
+	for {
+		line, err := r.out.ReadBytes('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		if bytes.HasPrefix(line, []byte(`{"jsonrpc":"2.0","method":"notifications/`)) {
+			notes++
+			continue
+		}
+		if !bytes.Contains(line[:min(len(line), 40)], []byte(fmt.Sprintf(`"id":%d`, r.id))) {
+			b.Fatalf("unexpected response: %.200s", line)
+		}
+		return line, notes
+	}
 }
 
 // BenchmarkReadFile1MiB: read_file of a 1 MiB text file over stdio, beside
@@ -143,4 +162,55 @@ func BenchmarkReadFile1MiB(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRunCommand100MB: the overhead streaming adds to a command that
+// prints 100 MB (target: at most 1.3x), over stdio. Each iteration runs the
+// call without a progress token and then with one, so disk and CPU noise on
+// a shared machine hits both alike; it reports both medians and their
+// ratio. The raw-exec sub-benchmark (output to /dev/null) is the floor.
+func BenchmarkRunCommand100MB(b *testing.B) {
+	const command = `head -c 100000000 /dev/zero | tr '\0' x`
+	b.Run("baseline=raw-exec", func(b *testing.B) {
+		b.SetBytes(1e8)
+		for b.Loop() {
+			if err := exec.Command("/bin/sh", "-c", command).Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("run_command", func(b *testing.B) {
+		r := startRaw(b, []string{"MCP_SANDBOX_STATE_DIR=" + b.TempDir(), "HOME=" + b.TempDir()})
+		r.call(b, "tools/call", `{"name":"run_command","arguments":{"command":"true"}}`) // creates the sandbox
+		args, _ := json.Marshal(map[string]string{"command": command})
+		run := func(meta string) (time.Duration, int) {
+			start := time.Now()
+			line, n := r.callCounting(b, "tools/call", `{"name":"run_command","arguments":`+string(args)+meta+`}`)
+			if bytes.Contains(line, []byte(`"isError":true`)) || !bytes.Contains(line, []byte(`"total_bytes":100000000`)) {
+				b.Fatalf("run_command failed: %.300s", line)
+			}
+			return time.Since(start), n
+		}
+		var plain, streamed []time.Duration
+		notes := 0
+		b.SetBytes(2e8)
+		for b.Loop() {
+			d, _ := run("")
+			plain = append(plain, d)
+			d, n := run(`,"_meta":{"progressToken":"bench"}`)
+			streamed = append(streamed, d)
+			notes += n
+		}
+		p, s := median(plain), median(streamed)
+		b.ReportMetric(float64(p.Milliseconds()), "ms-median-no-token")
+		b.ReportMetric(float64(s.Milliseconds()), "ms-median-token")
+		b.ReportMetric(float64(s)/float64(p), "x-token/no-token")
+		b.ReportMetric(float64(notes)/float64(len(streamed)), "notifications/call")
+	})
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration{}, ds...)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -36,7 +36,9 @@ var settings = []setting{
 	{flag: "session-idle-timeout", env: "MCP_SANDBOX_SESSION_IDLE_TIMEOUT", def: "30m", usage: "HTTP sessions idle for this `duration` end and release their sandboxes"},
 	{flag: "command-timeout", env: "MCP_SANDBOX_COMMAND_TIMEOUT", def: "2m", usage: "run_command timeout, as a `duration`, when the call sets none"},
 	{flag: "max-command-timeout", env: "MCP_SANDBOX_MAX_COMMAND_TIMEOUT", def: "1h", usage: "largest timeout (a `duration`) a call may ask for"},
+	{flag: "wait-seconds", env: "MCP_SANDBOX_WAIT_SECONDS", def: "45", usage: "how long run_command waits, in seconds or as a `duration`, before returning a process handle for a command still running (keep it below the client's request timeout, often 60s)"},
 	{flag: "max-output-bytes", env: "MCP_SANDBOX_MAX_OUTPUT_BYTES", def: "64KiB", usage: "run_command output kept per stream, as a `size` (head and tail)"},
+	{flag: "max-process-output", env: "MCP_SANDBOX_MAX_PROCESS_OUTPUT", def: "64MiB", usage: "output kept on disk per stream of each process, as a `size` (head and tail), for paging with process_output"},
 	{flag: "max-file-bytes", env: "MCP_SANDBOX_MAX_FILE_BYTES", def: "32MiB", usage: "largest file (a `size`) read_file opens and write_file accepts"},
 	{flag: "max-read-bytes", env: "MCP_SANDBOX_MAX_READ_BYTES", def: "256KiB", usage: "most text (a `size`) read_file returns in one call; the rest is paged with offset"},
 	{flag: "auth-token", env: "MCP_SANDBOX_AUTH_TOKEN", usage: "bearer `token` HTTP clients must send as \"Authorization: Bearer <token>\" (at least 16 characters; prefer the env var or --auth-token-file, since flags show in ps)"},
@@ -145,7 +147,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	c.SessionIdleTimeout = p.duration("session-idle-timeout")
 	c.Limits.DefaultTimeout = p.duration("command-timeout")
 	c.Limits.MaxTimeout = p.duration("max-command-timeout")
+	c.Limits.Wait = p.duration("wait-seconds")
 	c.Limits.MaxOutputBytes = int(p.size("max-output-bytes", 256))
+	c.Limits.MaxProcessOutputBytes = p.size("max-process-output", 4096)
 	fileBytes := p.size("max-file-bytes", 1)
 	c.Limits.MaxReadBytes, c.Limits.MaxWriteBytes = fileBytes, int(fileBytes)
 	c.Limits.MaxReturnBytes = int(p.size("max-read-bytes", 1024))
@@ -179,6 +183,14 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	c.ServerID = values["MCP_SANDBOX_SERVER_ID"]
 	if p.err == nil && c.Limits.DefaultTimeout > c.Limits.MaxTimeout {
 		p.fail(settingFor("command-timeout"), values["MCP_SANDBOX_COMMAND_TIMEOUT"], "must not exceed --max-command-timeout ("+c.Limits.MaxTimeout.String()+")")
+	}
+	// mcp-go sweeps a session by the start of its last request, so a call
+	// that waits longer than the idle timeout loses its session mid-call.
+	if p.err == nil && c.SessionIdleTimeout <= c.Limits.Wait {
+		p.fail(settingFor("session-idle-timeout"), values["MCP_SANDBOX_SESSION_IDLE_TIMEOUT"], "must be longer than --wait-seconds ("+c.Limits.Wait.String()+"), or a waiting call would lose its session")
+	}
+	if p.err == nil && c.Limits.MaxProcessOutputBytes < int64(c.Limits.MaxOutputBytes) {
+		p.fail(settingFor("max-process-output"), values["MCP_SANDBOX_MAX_PROCESS_OUTPUT"], "must be at least --max-output-bytes ("+strconv.Itoa(c.Limits.MaxOutputBytes)+" bytes), or run_command could not show what it keeps")
 	}
 	return c, p.err
 }

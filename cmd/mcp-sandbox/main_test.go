@@ -163,12 +163,18 @@ func TestStdioStdoutIsOnlyProtocol(t *testing.T) {
 // newHTTP serves the app over httptest.
 func newHTTP(t testing.TB, extraArgs ...string) (*httptest.Server, string) {
 	t.Helper()
+	return newHTTPLogging(t, io.Discard, extraArgs...)
+}
+
+// newHTTPLogging is newHTTP with the server's log written to w.
+func newHTTPLogging(t testing.TB, w io.Writer, extraArgs ...string) (*httptest.Server, string) {
+	t.Helper()
 	state := t.TempDir()
 	cfg, err := loadConfig(append([]string{"--state-dir", state, "--env-file", os.DevNull}, extraArgs...), func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(cfg, slog.New(slog.DiscardHandler))
+	a, err := newApp(cfg, slog.New(slog.NewTextHandler(w, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +208,11 @@ func TestHTTPSessionsAreIsolated(t *testing.T) {
 		t.Fatal(text)
 	}
 	aliceBox := res["sandbox_id"].(string)
+	proc, isErr, text := callTool(t, alice, "process_start", map[string]any{"command": "cat notes.txt; sleep 1000", "keep_stdin_open": true})
+	if isErr {
+		t.Fatal(text)
+	}
+	aliceProc := proc["process_id"].(string)
 
 	for _, tc := range []struct {
 		tool string
@@ -211,6 +222,10 @@ func TestHTTPSessionsAreIsolated(t *testing.T) {
 		{"read_file", map[string]any{"path": "notes.txt", "sandbox_id": aliceBox}},
 		{"write_file", map[string]any{"path": "x", "content": "x", "sandbox_id": aliceBox}},
 		{"sandbox_destroy", map[string]any{"sandbox_id": aliceBox}},
+		{"process_output", map[string]any{"process_id": aliceProc}},
+		{"process_write_stdin", map[string]any{"process_id": aliceProc, "data": "x"}},
+		{"process_kill", map[string]any{"process_id": aliceProc, "signal": "KILL"}},
+		{"process_list", map[string]any{"sandbox_id": aliceBox}},
 	} {
 		_, isErr, text := callTool(t, bob, tc.tool, tc.args)
 		if !isErr || !strings.Contains(text, "not found") {
@@ -221,7 +236,13 @@ func TestHTTPSessionsAreIsolated(t *testing.T) {
 	if n := len(list["sandboxes"].([]any)); n != 0 {
 		t.Fatalf("bob sees %d sandboxes", n)
 	}
-	// Alice's file is untouched.
+	if list, _, _ := callTool(t, bob, "process_list", nil); len(list["processes"].([]any)) != 0 {
+		t.Fatalf("bob sees processes: %v", list)
+	}
+	// Alice's file and process are untouched.
+	if out, _, text := callTool(t, alice, "process_output", map[string]any{"process_id": aliceProc, "wait_seconds": 5}); out["data"] != "secret\n" {
+		t.Fatalf("alice's process output: %s", text)
+	}
 	res, _, _ = callTool(t, alice, "read_file", map[string]any{"path": "notes.txt"})
 	if res["content"] != "secret\n" {
 		t.Fatalf("alice's file: %v", res)
@@ -265,7 +286,7 @@ func TestHTTPDeletedSessionIsGoneWithItsSandboxes(t *testing.T) {
 }
 
 func TestHTTPIdleSessionExpires(t *testing.T) {
-	ts, state := newHTTP(t, "--session-idle-timeout", "300ms")
+	ts, state := newHTTP(t, "--session-idle-timeout", "1500ms", "--wait-seconds", "1")
 	c := httpClient(t, ts.URL)
 	if _, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "true"}); isErr {
 		t.Fatal(text)
@@ -343,6 +364,9 @@ func TestBadConfigExitsWithOneClearLine(t *testing.T) {
 		{[]string{"--http", "localhost:99999"}, nil, "the port must be a number"},
 		{[]string{"--no-such-flag"}, nil, "flag provided but not defined: -no-such-flag"},
 		{[]string{"--env-file", "/nonexistent/.env"}, nil, `cannot read env file "/nonexistent/.env"`},
+		{[]string{"--wait-seconds", "-5"}, nil, `invalid value "-5" for --wait-seconds (MCP_SANDBOX_WAIT_SECONDS)`},
+		{nil, []string{"MCP_SANDBOX_MAX_PROCESS_OUTPUT=32KiB"}, `must be at least --max-output-bytes`},
+		{[]string{"--session-idle-timeout", "30s"}, nil, `must be longer than --wait-seconds (45s)`},
 	}
 	for _, tc := range cases {
 		out, err := execBinary(t, tc.env, tc.args...)
@@ -389,6 +413,9 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	if cfg.Getenv("E2B_API_KEY") != "from-dotenv" { // providers see .env too
 		t.Errorf("provider settings from .env: %q", cfg.Getenv("E2B_API_KEY"))
+	}
+	if cfg.Limits.Wait != 45*time.Second || cfg.Limits.MaxProcessOutputBytes != 64<<20 {
+		t.Errorf("process defaults: wait %v, output %d", cfg.Limits.Wait, cfg.Limits.MaxProcessOutputBytes)
 	}
 	if cfg.HTTPAddr != "" || cfg.Provider != "local" {
 		t.Errorf("defaults: %+v", cfg)

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,6 +78,24 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		return res, providers.Errorf(providers.ErrUnavailable, "run command: %w", err)
 	}
 	return res, nil
+}
+
+var cloexecOnce sync.Once
+
+// closeInheritedOnExec marks every descriptor this process inherited
+// (beyond stdin, stdout and stderr) close-on-exec. Go marks the ones it
+// opens itself, but not those a launcher left open, and those would
+// otherwise reach every sandboxed command. Linux only (/proc).
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // exitCode follows the shell convention: 128+n for a death by signal n.
@@ -150,25 +169,37 @@ func (p *Provider) cwd(id, cwd string) (string, error) {
 }
 
 // killSandboxProcesses kills every process still carrying the sandbox's
-// marker (background children of earlier commands). Linux only: elsewhere
-// there is no /proc to scan and this does nothing.
+// marker (background children of earlier commands), with its process
+// group: a shell killed mid-fork may have a child the /proc snapshot
+// missed, and the group kill reaches it. Passes repeat until one finds
+// nothing. Linux only: elsewhere there is no /proc to scan and this does
+// nothing.
 func killSandboxProcesses(id string) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
 	want := []byte(markerVar + "=" + id + "\x00")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+	for pass := 0; pass < 5; pass++ {
+		ents, err := os.ReadDir("/proc")
 		if err != nil {
-			continue
+			return
 		}
-		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
+		found := false
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+			if err != nil || !(bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) {
+				continue
+			}
+			found = true
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+				syscall.Kill(-pgid, syscall.SIGKILL)
+			}
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
+		if !found {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // let the killed go, then look again
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,6 +61,13 @@ func DefaultStateDir() (string, error) {
 // sandboxes.
 type Provider struct {
 	dir string // <state>/local
+
+	mu sync.Mutex
+	// exited wakes waiters when a supervisor this process started ends: a
+	// cache, since others' processes are polled.
+	exited map[string]chan struct{}
+	spare  *supervisor // parked for the next StartProcess
+	closed bool
 }
 
 // New opens (creating if needed) a local provider under stateDir.
@@ -67,20 +75,32 @@ func New(stateDir string) (*Provider, error) {
 	if stateDir == "" || !filepath.IsAbs(stateDir) {
 		return nil, fmt.Errorf("%s must be an absolute path, got %q", EnvStateDir, stateDir)
 	}
+	cloexecOnce.Do(closeInheritedOnExec)
 	dir := filepath.Join(stateDir, "local")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create the state directory %s (%v): set %s to a writable directory", dir, err, EnvStateDir)
 	}
-	return &Provider{dir: dir}, nil
+	return &Provider{dir: dir, exited: map[string]chan struct{}{}}, nil
 }
 
 func (p *Provider) Name() string { return Name }
 
 func (p *Provider) Capabilities() providers.Capabilities {
-	return providers.Capabilities{providers.CapStdin, providers.CapKillTree}
+	return providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcesses}
 }
 
-func (p *Provider) Close() error { return nil }
+// Close releases the parked supervisor; running processes are not touched.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.spare != nil {
+		p.spare.ctrl.Close() // it exits on end-of-file
+		p.spare.ready.Close()
+		p.spare = nil
+	}
+	return nil
+}
 
 // meta is stored beside (not inside) the sandbox root, so sandboxed code
 // cannot rewrite its own labels.
@@ -189,12 +209,19 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 	if _, err := p.load(id); err != nil {
 		return err
 	}
+	p.killProcesses(id)
 	killSandboxProcesses(id)
 	// Remove the metadata first: a half-removed sandbox must read as gone.
 	if err := os.Remove(filepath.Join(p.base(id), "meta.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return providers.Errorf(providers.ErrUnavailable, "destroy sandbox %s: %w", id, err)
 	}
-	if err := removeAll(p.base(id)); err != nil {
+	err := removeAll(p.base(id))
+	if err != nil {
+		// A process killed just now may still have been closing a file.
+		time.Sleep(50 * time.Millisecond)
+		err = removeAll(p.base(id))
+	}
+	if err != nil {
 		return providers.Errorf(providers.ErrUnavailable, "destroy sandbox %s: %w", id, err)
 	}
 	return nil

@@ -1,0 +1,265 @@
+package local
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// A background process is run by a supervisor: this same binary, started
+// again with superviseVar set, in a session of its own, so the process and
+// everything about it outlive the server that started it. In "start" mode
+// (StartProcess) it is started ahead of need and parks until the server
+// writes a process directory to fd 4; then it starts the command, owns its
+// pipes, writes the output logs, forwards stdin and records the exit
+// status. In "adopt" mode (a RunProcess that outlived its wait) it takes
+// over the output pipes of a command the server started (fds 5 and 6),
+// while the server, the command's parent, records the exit status.
+// All a supervisor knows is in the directory:
+//
+//	.             flock-ed while someone answers for the process (exclusively
+//	              by a start supervisor; shared by a server and its adopter)
+//	spec.json     what to run
+//	state.json    the command's and the supervisor's pids, once started
+//	stdout.N      output log segments (see outlog.go)
+//	stderr.N
+//	stdin         FIFO of length-prefixed frames, when stdin is kept open
+//	stdin.closed  present once end-of-file was sent
+//	exit.json     how the command ended
+const superviseVar = "MCP_SANDBOX_LOCAL_SUPERVISE"
+
+func init() {
+	mode := os.Getenv(superviseVar)
+	if mode == "" {
+		return
+	}
+	// The inherited descriptors must not leak into the command.
+	closeInheritedOnExec()
+	ctrl := os.NewFile(4, "ctrl")
+	r := bufio.NewReader(ctrl)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		os.Exit(0) // the server closed it, or went away, before needing it
+	}
+	dir := strings.TrimSuffix(line, "\n")
+	if mode == "adopt" {
+		os.Exit(adopt(dir, os.NewFile(3, "ready"), r, pollable(5, "stdout"), pollable(6, "stderr")))
+	}
+	ctrl.Close()
+	os.Exit(supervise(dir, os.NewFile(3, "ready")))
+}
+
+// pollable wraps an inherited pipe so reads can be interrupted by deadline.
+func pollable(fd int, name string) *os.File {
+	syscall.SetNonblock(fd, true)
+	return os.NewFile(uintptr(fd), name)
+}
+
+// adopt supervises a command a server started in the foreground and
+// handed over: it goes on writing the output logs from the pipes. The
+// server, the command's parent, records the exit status and says on ctrl
+// when the command exited; then, as for a started command, children that
+// still hold the pipes get waitDelay before the pipes are closed.
+func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) int {
+	fail := func(err error) int {
+		fmt.Fprintf(ready, "%v\n", err)
+		return 1
+	}
+	var spec procSpec
+	var st procState
+	if err := readJSON(filepath.Join(dir, "spec.json"), &spec); err != nil {
+		return fail(err)
+	}
+	if err := readJSON(filepath.Join(dir, "state.json"), &st); err != nil {
+		return fail(err)
+	}
+	lock, err := os.Open(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+		return fail(err)
+	}
+	st.Supervisor = os.Getpid()
+	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
+		return fail(err)
+	}
+	var done [2]chan struct{}
+	for i, s := range []struct {
+		name string
+		r    *os.File
+	}{{"stdout", outR}, {"stderr", errR}} {
+		w, err := resumeOutWriter(dir, s.name, spec.OutputLimit)
+		if err != nil {
+			return fail(err)
+		}
+		done[i] = make(chan struct{})
+		go func() {
+			defer close(done[i])
+			io.Copy(w, s.r)
+			w.Close()
+		}()
+	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+	if spec.Timeout > 0 {
+		// The server enforces the timeout while it lives; this covers the rest.
+		time.AfterFunc(time.Until(spec.CreatedAt.Add(spec.Timeout)), func() { syscall.Kill(-st.Pid, syscall.SIGKILL) })
+	}
+	go func() {
+		if line, _ := ctrl.ReadString('\n'); line == "exited\n" {
+			time.Sleep(waitDelay)
+			outR.SetReadDeadline(time.Now())
+			errR.SetReadDeadline(time.Now())
+		}
+	}()
+	<-done[0]
+	<-done[1]
+	return 0
+}
+
+type procSpec struct {
+	Command     string        `json:"command"`
+	Dir         string        `json:"dir"`
+	Env         []string      `json:"env"`
+	Stdin       []byte        `json:"stdin,omitempty"`
+	OpenStdin   bool          `json:"open_stdin,omitempty"`
+	Timeout     time.Duration `json:"timeout,omitempty"`
+	OutputLimit int64         `json:"output_limit"`
+	CreatedAt   time.Time     `json:"created_at"`
+}
+
+type procState struct {
+	Pid        int       `json:"pid"`
+	Supervisor int       `json:"supervisor"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+type procExit struct {
+	ExitCode int       `json:"exit_code"`
+	TimedOut bool      `json:"timed_out,omitempty"`
+	EndedAt  time.Time `json:"ended_at"`
+}
+
+// maxFrame keeps each stdin frame (4-byte length + data) within PIPE_BUF,
+// so frame writes are atomic: a writer that gives up leaves no half frame.
+const maxFrame = 4096
+
+// supervise runs the process described in dir and returns the supervisor's
+// exit code. It reports "ok" or the start error on ready, then closes it.
+func supervise(dir string, ready *os.File) int {
+	fail := func(err error) int {
+		fmt.Fprintf(ready, "%v\n", err)
+		return 1
+	}
+	var spec procSpec
+	b, err := os.ReadFile(filepath.Join(dir, "spec.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("read spec: %w", err))
+	}
+	// The lock is on the directory itself: one file fewer to create.
+	lock, err := os.Open(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fail(fmt.Errorf("lock: %w", err))
+	}
+	stdout := newOutWriter(dir, "stdout", spec.OutputLimit)
+	stderr := newOutWriter(dir, "stderr", spec.OutputLimit)
+	cmd := exec.Command("/bin/sh", "-c", spec.Command)
+	cmd.Dir, cmd.Env = spec.Dir, spec.Env
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = waitDelay
+	var stdin io.WriteCloser
+	if spec.OpenStdin || len(spec.Stdin) > 0 {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return fail(err)
+		}
+	}
+	var fifo *os.File
+	if spec.OpenStdin {
+		name := filepath.Join(dir, "stdin")
+		if err := syscall.Mkfifo(name, 0o600); err != nil {
+			return fail(fmt.Errorf("stdin fifo: %w", err))
+		}
+		// Opened read-write, the FIFO never reports end-of-file when a
+		// writer closes it; end-of-file is an empty frame instead.
+		if fifo, err = os.OpenFile(name, os.O_RDWR, 0); err != nil {
+			return fail(err)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	st := procState{Pid: cmd.Process.Pid, Supervisor: os.Getpid(), StartedAt: time.Now().UTC()}
+	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
+		syscall.Kill(-st.Pid, syscall.SIGKILL)
+		return fail(err)
+	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+
+	if stdin != nil {
+		go feedStdin(stdin, spec.Stdin, fifo)
+	}
+	var timedOut atomic.Bool
+	if spec.Timeout > 0 {
+		time.AfterFunc(spec.Timeout, func() {
+			timedOut.Store(true)
+			syscall.Kill(-st.Pid, syscall.SIGKILL)
+		})
+	}
+	cmd.Wait()
+	stdout.Close()
+	stderr.Close()
+	ex := procExit{ExitCode: exitCode(cmd.ProcessState), TimedOut: timedOut.Load(), EndedAt: time.Now().UTC()}
+	if err := writeJSON(filepath.Join(dir, "exit.json"), ex); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// feedStdin writes the initial input, then forwards frames from the FIFO
+// until an empty frame (end-of-file) or the command stops reading.
+func feedStdin(w io.WriteCloser, initial []byte, fifo *os.File) {
+	defer w.Close()
+	if _, err := w.Write(initial); err != nil || fifo == nil {
+		return
+	}
+	r := bufio.NewReaderSize(fifo, maxFrame)
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 {
+			return
+		}
+		if _, err := io.CopyN(w, r, int64(n)); err != nil {
+			return
+		}
+	}
+}
+
+func writeJSON(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(name, b)
+}
