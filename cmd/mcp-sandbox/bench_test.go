@@ -28,7 +28,20 @@ func BenchmarkRunCommandTrue(b *testing.B) {
 			}
 		}
 	})
+	// Both sub-benchmarks drive the real binary over stdio; "stdio" with a
+	// minimal JSON-RPC client (the server's cost), "stdio+mcp-go-client"
+	// with mcp-go's client, whose response decoding adds its own share.
 	b.Run("stdio", func(b *testing.B) {
+		r := startRaw(b, []string{"MCP_SANDBOX_STATE_DIR=" + b.TempDir(), "HOME=" + b.TempDir()})
+		const call = `{"name":"run_command","arguments":{"command":"true"}}`
+		r.call(b, "tools/call", call) // creates the sandbox
+		for b.Loop() {
+			if line := r.call(b, "tools/call", call); !bytes.Contains(line, []byte(`"exit_code":0`)) {
+				b.Fatalf("run_command true: %.300s", line)
+			}
+		}
+	})
+	b.Run("stdio+mcp-go-client", func(b *testing.B) {
 		c, err := client.NewStdioMCPClient(binary, []string{"MCP_SANDBOX_STATE_DIR=" + b.TempDir(), "HOME=" + b.TempDir()})
 		if err != nil {
 			b.Fatal(err)
