@@ -15,11 +15,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/mcp-sandbox/mcp-sandbox/providers"
-	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
-	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
 
@@ -27,35 +23,7 @@ import (
 // temp dir, and returns an initialized client.
 func newClient(t testing.TB, lim tools.Limits) *client.Client {
 	t.Helper()
-	p, err := local.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := session.New(session.Config{Providers: map[string]providers.Provider{"local": p}, Default: "local", ServerID: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := server.NewMCPServer("mcp-sandbox", "test", server.WithToolCapabilities(false))
-	tools.Register(s, mgr, lim)
-	c, err := client.NewInProcessClient(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.LATEST_LEGACY_PROTOCOL_VERSION
-	init.Params.ClientInfo = mcp.Implementation{Name: "test", Version: "1"}
-	if _, err := c.Initialize(ctx, init); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		mgr.Close(context.Background())
-	})
-	return c
+	return newClients(t, lim, nil, 1)[0]
 }
 
 // call invokes a tool and returns the result with its structured content
