@@ -45,3 +45,5 @@ require (
 )
 
 replace github.com/mark3labs/mcp-go => ./tools/third_party/mcp-go
+
+replace github.com/santhosh-tekuri/jsonschema/v6 => ./tools/third_party/jsonschema

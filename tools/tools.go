@@ -6,11 +6,13 @@ package tools
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/invopop/jsonschema"
@@ -90,14 +92,41 @@ func sessionID(ctx context.Context) string {
 	return ""
 }
 
-// schema reflects a Go type into an inline JSON Schema object.
+// schema returns the inline JSON Schema of a Go type. Reflecting and
+// marshalling every tool's schemas costs about 4 ms, a quarter of the
+// server's start-up, so they are generated once into schemas.json (embedded)
+// and reflected only for a type missing there. TestSchemasAreCurrent fails
+// when the file is stale; UPDATE_TOOLSNAPS=1 go test ./tools rewrites it.
 func schema(v any) json.RawMessage {
+	t := reflect.TypeOf(v)
+	schemaTypes.Store(t.String(), t)
+	if b, ok := generatedSchemas()[t.String()]; ok {
+		return b
+	}
+	return reflectSchema(t)
+}
+
+//go:embed schemas.json
+var schemasJSON []byte
+
+// schemaTypes records every type a tool uses, for the staleness test.
+var schemaTypes sync.Map // type name -> reflect.Type
+
+var generatedSchemas = sync.OnceValue(func() map[string]json.RawMessage {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(schemasJSON, &m); err != nil {
+		panic("tools: schemas.json: " + err.Error())
+	}
+	return m
+})
+
+func reflectSchema(t reflect.Type) json.RawMessage {
 	r := &jsonschema.Reflector{DoNotReference: true, ExpandedStruct: true}
-	s := r.ReflectFromType(reflect.TypeOf(v))
+	s := r.ReflectFromType(t)
 	s.Version, s.ID = "", ""
 	b, err := json.Marshal(s)
 	if err != nil {
-		panic(fmt.Sprintf("tools: schema for %T: %v", v, err))
+		panic(fmt.Sprintf("tools: schema for %v: %v", t, err))
 	}
 	return b
 }
