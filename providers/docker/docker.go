@@ -216,7 +216,7 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 func (p *Provider) Name() string { return Name }
 
 func (p *Provider) Capabilities() providers.Capabilities {
-	caps := providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcessIsolation}
+	caps := providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcessIsolation, providers.CapProcesses}
 	if p.set.network == "none" {
 		caps = append(caps, providers.CapNetworkIsolation)
 	}

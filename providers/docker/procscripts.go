@@ -1,0 +1,268 @@
+package docker
+
+// Background processes live entirely inside the container, so any server
+// can serve them by sandbox ID and process ID, and removing the container
+// ends them. Each has a directory procBase/<n>/ that a shell supervisor
+// (procSupervisor, started detached by procStartScript) keeps:
+//
+//	spec            "<started unix ns> <open stdin 0|1> <timeout s> <head cap> <tail cap> <command, Go-quoted>"
+//	run.sh          cd + env + exec of the command, written by the driver
+//	state           "<command pid = pgid> <supervisor pid> <its start time> <uptime cs at start> <stdin holder pid>", once running
+//	exit            "<status> <timed out 0|1> <uptime cs at end>", once ended and its output drained
+//	stdout.<offset> output segments named by the absolute offset of their
+//	stderr.<offset> first byte: the head, then at most two tail segments
+//	stdin           FIFO, when stdin is kept open; stdin.closed once closed
+//
+// procBase/.gone/<n> marks a removed number, so numbers are never reused.
+// Only sh and busybox-level tools are needed: setsid, mkfifo, dd
+// (iflag=skip_bytes,count_bytes), stat -c, sleep with fractions, timeout.
+
+const procBase = "/tmp/.mcp-sandbox-procs"
+
+// procPrelude is shared by every script. now sets u to the uptime in
+// centiseconds (a clock every process in the container shares); alive
+// checks that a pid is still the process that started at a given time;
+// desc prints a process's record for the driver to parse.
+const procPrelude = `b=` + procBase + `
+now() { read -r u _ </proc/uptime; u=${u%.*}${u#*.}; while :; do case $u in 0?*) u=${u#0};; *) break;; esac; done; }
+alive() {
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] && read -r l <"/proc/$1/stat" || return 1
+  w=$2; l=${l##*) }; set -- x $l; [ $# -gt 20 ] || return 1; shift 20; [ "$1" = "$w" ]
+}
+desc() {
+  d=$1
+  [ -f "$d/spec" ] && [ -f "$d/state" ] || return 0
+  printf 'proc %s\n' "${d##*/}"
+  read -r x <"$d/spec"; printf 'spec %s\n' "$x"
+  read -r x <"$d/state"; printf 'state %s\n' "$x"
+  if [ ! -f "$d/exit" ]; then
+    set -- $x
+    if alive "$2" "$3"; then
+      echo running
+      [ -f "$d/stdin.closed" ] && echo stdinclosed
+      return 0
+    fi
+  fi
+  [ -f "$d/exit" ] && read -r x <"$d/exit" && printf 'exit %s\n' "$x"
+  return 0
+}
+segs() { stat -c 'seg %n %s' "$@" 2>/dev/null; return 0; }
+found() { [ -f "$b/$1/spec" ] && [ -f "$b/$1/state" ] || { echo notfound; exit 0; }; d=$b/$1; }
+`
+
+// procSupervisor runs one process: "sup DIR" supervises, "copy DIR STREAM
+// HEADCAP TAILCAP" copies a stream into its segments. $1 is the script
+// itself, so it can start its copiers. The copier moves at most one pipe
+// read per dd (never more than the segment has room for), so segments end
+// exactly at their caps while output still reaches the disk as it comes.
+const procSupervisor = procPrelude + `set -f
+self=$1; mode=$2; d=$3
+if [ "$mode" = copy ]; then
+  s=$4; cap=$5; tc=$6; st=0; sz=0; t1=; t2=; seg=$d/$s.0
+  while :; do
+    room=$((cap - sz))
+    if [ "$room" -le 0 ]; then
+      st=$((st + sz)); sz=0; cap=$tc; seg=$d/$s.$st
+      : >"$seg"
+      [ -n "$t1" ] && rm -f "$d/$s.$t1"
+      t1=$t2; t2=$st
+      continue
+    fi
+    [ "$room" -gt 65536 ] && room=65536
+    LC_ALL=C dd bs="$room" count=1 2>"$d/.dd.$s" >>"$seg"
+    read -r r _ <"$d/.dd.$s"
+    case $r in
+      0+0) break ;;
+      1+0) sz=$((sz + room)) ;;
+      *) x=$(stat -c %s "$seg") && sz=$x ;;
+    esac
+  done
+  : >"$d/.done.$s"
+  exit 0
+fi
+fail() { printf '%s\n' "$*" >"$d/fail"; exit 1; }
+read -r x <"$d/spec"; set -- $x
+open=$2; to=$3; hc=$4; tc=$5
+read -r l </proc/$$/stat; l=${l##*) }; set -- x $l; shift 20; me=$1
+mkfifo "$d/.out" "$d/.err" || fail "cannot make FIFOs under $d: the image needs mkfifo and a writable /tmp"
+setsid /bin/sh -c "$self" mcp-sandbox-copy "$self" copy "$d" stdout "$hc" "$tc" <"$d/.out" & co=$!
+setsid /bin/sh -c "$self" mcp-sandbox-copy "$self" copy "$d" stderr "$hc" "$tc" <"$d/.err" & ce=$!
+in=/dev/null; holder=0; feeder=
+[ -f "$d/stdin.init" ] && in=$d/stdin.init
+if [ "$open" = 1 ]; then
+  mkfifo "$d/stdin" "$d/.in" || fail "cannot make the stdin FIFO under $d"
+  # Held open for writing, the FIFO gives end-of-file only once closed.
+  sleep 2147483647 3<>"$d/stdin" & holder=$!
+  { [ -f "$d/stdin.init" ] && cat "$d/stdin.init"; exec cat "$d/stdin"; } >"$d/.in" 2>/dev/null & feeder=$!
+  in=$d/.in
+fi
+now; up0=$u
+setsid /bin/sh "$d/run.sh" <"$in" >"$d/.out" 2>"$d/.err" & pid=$!
+printf '%s %s %s %s %s\n' "$pid" "$$" "$me" "$up0" "$holder" >"$d/state.tmp" && mv -f "$d/state.tmp" "$d/state" || { kill -KILL -"$pid"; fail "cannot write $d/state"; }
+tk=
+if [ "$to" != 0 ]; then
+  setsid /bin/sh -c 'sleep "$1"; : >"$2/timedout"; kill -KILL -"$3"' mcp-sandbox-timer "$to" "$d" "$pid" </dev/null >/dev/null 2>&1 & tk=$!
+fi
+wait "$pid"; rc=$?
+now; up1=$u
+[ -n "$tk" ] && kill -KILL -"$tk" 2>/dev/null
+[ "$holder" != 0 ] && kill "$holder" "$feeder" 2>/dev/null
+# Children left holding the output get a moment before the copiers stop.
+i=0
+while [ ! -f "$d/.done.stdout" ] || [ ! -f "$d/.done.stderr" ]; do
+  i=$((i + 1)); [ "$i" -gt 40 ] && break
+  sleep 0.005
+done
+kill -KILL -"$co" -"$ce" 2>/dev/null
+t=0; [ -f "$d/timedout" ] && t=1
+printf '%s %s %s\n' "$rc" "$t" "$up1" >"$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"
+rm -f "$d/.out" "$d/.err" "$d/.in" "$d/stdin" "$d/.dd.stdout" "$d/.dd.stderr"
+exit 0`
+
+// procStartScript allocates a number, writes the spec ($1) and run.sh
+// ($2), and the initial stdin from its own stdin when $4 is 1; starts the
+// supervisor ($3) detached and returns the record once the command runs.
+// It also forgets the oldest finished processes beyond procKeepFinished.
+const procStartScript = procPrelude + `KEEP=` + procKeepFinished + `
+mkdir -p "$b/.gone" 2>/dev/null
+[ -d "$b/.gone" ] && [ -w "$b" ] || { echo "error cannot write $b: the image needs a writable /tmp"; exit 0; }
+n=1; [ -f "$b/next" ] && read -r n <"$b/next"
+case $n in ''|*[!0-9]*) n=1;; esac
+while :; do
+  if mkdir "$b/$n" 2>/dev/null; then
+    [ -e "$b/.gone/$n" ] || break
+    rmdir "$b/$n"
+  fi
+  n=$((n + 1))
+done
+echo $((n + 1)) >"$b/next"
+d=$b/$n
+printf '%s\n' "$1" >"$d/spec"
+printf '%s\n' "$2" >"$d/run.sh"
+[ "$4" = 1 ] && cat >"$d/stdin.init"
+setsid /bin/sh -c "$3" mcp-sandbox-proc "$3" sup "$d" </dev/null >/dev/null 2>&1 &
+i=0; sl=0.002
+while [ ! -f "$d/state" ]; do
+  if [ -f "$d/fail" ]; then read -r x <"$d/fail"; : >"$b/.gone/$n"; rm -rf "$d"; echo "error $x"; exit 0; fi
+  i=$((i + 1)); [ "$i" -gt 1000 ] && { echo "error the process supervisor did not start within 10s"; exit 0; }
+  [ "$i" -gt 5 ] && sl=0.01
+  sleep $sl
+done
+desc "$d"; segs "$d"/stdout.* "$d"/stderr.*
+set -- "$b"/[0-9]*
+if [ $# -gt $((KEEP + 8)) ]; then
+  fin=; k=0
+  for x in "$@"; do [ -f "$x/exit" ] && { fin="$fin ${x##*/}"; k=$((k + 1)); }; done
+  if [ "$k" -gt "$KEEP" ]; then
+    for x in $(printf '%s\n' $fin | sort -n | head -n $((k - KEEP))); do : >"$b/.gone/$x"; rm -rf "$b/$x"; done
+  fi
+fi
+exit 0`
+
+// procWaitScript waits inside the container (no engine round trip per
+// poll) up to $2 centiseconds for process $1 to end, then describes it.
+const procWaitScript = procPrelude + `
+found "$1"; now; end=$((u + $2)); sl=0.005
+while [ ! -f "$d/exit" ]; do
+  read -r x <"$d/state"; set -- $x; alive "$2" "$3" || break
+  now; [ "$u" -ge "$end" ] && break
+  sleep $sl
+  case $sl in 0.005) sl=0.01;; 0.01) sl=0.02;; 0.02) sl=0.05;; esac
+done
+desc "$d"; segs "$d"/stdout.* "$d"/stderr.*`
+
+// procListScript describes every process.
+const procListScript = procPrelude + `
+for d in "$b"/[0-9]*; do [ -d "$d" ] && desc "$d"; done
+segs "$b"/[0-9]*/stdout.* "$b"/[0-9]*/stderr.*
+exit 0`
+
+// procReadScript reads stream $2 of process $1 from offset $3, at most $4
+// bytes, waiting up to $5 centiseconds for output or the exit. It prints
+// the record (state first: when it says exited, the data is complete),
+// then "data <offset> <total> <n>" and n bytes. Data is contiguous: it
+// stops at a gap, and starts at the next kept byte when $3 was dropped.
+const procReadScript = procPrelude + `
+found "$1"; s=$2; off=$3; lim=$4; now; end=$((u + $5)); sl=0.005
+while :; do
+  info=$(desc "$d")
+  set -- $(stat -c '%n %s' "$d/$s".* 2>/dev/null)
+  tot=0; list="$*"
+  while [ $# -ge 2 ]; do st=${1##*.}; e=$((st + $2)); [ "$e" -gt "$tot" ] && tot=$e; shift 2; done
+  case $info in *running*) run=1;; *) run=0;; esac
+  [ "$tot" -gt "$off" ] || [ "$run" = 0 ] && break
+  now; [ "$u" -ge "$end" ] && break
+  sleep $sl
+  case $sl in 0.005) sl=0.01;; 0.01) sl=0.02;; 0.02) sl=0.05;; esac
+done
+printf '%s\n' "$info"
+[ "$off" -gt "$tot" ] && { echo "pastend $tot"; exit 0; }
+pos=$off; from=-1; want=$lim; plan=
+while [ "$want" -gt 0 ]; do
+  best=; bs=0; bz=0
+  set -- $list
+  while [ $# -ge 2 ]; do
+    st=${1##*.}
+    if [ "$2" -gt 0 ] && [ $((st + $2)) -gt "$pos" ] && { [ -z "$best" ] || [ "$st" -lt "$bs" ]; }; then best=$1; bs=$st; bz=$2; fi
+    shift 2
+  done
+  [ -z "$best" ] && break
+  if [ "$bs" -gt "$pos" ]; then [ "$from" -ge 0 ] && break; pos=$bs; fi
+  k=$((bs + bz - pos)); [ "$k" -gt "$want" ] && k=$want
+  [ "$from" -lt 0 ] && from=$pos
+  plan="$plan $best:$((pos - bs)):$k"
+  pos=$((pos + k)); want=$((want - k))
+done
+[ "$from" -lt 0 ] && from=$pos
+echo "data $from $tot $((pos - from))"
+for x in $plan; do
+  f=${x%%:*}; r=${x#*:}
+  dd if="$f" iflag=skip_bytes,count_bytes skip="${r%%:*}" count="${r#*:}" bs=65536 2>/dev/null || exit 0
+done
+exit 0`
+
+// procSignalScript sends signal $2 to the process group of process $1.
+const procSignalScript = procPrelude + `
+found "$1"; sig=$2
+read -r x <"$d/state"; set -- $x
+[ ! -f "$d/exit" ] && alive "$2" "$3" || { echo exited; desc "$d"; exit 0; }
+kill -"$sig" -"$1" 2>/dev/null
+echo ok`
+
+// procStdinScript writes its stdin to process $1 when $3 is 1, then closes
+// the process's stdin when $2 is 1. Writers take turns (a mkdir lock), and
+// one that the process does not read within 5s gives up.
+const procStdinScript = procPrelude + `
+found "$1"; closing=$2; data=$3
+read -r x <"$d/spec"; set -- $x
+[ "$2" = 1 ] || { echo nostdin; exit 0; }
+read -r x <"$d/state"; set -- $x; holder=$5
+[ ! -f "$d/exit" ] && alive "$2" "$3" && [ -p "$d/stdin" ] || { echo exited; desc "$d"; exit 0; }
+[ -f "$d/stdin.closed" ] && { echo closed; exit 0; }
+i=0
+until mkdir "$d/.stdin.lock" 2>/dev/null; do
+  i=$((i + 1)); [ "$i" -gt 500 ] && { echo busy; exit 0; }
+  sleep 0.01
+done
+if [ "$data" = 1 ] && ! timeout 5 dd of="$d/stdin" bs=65536 conv=notrunc 2>/dev/null; then
+  rmdir "$d/.stdin.lock"
+  [ -f "$d/exit" ] && { echo exited; desc "$d"; exit 0; }
+  echo timeout; exit 0
+fi
+if [ "$closing" = 1 ]; then : >"$d/stdin.closed"; kill "$holder" 2>/dev/null; fi
+rmdir "$d/.stdin.lock"
+echo ok`
+
+// procRemoveScript kills process $1 if it runs, lets its supervisor record
+// the end (up to 2s), and forgets it.
+const procRemoveScript = procPrelude + `
+found "$1"
+read -r x <"$d/state"; set -- $x
+if [ ! -f "$d/exit" ] && alive "$2" "$3"; then
+  kill -KILL -"$1" 2>/dev/null
+  i=0
+  while [ ! -f "$d/exit" ] && [ "$i" -lt 200 ] && alive "$2" "$3"; do i=$((i + 1)); sleep 0.01; done
+fi
+: >"$b/.gone/${d##*/}"
+rm -rf "$d"
+echo ok`
