@@ -89,23 +89,25 @@ func centiseconds(d time.Duration) string {
 	return strconv.FormatInt(int64(min(max(d, 0), maxProcWait)/(10*time.Millisecond)), 10)
 }
 
-func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.ProcessSpec) (providers.ProcessInfo, error) {
+// startArgs checks a spec and returns the start function's arguments (see
+// procStartFunc) and the initial stdin, nil when there is none.
+func (p *Provider) startArgs(ctx context.Context, id string, spec providers.ProcessSpec) ([]string, *bytes.Reader, error) {
 	wd, err := p.workdir(ctx, id)
 	if err != nil {
-		return providers.ProcessInfo{}, err
+		return nil, nil, err
 	}
 	if strings.TrimSpace(spec.Command) == "" {
-		return providers.ProcessInfo{}, providers.Errorf(providers.ErrInvalidArgument, "command is empty")
+		return nil, nil, providers.Errorf(providers.ErrInvalidArgument, "command is empty")
 	}
 	if strings.ContainsRune(spec.Command, 0) {
-		return providers.ProcessInfo{}, providers.Errorf(providers.ErrInvalidArgument, "command contains a NUL byte")
+		return nil, nil, providers.Errorf(providers.ErrInvalidArgument, "command contains a NUL byte")
 	}
 	if err := providers.ValidateEnv(spec.Env); err != nil {
-		return providers.ProcessInfo{}, err
+		return nil, nil, err
 	}
 	dir, err := p.cwd(ctx, id, wd, spec.Cwd)
 	if err != nil {
-		return providers.ProcessInfo{}, err
+		return nil, nil, err
 	}
 	head, tail := caps(spec.OutputLimit)
 	open, timeout := "0", "0"
@@ -121,28 +123,28 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	if len(spec.Stdin) > 0 {
 		hasStdin, stdin = "1", bytes.NewReader(spec.Stdin)
 	}
+	return []string{line, runScript(dir, spec.Command, spec.Env), procSupervisor, hasStdin}, stdin, nil
+}
+
+func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.ProcessSpec) (providers.ProcessInfo, error) {
+	args, stdin, err := p.startArgs(ctx, id, spec)
+	if err != nil {
+		return providers.ProcessInfo{}, err
+	}
 	// Cancelling ctx cancels the start, not the process: the exec goes on
 	// to the end on its own context, and is short.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	var out bytes.Buffer
-	argv := []string{"/bin/sh", "-c", procStartScript, "mcp-sandbox-start", line, runScript(dir, spec.Command, spec.Env), procSupervisor, hasStdin}
-	var code int
-	var errOut string
-	if stdin != nil {
-		code, errOut, err = p.run(sctx, id, stdin, &limitedWriter{w: &out, n: maxProcScriptOutput}, argv...)
-	} else {
-		code, errOut, err = p.run(sctx, id, nil, &limitedWriter{w: &out, n: maxProcScriptOutput}, argv...)
-	}
+	out, err := p.procScript(sctx, id, "start", procStartScript, maxProcScriptOutput, stdin, args...)
 	if err != nil {
-		return providers.ProcessInfo{}, p.apiErr(id, "start process", err)
+		return providers.ProcessInfo{}, err
 	}
-	if msg, ok := strings.CutPrefix(out.String(), "error "); ok {
+	if msg, ok := strings.CutPrefix(string(out), "error "); ok {
 		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "start process: %s", strings.TrimSpace(msg))
 	}
-	recs := parseRecords(out.Bytes())
+	recs := parseRecords(out)
 	if len(recs) != 1 {
-		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "start process: unexpected answer from the sandbox (exit %d): %q %s", code, truncate(out.String()), strings.TrimSpace(errOut))
+		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "start process: unexpected answer from the sandbox: %q", truncate(string(out)))
 	}
 	return recs[0], nil
 }

@@ -119,45 +119,126 @@ printf '%s %s %s\n' "$rc" "$t" "$up1" >"$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/
 rm -f "$d/.out" "$d/.err" "$d/.in" "$d/stdin" "$d/.dd.stdout" "$d/.dd.stderr"
 exit 0`
 
-// procStartScript allocates a number, writes the spec ($1) and run.sh
-// ($2), and the initial stdin from its own stdin when $4 is 1; starts the
-// supervisor ($3) detached and returns the record once the command runs.
-// It also forgets the oldest finished processes beyond procKeepFinished.
-const procStartScript = procPrelude + `KEEP=` + procKeepFinished + `
-mkdir -p "$b/.gone" 2>/dev/null
-[ -d "$b/.gone" ] && [ -w "$b" ] || { echo "error cannot write $b: the image needs a writable /tmp"; exit 0; }
-n=1; [ -f "$b/next" ] && read -r n <"$b/next"
-case $n in ''|*[!0-9]*) n=1;; esac
-while :; do
-  if mkdir "$b/$n" 2>/dev/null; then
-    [ -e "$b/.gone/$n" ] || break
-    rmdir "$b/$n"
-  fi
-  n=$((n + 1))
-done
-echo $((n + 1)) >"$b/next"
-d=$b/$n
-printf '%s\n' "$1" >"$d/spec"
-printf '%s\n' "$2" >"$d/run.sh"
-[ "$4" = 1 ] && cat >"$d/stdin.init"
-setsid /bin/sh -c "$3" mcp-sandbox-proc "$3" sup "$d" </dev/null >/dev/null 2>&1 &
-i=0; sl=0.002
-while [ ! -f "$d/state" ]; do
-  if [ -f "$d/fail" ]; then read -r x <"$d/fail"; : >"$b/.gone/$n"; rm -rf "$d"; echo "error $x"; exit 0; fi
-  i=$((i + 1)); [ "$i" -gt 1000 ] && { echo "error the process supervisor did not start within 10s"; exit 0; }
-  [ "$i" -gt 5 ] && sl=0.01
-  sleep $sl
-done
-desc "$d"; segs "$d"/stdout.* "$d"/stderr.*
-set -- "$b"/[0-9]*
-if [ $# -gt $((KEEP + 8)) ]; then
+// procStartFunc defines start SPEC RUN SUPERVISOR HASSTDIN: allocate a
+// number, write the spec and run.sh, the initial stdin from the script's own
+// stdin when HASSTDIN is 1, start the supervisor detached and return once
+// the command runs, with d set to its directory and n to its number. It
+// also forgets the oldest finished processes beyond procKeepFinished.
+const procStartFunc = `KEEP=` + procKeepFinished + `
+start() {
+  mkdir -p "$b/.gone" 2>/dev/null
+  [ -d "$b/.gone" ] && [ -w "$b" ] || { echo "error cannot write $b: the image needs a writable /tmp"; exit 0; }
+  n=1; [ -f "$b/next" ] && read -r n <"$b/next"
+  case $n in ''|*[!0-9]*) n=1;; esac
+  while :; do
+    if mkdir "$b/$n" 2>/dev/null; then
+      [ -e "$b/.gone/$n" ] || break
+      rmdir "$b/$n"
+    fi
+    n=$((n + 1))
+  done
+  echo $((n + 1)) >"$b/next"
+  d=$b/$n
+  printf '%s\n' "$1" >"$d/spec"
+  printf '%s\n' "$2" >"$d/run.sh"
+  [ "$4" = 1 ] && cat >"$d/stdin.init"
+  env -u ` + execMarker + ` setsid /bin/sh -c "$3" mcp-sandbox-proc "$3" sup "$d" </dev/null >/dev/null 2>&1 &
+  i=0; sl=0.002
+  while [ ! -f "$d/state" ]; do
+    if [ -f "$d/fail" ]; then read -r x <"$d/fail"; : >"$b/.gone/$n"; rm -rf "$d"; echo "error $x"; exit 0; fi
+    i=$((i + 1)); [ "$i" -gt 1000 ] && { echo "error the process supervisor did not start within 10s"; exit 0; }
+    [ "$i" -gt 5 ] && sl=0.01
+    sleep $sl
+  done
+  set -- "$b"/[0-9]*
+  [ $# -gt $((KEEP + 8)) ] || return 0
   fin=; k=0
   for x in "$@"; do [ -f "$x/exit" ] && { fin="$fin ${x##*/}"; k=$((k + 1)); }; done
-  if [ "$k" -gt "$KEEP" ]; then
-    for x in $(printf '%s\n' $fin | sort -n | head -n $((k - KEEP))); do : >"$b/.gone/$x"; rm -rf "$b/$x"; done
-  fi
+  [ "$k" -gt "$KEEP" ] || return 0
+  for x in $(printf '%s\n' $fin | sort -n | head -n $((k - KEEP))); do : >"$b/.gone/$x"; rm -rf "$b/$x"; done
+}
+`
+
+// procStartScript starts a process ($1-$4 as for start) and describes it.
+const procStartScript = procPrelude + procStartFunc + `
+start "$1" "$2" "$3" "$4"
+desc "$d"; segs "$d"/stdout.* "$d"/stderr.*
+exit 0`
+
+// procRunScript starts a process ($1-$4 as for start) and follows it in
+// the foreground for up to $5 centiseconds, in frames on stdout:
+//
+//	P <n>                      the process number, first
+//	o|e <offset> <len>\n<len bytes>   new stdout or stderr output
+//	x\n<record>                the end: the process's record, and
+//	                           "removed" when it ended with no stream over
+//	                           $6 bytes, so nothing was kept
+//
+// A command still running at the deadline is left running: the record
+// says so. Each piece is opened before its frame is announced, so a
+// segment rotated away in between is skipped rather than announced short.
+const procRunScript = procPrelude + procStartFunc + procPickFunc + `
+start "$1" "$2" "$3" "$4"
+printf 'P %s\n' "$n"
+now; end=$((u + $5)); keep=$6; oo=0; eo=0; sl=0.002
+read -r x <"$d/state"; set -- $x; sp=$2; ss=$3
+flush() {
+  t=$1; shift; p0=$1
+  pick "$@"
+  pos=$p0
+  for x in $plan; do
+    f=${x%%:*}; r=${x#*:}; sk=${r%%:*}; r=${r#*:}; at=${r%%:*}; k=${r#*:}
+    { printf '%s %s %s\n' "$t" "$at" "$k"; dd iflag=skip_bytes,count_bytes skip="$sk" count="$k" bs=65536 2>/dev/null; } 2>/dev/null <"$f" || break
+    pos=$((at + k))
+  done
+}
+while :; do
+  fin=0; [ -f "$d/exit" ] || alive "$sp" "$ss" || fin=1; [ -f "$d/exit" ] && fin=1
+  set -- $(stat -c '%n %s' "$d"/stdout.* "$d"/stderr.* 2>/dev/null)
+  so=; se=
+  while [ $# -ge 2 ]; do case ${1##*/} in stdout.*) so="$so $1 $2";; stderr.*) se="$se $1 $2";; esac; shift 2; done
+  flush o "$oo" 999999999999 $so; oo=$pos
+  flush e "$eo" 999999999999 $se; eo=$pos
+  [ "$fin" = 1 ] && break
+  now; [ "$u" -ge "$end" ] && break
+  sleep $sl
+  case $sl in 0.002) sl=0.005;; 0.005) sl=0.01;; 0.01) sl=0.02;; 0.02) sl=0.05;; esac
+done
+echo x; desc "$d"
+if [ "$fin" = 1 ] && [ "$oo" -le "$keep" ] && [ "$eo" -le "$keep" ]; then
+  : >"$b/.gone/$n"; rm -rf "$d"; echo removed
+else
+  segs "$d"/stdout.* "$d"/stderr.*
 fi
 exit 0`
+
+// procPickFunc defines pick POS WANT [NAME SIZE]...: which byte ranges of
+// the segments to read for up to WANT bytes from POS. It sets from (where
+// the data starts: past POS when POS was dropped), pos (where it ends) and
+// plan ("file:skip:offset:count" pieces). Data is contiguous: it stops at
+// a gap, and starts at the next kept byte when POS was dropped.
+const procPickFunc = `
+pick() {
+  pos=$1; want=$2; shift 2; from=-1; plan=; list="$*"
+  while [ "$want" -gt 0 ]; do
+    best=; bs=0; bz=0
+    set -- $list
+    while [ $# -ge 2 ]; do
+      st=${1##*.}
+      if [ "$2" -gt 0 ] && [ $((st + $2)) -gt "$pos" ] && { [ -z "$best" ] || [ "$st" -lt "$bs" ]; }; then best=$1; bs=$st; bz=$2; fi
+      shift 2
+    done
+    [ -z "$best" ] && break
+    if [ "$bs" -gt "$pos" ]; then [ "$from" -ge 0 ] && break; pos=$bs; fi
+    k=$((bs + bz - pos)); [ "$k" -gt "$want" ] && k=$want
+    [ "$from" -lt 0 ] && from=$pos
+    plan="$plan $best:$((pos - bs)):$pos:$k"
+    pos=$((pos + k)); want=$((want - k))
+  done
+  [ "$from" -lt 0 ] && from=$pos
+  return 0
+}
+`
 
 // procWaitScript waits inside the container (no engine round trip per
 // poll) up to $2 centiseconds for process $1 to end, then describes it.
@@ -180,9 +261,8 @@ exit 0`
 // procReadScript reads stream $2 of process $1 from offset $3, at most $4
 // bytes, waiting up to $5 centiseconds for output or the exit. It prints
 // the record (state first: when it says exited, the data is complete),
-// then "data <offset> <total> <n>" and n bytes. Data is contiguous: it
-// stops at a gap, and starts at the next kept byte when $3 was dropped.
-const procReadScript = procPrelude + `
+// then "data <offset> <total> <n>" and n bytes (see pick).
+const procReadScript = procPrelude + procPickFunc + `
 found "$1"; s=$2; off=$3; lim=$4; now; end=$((u + $5)); sl=0.005
 while :; do
   info=$(desc "$d")
@@ -197,27 +277,11 @@ while :; do
 done
 printf '%s\n' "$info"
 [ "$off" -gt "$tot" ] && { echo "pastend $tot"; exit 0; }
-pos=$off; from=-1; want=$lim; plan=
-while [ "$want" -gt 0 ]; do
-  best=; bs=0; bz=0
-  set -- $list
-  while [ $# -ge 2 ]; do
-    st=${1##*.}
-    if [ "$2" -gt 0 ] && [ $((st + $2)) -gt "$pos" ] && { [ -z "$best" ] || [ "$st" -lt "$bs" ]; }; then best=$1; bs=$st; bz=$2; fi
-    shift 2
-  done
-  [ -z "$best" ] && break
-  if [ "$bs" -gt "$pos" ]; then [ "$from" -ge 0 ] && break; pos=$bs; fi
-  k=$((bs + bz - pos)); [ "$k" -gt "$want" ] && k=$want
-  [ "$from" -lt 0 ] && from=$pos
-  plan="$plan $best:$((pos - bs)):$k"
-  pos=$((pos + k)); want=$((want - k))
-done
-[ "$from" -lt 0 ] && from=$pos
+pick "$off" "$lim" $list
 echo "data $from $tot $((pos - from))"
 for x in $plan; do
-  f=${x%%:*}; r=${x#*:}
-  dd if="$f" iflag=skip_bytes,count_bytes skip="${r%%:*}" count="${r#*:}" bs=65536 2>/dev/null || exit 0
+  f=${x%%:*}; r=${x#*:}; sk=${r%%:*}; k=${r##*:}
+  dd if="$f" iflag=skip_bytes,count_bytes skip="$sk" count="$k" bs=65536 2>/dev/null || exit 0
 done
 exit 0`
 

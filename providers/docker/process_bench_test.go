@@ -1,0 +1,68 @@
+package docker_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+// BenchmarkStartProcess: starting a background process (one exec that
+// returns once the command runs) against a plain Exec of `true`, in the
+// same sandbox:
+//
+//	go test -run '^$' -bench StartProcess -count 5 ./providers/docker/
+func BenchmarkStartProcess(b *testing.B) {
+	p := open(b, settings())
+	ctx := context.Background()
+	sb, err := p.Create(ctx, providers.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	b.Run("exec", func(b *testing.B) {
+		for b.Loop() {
+			if res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
+				b.Fatalf("%+v %v", res, err)
+			}
+		}
+	})
+	b.Run("start", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "true"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// What run_command costs on this driver for a quick command: start,
+	// wait for the exit, read the output, forget the record.
+	b.Run("start-wait-read-remove", func(b *testing.B) {
+		for b.Loop() {
+			in, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "echo hi"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if in, err = p.WaitProcess(ctx, sb.ID, in.ID, 10e9); err != nil || in.Running {
+				b.Fatal(in, err)
+			}
+			if _, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 1 << 20}); err != nil {
+				b.Fatal(err)
+			}
+			if err := p.RemoveProcess(ctx, sb.ID, in.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("read-64k", func(b *testing.B) {
+		in, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "head -c 1000000 /dev/zero"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.WaitProcess(ctx, sb.ID, in.ID, 10e9)
+		for b.Loop() {
+			if out, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Offset: 500000, Limit: 64 << 10}); err != nil || len(out.Data) != 64<<10 {
+				b.Fatal(len(out.Data), err)
+			}
+		}
+	})
+}
