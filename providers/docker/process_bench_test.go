@@ -8,8 +8,8 @@ import (
 )
 
 // BenchmarkStartProcess: starting a background process (one exec that
-// returns once the command runs) against a plain Exec of `true`, in the
-// same sandbox:
+// returns once the command runs), and a foreground RunProcess, against a
+// plain Exec of `true` in the same sandbox:
 //
 //	go test -run '^$' -bench StartProcess -count 5 ./providers/docker/
 func BenchmarkStartProcess(b *testing.B) {
@@ -34,7 +34,16 @@ func BenchmarkStartProcess(b *testing.B) {
 			}
 		}
 	})
-	// What run_command costs on this driver for a quick command: start,
+	// run_command's path: RunProcess of a quick command, one exec.
+	b.Run("run", func(b *testing.B) {
+		for b.Loop() {
+			res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "true"}, Wait: 10e9, KeepAfter: 1 << 20})
+			if err != nil || res.ExitCode != 0 || res.ProcessID != "" {
+				b.Fatalf("%+v %v", res, err)
+			}
+		}
+	})
+	// The same through the Processes interface alone: start,
 	// wait for the exit, read the output, forget the record.
 	b.Run("start-wait-read-remove", func(b *testing.B) {
 		for b.Loop() {

@@ -110,8 +110,8 @@ now; up1=$u
 # Children left holding the output get a moment before the copiers stop.
 i=0
 while [ ! -f "$d/.done.stdout" ] || [ ! -f "$d/.done.stderr" ]; do
-  i=$((i + 1)); [ "$i" -gt 40 ] && break
-  sleep 0.005
+  i=$((i + 1)); [ "$i" -gt 45 ] && break
+  if [ "$i" -le 5 ]; then sleep 0.001; else sleep 0.005; fi
 done
 kill -KILL -"$co" -"$ce" 2>/dev/null
 t=0; [ -f "$d/timedout" ] && t=1
@@ -143,7 +143,7 @@ start() {
   printf '%s\n' "$2" >"$d/run.sh"
   [ "$4" = 1 ] && cat >"$d/stdin.init"
   env -u ` + execMarker + ` setsid /bin/sh -c "$3" mcp-sandbox-proc "$3" sup "$d" </dev/null >/dev/null 2>&1 &
-  i=0; sl=0.002
+  i=0; sl=0.001
   while [ ! -f "$d/state" ]; do
     if [ -f "$d/fail" ]; then read -r x <"$d/fail"; : >"$b/.gone/$n"; rm -rf "$d"; echo "error $x"; exit 0; fi
     i=$((i + 1)); [ "$i" -gt 1000 ] && { echo "error the process supervisor did not start within 10s"; exit 0; }
@@ -180,7 +180,7 @@ exit 0`
 const procRunScript = procPrelude + procStartFunc + procPickFunc + `
 start "$1" "$2" "$3" "$4"
 printf 'P %s\n' "$n"
-now; end=$((u + $5)); keep=$6; oo=0; eo=0; sl=0.002
+now; end=$((u + $5)); keep=$6; oo=0; eo=0; sl=0.001; i=0
 read -r x <"$d/state"; set -- $x; sp=$2; ss=$3
 flush() {
   t=$1; shift; p0=$1
@@ -202,7 +202,8 @@ while :; do
   [ "$fin" = 1 ] && break
   now; [ "$u" -ge "$end" ] && break
   sleep $sl
-  case $sl in 0.002) sl=0.005;; 0.005) sl=0.01;; 0.01) sl=0.02;; 0.02) sl=0.05;; esac
+  i=$((i + 1))
+  [ "$i" -gt 10 ] && case $sl in 0.001) sl=0.005;; 0.005) sl=0.01;; 0.01) sl=0.02;; 0.02) sl=0.05;; esac
 done
 echo x; desc "$d"
 if [ "$fin" = 1 ] && [ "$oo" -le "$keep" ] && [ "$eo" -le "$keep" ]; then
