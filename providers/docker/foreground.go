@@ -86,6 +86,19 @@ func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunR
 	}
 	res := providers.RunResult{ExecResult: providers.ExecResult{ExitCode: -1, Duration: time.Since(start)}}
 	if fw.startErr != "" {
+		if fw.procID() == "" && ctx.Err() == nil {
+			// The image cannot hold a process (no writable /tmp, no
+			// mkfifo...): run it as a plain exec, which needs neither, and
+			// which can only wait.
+			p.log.Warn("running a command without a process record", "sandbox", id[:12], "reason", fw.startErr)
+			er := providers.ExecRequest{Command: req.Command, Cwd: req.Cwd, Env: req.Env, Timeout: req.Timeout, Stdout: req.Stdout, Stderr: req.Stderr}
+			if stdin != nil {
+				stdin.Seek(0, io.SeekStart)
+				er.Stdin = stdin
+			}
+			r, err := p.Exec(ctx, id, er)
+			return providers.RunResult{ExecResult: r}, err
+		}
 		return res, providers.Errorf(providers.ErrUnavailable, "run command: %s", fw.startErr)
 	}
 	proc := fw.procID()

@@ -1,13 +1,78 @@
 package docker_test
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/providertest"
 )
 
 func TestProcessesSuite(t *testing.T) {
 	set := settings() // every driver shares the engine and server name, as a restarted server would
 	providertest.RunProcesses(t, func(t *testing.T) providers.Provider { return open(t, set) })
+}
+
+// imageAsNobody commits a sandbox prepared by setup (run as root) into an image
+// whose commands run as nobody.
+func imageAsNobody(t *testing.T, p *docker.Provider, setup string) string {
+	t.Helper()
+	base := create(t, p, providers.CreateOptions{})
+	sh(t, p, base.ID, setup)
+	tag := "mcp-sandbox-test-nobody:" + randomSuffix()
+	if _, err := p.Client().ContainerCommit(context.Background(), base.ID, client.ContainerCommitOptions{Reference: tag, Changes: []string{"USER 65534:65534"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Client().ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true}) })
+	return tag
+}
+
+// Processes work for an image user without root, and where the image has
+// no writable /tmp, run_command's path still runs commands (as plain
+// execs) while starting a process says what the image lacks.
+func TestProcessesAsNonRoot(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, setup string
+		canKeep     bool
+	}{
+		{"writable tmp", "true", true},
+		{"no writable tmp", "chmod 755 /tmp", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := create(t, p, providers.CreateOptions{Image: imageAsNobody(t, p, tc.setup)})
+			var out strings.Builder
+			res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "id -u; exit 4", Stdin: []byte("in")}, Wait: 10 * time.Second, KeepAfter: 1000, Stdout: &out})
+			if err != nil || res.ExitCode != 4 || out.String() != "65534\n" || res.ProcessID != "" {
+				t.Fatalf("RunProcess: %+v %q %v", res, out.String(), err)
+			}
+			in, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "id -u; sleep 1000"})
+			if !tc.canKeep {
+				if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), "writable /tmp") {
+					t.Fatalf("StartProcess without a writable /tmp: want an unavailable error naming it, got %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 100, Wait: 10 * time.Second})
+			if err != nil || string(got.Data) != "65534\n" {
+				t.Fatalf("ReadOutput: %q %v", got.Data, err)
+			}
+			if err := p.SignalProcess(ctx, sb.ID, in.ID, "TERM"); err != nil {
+				t.Fatal(err)
+			}
+			if in, err = p.WaitProcess(ctx, sb.ID, in.ID, 10*time.Second); err != nil || in.Running || in.ExitCode != 143 {
+				t.Fatalf("after TERM: %+v %v", in, err)
+			}
+		})
+	}
 }

@@ -138,6 +138,12 @@ start() {
     n=$((n + 1))
   done
   echo $((n + 1)) >"$b/next"
+  # A marker only matters while next could be behind it (two starts racing
+  # on the hint), so old ones go.
+  if [ $((n % 512)) = 0 ]; then
+    old=; for x in "$b"/.gone/*; do [ "${x##*/}" -lt $((n - 1024)) ] 2>/dev/null && old="$old $x"; done
+    [ -n "$old" ] && rm -f $old
+  fi
   d=$b/$n
   printf '%s\n' "$1" >"$d/spec"
   printf '%s\n' "$2" >"$d/run.sh"
