@@ -117,13 +117,21 @@ func (p *Provider) startArgs(ctx context.Context, id string, spec providers.Proc
 	if spec.Timeout > 0 {
 		timeout = seconds(max(spec.Timeout, time.Millisecond))
 	}
-	line := fmt.Sprintf("%d %s %s %d %d %s", time.Now().UnixNano(), open, timeout, head, tail, strconv.Quote(spec.Command))
+	// The marker (execMarker, as for Exec) finds the command's children
+	// that leave its process group, when a timeout or a removal kills it.
+	token := randomHex(12)
+	env := map[string]string{}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	env[execMarker] = token
+	line := fmt.Sprintf("%d %s %s %d %d %s %s", time.Now().UnixNano(), open, timeout, head, tail, token, strconv.Quote(spec.Command))
 	hasStdin := "0"
 	var stdin *bytes.Reader
 	if len(spec.Stdin) > 0 {
 		hasStdin, stdin = "1", bytes.NewReader(spec.Stdin)
 	}
-	return []string{line, runScript(dir, spec.Command, spec.Env), procSupervisor, hasStdin}, stdin, nil
+	return []string{line, runScript(dir, spec.Command, env), procSupervisor, hasStdin}, stdin, nil
 }
 
 func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.ProcessSpec) (providers.ProcessInfo, error) {
@@ -449,15 +457,15 @@ func parseRecords(out []byte) []providers.ProcessInfo {
 			if cur == nil {
 				continue
 			}
-			f := strings.SplitN(rest, " ", 6)
-			if len(f) != 6 {
+			f := strings.SplitN(rest, " ", 7)
+			if len(f) != 7 {
 				cur = nil
 				continue
 			}
 			ns, _ := strconv.ParseInt(f[0], 10, 64)
 			cur.info.StartedAt = time.Unix(0, ns).UTC()
 			cur.open = f[1] == "1"
-			cur.info.Command, _ = strconv.Unquote(f[5])
+			cur.info.Command, _ = strconv.Unquote(f[6])
 		case "state":
 			if f := strings.Fields(rest); cur != nil && len(f) >= 4 {
 				cur.up0, _ = strconv.ParseInt(f[3], 10, 64)

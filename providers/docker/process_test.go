@@ -76,3 +76,42 @@ func TestProcessesAsNonRoot(t *testing.T) {
 		})
 	}
 }
+
+// A child that left the command's process group (setsid) still dies with
+// the process on its timeout and on its removal: it carries the marker.
+func TestProcessKillReachesChildrenOutsideTheGroup(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+	}{{"timeout", 500 * time.Millisecond}, {"remove", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "setsid sleep 1000 & echo $!; wait", Timeout: tc.timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 100, Wait: 10 * time.Second})
+			if err != nil || !strings.HasSuffix(string(out.Data), "\n") {
+				t.Fatalf("child pid: %q %v", out.Data, err)
+			}
+			child := strings.TrimSpace(string(out.Data))
+			if tc.timeout > 0 {
+				if in, err = p.WaitProcess(ctx, sb.ID, in.ID, 10*time.Second); err != nil || !in.TimedOut {
+					t.Fatalf("after the timeout: %+v %v", in, err)
+				}
+			} else if err := p.RemoveProcess(ctx, sb.ID, in.ID); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if sh(t, p, sb.ID, "kill -0 "+child+" 2>/dev/null && ! grep -q '^State:.*Z' /proc/"+child+"/status && echo alive; true") == "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("child %s outside the group survived", child)
+				}
+			}
+		})
+	}
+}

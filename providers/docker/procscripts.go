@@ -5,7 +5,7 @@ package docker
 // ends them. Each has a directory procBase/<n>/ that a shell supervisor
 // (procSupervisor, started detached by procStartScript) keeps:
 //
-//	spec            "<started unix ns> <open stdin 0|1> <timeout s> <head cap> <tail cap> <command, Go-quoted>"
+//	spec            "<started unix ns> <open stdin 0|1> <timeout s> <head cap> <tail cap> <marker> <command, Go-quoted>"
 //	run.sh          cd + env + exec of the command, written by the driver
 //	state           "<command pid = pgid> <supervisor pid> <its start time> <uptime cs at start> <stdin holder pid>", once running
 //	exit            "<status> <timed out 0|1> <uptime cs at end>", once ended and its output drained
@@ -47,11 +47,23 @@ desc() {
   return 0
 }
 segs() { stat -c 'seg %n %s' "$@" 2>/dev/null; return 0; }
+# killtree TOKEN PGID kills the group, then whatever else carries the
+# process's marker (children that left the group).
+killtree() {
+  kill -KILL -"$2" 2>/dev/null
+  for i in 1 2 3 4 5; do
+    k=$(grep -lzxF "` + execMarker + `=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+    [ -z "$k" ] && return 0
+    kill -KILL $k 2>/dev/null
+  done
+  return 0
+}
 found() { [ -f "$b/$1/spec" ] && [ -f "$b/$1/state" ] || { echo notfound; exit 0; }; d=$b/$1; }
 `
 
 // procSupervisor runs one process: "sup DIR" supervises, "copy DIR STREAM
-// HEADCAP TAILCAP" copies a stream into its segments. $1 is the script
+// HEADCAP TAILCAP" copies a stream into its segments, "timer DIR SECONDS
+// MARKER PGID" kills the process when its time is up. $1 is the script
 // itself, so it can start its copiers. The copier moves at most one pipe
 // read per dd (never more than the segment has room for), so segments end
 // exactly at their caps while output still reaches the disk as it comes.
@@ -80,9 +92,12 @@ if [ "$mode" = copy ]; then
   : >"$d/.done.$s"
   exit 0
 fi
+if [ "$mode" = timer ]; then
+  set +f; sleep "$4"; : >"$d/timedout"; killtree "$5" "$6"; exit 0
+fi
 fail() { printf '%s\n' "$*" >"$d/fail"; exit 1; }
 read -r x <"$d/spec"; set -- $x
-open=$2; to=$3; hc=$4; tc=$5
+open=$2; to=$3; hc=$4; tc=$5; token=$6
 read -r l </proc/$$/stat; l=${l##*) }; set -- x $l; shift 20; me=$1
 mkfifo "$d/.out" "$d/.err" || fail "cannot make FIFOs under $d: the image needs mkfifo and a writable /tmp"
 setsid /bin/sh -c "$self" mcp-sandbox-copy "$self" copy "$d" stdout "$hc" "$tc" <"$d/.out" & co=$!
@@ -101,11 +116,12 @@ setsid /bin/sh "$d/run.sh" <"$in" >"$d/.out" 2>"$d/.err" & pid=$!
 printf '%s %s %s %s %s\n' "$pid" "$$" "$me" "$up0" "$holder" >"$d/state.tmp" && mv -f "$d/state.tmp" "$d/state" || { kill -KILL -"$pid"; fail "cannot write $d/state"; }
 tk=
 if [ "$to" != 0 ]; then
-  setsid /bin/sh -c 'sleep "$1"; : >"$2/timedout"; kill -KILL -"$3"' mcp-sandbox-timer "$to" "$d" "$pid" </dev/null >/dev/null 2>&1 & tk=$!
+  setsid /bin/sh -c "$self" mcp-sandbox-timer "$self" timer "$d" "$to" "$token" "$pid" </dev/null >/dev/null 2>&1 & tk=$!
 fi
 wait "$pid"; rc=$?
 now; up1=$u
-[ -n "$tk" ] && kill -KILL -"$tk" 2>/dev/null
+# A timer that fired is left to finish hunting the marker.
+[ -n "$tk" ] && [ ! -f "$d/timedout" ] && kill -KILL -"$tk" 2>/dev/null
 [ "$holder" != 0 ] && kill "$holder" "$feeder" 2>/dev/null
 # Children left holding the output get a moment before the copiers stop.
 i=0
@@ -305,7 +321,7 @@ echo ok`
 // one that the process does not read within 5s gives up.
 const procStdinScript = procPrelude + `
 found "$1"; closing=$2; data=$3
-read -r x <"$d/spec"; set -- $x
+read -r x <"$d/spec"; set -f; set -- $x; set +f
 [ "$2" = 1 ] || { echo nostdin; exit 0; }
 read -r x <"$d/state"; set -- $x; holder=$5
 [ ! -f "$d/exit" ] && alive "$2" "$3" && [ -p "$d/stdin" ] || { echo exited; desc "$d"; exit 0; }
@@ -328,9 +344,10 @@ echo ok`
 // the end (up to 2s), and forgets it.
 const procRemoveScript = procPrelude + `
 found "$1"
+read -r x <"$d/spec"; set -f; set -- $x; set +f; token=$6
 read -r x <"$d/state"; set -- $x
 if [ ! -f "$d/exit" ] && alive "$2" "$3"; then
-  kill -KILL -"$1" 2>/dev/null
+  killtree "$token" "$1"
   i=0
   while [ ! -f "$d/exit" ] && [ "$i" -lt 200 ] && alive "$2" "$3"; do i=$((i + 1)); sleep 0.01; done
 fi
