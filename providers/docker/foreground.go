@@ -29,7 +29,7 @@ func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunR
 	}
 	wait := max(req.Wait, 0)
 	argv = append([]string{"/bin/sh", "-c", procRunScript, "mcp-sandbox-run"}, argv...)
-	argv = append(argv, centiseconds(wait), strconv.FormatInt(max(req.KeepAfter, 0), 10))
+	argv = append(argv, strconv.FormatInt(int64(wait/(10*time.Millisecond)), 10), strconv.FormatInt(max(req.KeepAfter, 0), 10))
 
 	start := time.Now()
 	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{

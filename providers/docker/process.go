@@ -85,6 +85,8 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
 }
 
+// centiseconds formats a wait for the scripts, at most maxProcWait: longer
+// waits are made of several.
 func centiseconds(d time.Duration) string {
 	return strconv.FormatInt(int64(min(max(d, 0), maxProcWait)/(10*time.Millisecond)), 10)
 }
@@ -262,6 +264,10 @@ func (p *Provider) ReadOutput(ctx context.Context, id, proc string, req provider
 			return providers.Output{}, err
 		}
 		res, complete, err := parseRead(out, proc, req)
+		if err == nil && complete && len(res.Data) == 0 && res.Process.Running && time.Now().Before(deadline) {
+			attempt = -1 // a wait longer than one script waits
+			continue
+		}
 		if err != nil || complete {
 			return res, err
 		}

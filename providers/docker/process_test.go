@@ -115,3 +115,36 @@ func TestProcessKillReachesChildrenOutsideTheGroup(t *testing.T) {
 		})
 	}
 }
+
+// A wait the caller gives up on returns at once, though the sandbox side
+// of it waits on.
+func TestProcessWaitHonoursCancellation(t *testing.T) {
+	p := open(t, settings())
+	sb := create(t, p, providers.CreateOptions{})
+	in, err := p.StartProcess(context.Background(), sb.ID, providers.ProcessSpec{Command: "sleep 1000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"WaitProcess", func(ctx context.Context) error {
+			_, err := p.WaitProcess(ctx, sb.ID, in.ID, 30*time.Second)
+			return err
+		}},
+		{"ReadOutput", func(ctx context.Context) error {
+			_, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 10, Wait: 30 * time.Second})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			if err := tc.call(ctx); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+				t.Fatalf("got %v after %v; want the deadline error at once", err, time.Since(start))
+			}
+		})
+	}
+}
