@@ -2,7 +2,9 @@ package docker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
@@ -74,4 +76,52 @@ func BenchmarkStartProcess(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkOutput100MB: a command printing 100 MB, through Exec (streamed
+// straight from the exec) and through RunProcess (copied into the
+// process's files in the sandbox and followed from there):
+//
+//	go test -run '^$' -bench Output100MB -benchtime 3x ./providers/docker/
+func BenchmarkOutput100MB(b *testing.B) {
+	p := open(b, settings())
+	ctx := context.Background()
+	sb, err := p.Create(ctx, providers.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	const cmd = "head -c 100000000 /dev/zero"
+	b.SetBytes(100000000)
+	b.Run("exec", func(b *testing.B) {
+		b.SetBytes(100000000)
+		for b.Loop() {
+			var n countWriter
+			if res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: cmd, Stdout: &n}); err != nil || res.ExitCode != 0 || n != 100000000 {
+				b.Fatalf("%+v %v %d", res, err, n)
+			}
+		}
+	})
+	// With the default output limit (64 MiB kept) and a small one (1 MiB:
+	// the copier then waits for the follower at every rotation).
+	for _, limit := range []int64{0, 1 << 20} {
+		b.Run(fmt.Sprintf("run-limit-%d", limit), func(b *testing.B) {
+			b.SetBytes(100000000)
+			for b.Loop() {
+				var n countWriter
+				res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: cmd, OutputLimit: limit}, Wait: time.Minute, KeepAfter: 1 << 20, Stdout: &n})
+				if err != nil || res.ExitCode != 0 || n != 100000000 {
+					b.Fatalf("%+v %v %d", res, err, n)
+				}
+				p.RemoveProcess(ctx, sb.ID, res.ProcessID)
+			}
+		})
+	}
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	*c += countWriter(len(b))
+	return len(b), nil
 }

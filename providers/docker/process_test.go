@@ -3,6 +3,7 @@ package docker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +147,31 @@ func TestProcessWaitHonoursCancellation(t *testing.T) {
 				t.Fatalf("got %v after %v; want the deadline error at once", err, time.Since(start))
 			}
 		})
+	}
+}
+
+// A foreground run streams every byte even when the output outgrows what
+// the process keeps: the copier waits for the follower before it drops a
+// segment. The record then keeps the head and the tail.
+func TestRunProcessStreamsEverythingPastTheLimit(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	var want strings.Builder
+	for i := 1; i <= 100000; i++ {
+		fmt.Fprintln(&want, i)
+	}
+	var out strings.Builder
+	res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "seq 1 100000", OutputLimit: 8000},
+		Wait: 30 * time.Second, KeepAfter: 1000, Stdout: &out})
+	if err != nil || res.ExitCode != 0 || res.Running || res.ProcessID == "" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if out.String() != want.String() {
+		t.Fatalf("streamed %d bytes, want all %d", out.Len(), want.Len())
+	}
+	tail, err := p.ReadOutput(ctx, sb.ID, res.ProcessID, providers.OutputRequest{Stream: providers.Stdout, Offset: 4000, Limit: 1 << 20})
+	if err != nil || tail.Skipped == 0 || tail.Total != int64(want.Len()) || !strings.HasSuffix(want.String(), string(tail.Data)) || len(tail.Data) > 4000 {
+		t.Fatalf("kept tail: %d bytes at %d, skipped %d, total %d, %v", len(tail.Data), tail.Offset, tail.Skipped, tail.Total, err)
 	}
 }

@@ -64,9 +64,11 @@ found() { [ -f "$b/$1/spec" ] && [ -f "$b/$1/state" ] || { echo notfound; exit 0
 // procSupervisor runs one process: "sup DIR" supervises, "copy DIR STREAM
 // HEADCAP TAILCAP" copies a stream into its segments, "timer DIR SECONDS
 // MARKER PGID" kills the process when its time is up. $1 is the script
-// itself, so it can start its copiers. The copier moves at most one pipe
-// read per dd (never more than the segment has room for), so segments end
-// exactly at their caps while output still reaches the disk as it comes.
+// itself, so it can start its copiers. A copier's dd reads the pipe in
+// records of at most 64 KiB, writing each as it comes (no fullblock, so
+// output reaches the disk at once), and never more records than the
+// segment has room for, so segments end exactly at their caps; dd's
+// "full+partial records in" gives the bytes moved, or stat does.
 const procSupervisor = procPrelude + `set -f
 self=$1; mode=$2; d=$3
 if [ "$mode" = copy ]; then
@@ -76,18 +78,30 @@ if [ "$mode" = copy ]; then
     if [ "$room" -le 0 ]; then
       st=$((st + sz)); sz=0; cap=$tc; seg=$d/$s.$st
       : >"$seg"
-      [ -n "$t1" ] && rm -f "$d/$s.$t1"
+      if [ -n "$t1" ]; then
+        # A foreground run following the output reads every byte: wait for
+        # it to pass the segment before it goes.
+        while [ -f "$d/.follow" ] && read -r fp fs <"$d/.follow" && alive "$fp" "$fs"; do
+          at=; [ -f "$d/.pos.$s" ] && read -r at <"$d/.pos.$s"
+          [ "${at:-0}" -ge "$t2" ] 2>/dev/null && break
+          sleep 0.005
+        done
+        rm -f "$d/$s.$t1"
+      fi
       t1=$t2; t2=$st
       continue
     fi
-    [ "$room" -gt 65536 ] && room=65536
-    LC_ALL=C dd bs="$room" count=1 2>"$d/.dd.$s" >>"$seg"
-    read -r r _ <"$d/.dd.$s"
-    case $r in
-      0+0) break ;;
-      1+0) sz=$((sz + room)) ;;
-      *) x=$(stat -c %s "$seg") && sz=$x ;;
+    if [ "$room" -ge 65536 ]; then bs=65536; cnt=$((room / 65536)); else bs=$room; cnt=1; fi
+    [ "$cnt" -gt 1024 ] && cnt=1024
+    LC_ALL=C dd bs="$bs" count="$cnt" 2>"$d/.dd.$s" >>"$seg"
+    rec=
+    while read -r r x; do case $x in "records in") rec=$r; break;; esac; done <"$d/.dd.$s"
+    full=${rec%+*}; part=${rec#*+}
+    case "$rec" in
+      *[!0-9+]*|+*|*+|'') x=$(stat -c %s "$seg") && sz=$x; continue ;;
     esac
+    if [ "$part" = 0 ]; then sz=$((sz + full * bs)); else x=$(stat -c %s "$seg") && sz=$x; fi
+    [ $((full + part)) -lt "$cnt" ] && break
   done
   : >"$d/.done.$s"
   exit 0
@@ -164,7 +178,12 @@ start() {
   printf '%s\n' "$1" >"$d/spec"
   printf '%s\n' "$2" >"$d/run.sh"
   [ "$4" = 1 ] && cat >"$d/stdin.init"
-  env -u ` + execMarker + ` setsid /bin/sh -c "$3" mcp-sandbox-proc "$3" sup "$d" </dev/null >/dev/null 2>&1 &
+  sup=$3
+  if [ "$5" = follow ]; then
+    read -r l </proc/$$/stat; l=${l##*) }; set -- x $l; shift 20
+    printf '%s %s\n' "$$" "$1" >"$d/.follow"
+  fi
+  env -u ` + execMarker + ` setsid /bin/sh -c "$sup" mcp-sandbox-proc "$sup" sup "$d" </dev/null >/dev/null 2>&1 &
   i=0; sl=0.001
   while [ ! -f "$d/state" ]; do
     if [ -f "$d/fail" ]; then read -r x <"$d/fail"; : >"$b/.gone/$n"; rm -rf "$d"; echo "error $x"; exit 0; fi
@@ -197,10 +216,11 @@ exit 0`
 //	                           $6 bytes, so nothing was kept
 //
 // A command still running at the deadline is left running: the record
-// says so. Each piece is opened before its frame is announced, so a
+// says so. While it follows, the copiers keep every segment until it has
+// read it (.follow, .pos.<stream>), so what it streams is the whole output. Each piece is opened before its frame is announced, so a
 // segment rotated away in between is skipped rather than announced short.
 const procRunScript = procPrelude + procStartFunc + procPickFunc + `
-start "$1" "$2" "$3" "$4"
+start "$1" "$2" "$3" "$4" follow
 printf 'P %s\n' "$n"
 now; end=$((u + $5)); keep=$6; oo=0; eo=0; sl=0.001; i=0
 read -r x <"$d/state"; set -- $x; sp=$2; ss=$3
@@ -219,14 +239,18 @@ while :; do
   set -- $(stat -c '%n %s' "$d"/stdout.* "$d"/stderr.* 2>/dev/null)
   so=; se=
   while [ $# -ge 2 ]; do case ${1##*/} in stdout.*) so="$so $1 $2";; stderr.*) se="$se $1 $2";; esac; shift 2; done
-  flush o "$oo" 999999999999 $so; oo=$pos
-  flush e "$eo" 999999999999 $se; eo=$pos
+  was=$((oo + eo))
+  flush o "$oo" 999999999999 $so; oo=$pos; echo "$oo" >"$d/.pos.stdout"
+  flush e "$eo" 999999999999 $se; eo=$pos; echo "$eo" >"$d/.pos.stderr"
   [ "$fin" = 1 ] && break
+  # Output flowing: look again at once; quiet: back off.
+  [ $((oo + eo)) != "$was" ] && { sl=0.001; i=0; continue; }
   now; [ "$u" -ge "$end" ] && break
   sleep $sl
   i=$((i + 1))
   [ "$i" -gt 10 ] && case $sl in 0.001) sl=0.005;; 0.005) sl=0.01;; 0.01) sl=0.02;; 0.02) sl=0.05;; esac
 done
+rm -f "$d/.follow"
 echo x; desc "$d"
 if [ "$fin" = 1 ] && [ "$oo" -le "$keep" ] && [ "$eo" -le "$keep" ]; then
   : >"$b/.gone/$n"; rm -rf "$d"; echo removed
