@@ -488,7 +488,7 @@ func parseRecords(out []byte) []providers.ProcessInfo {
 			if f := strings.Fields(rest); cur != nil && len(f) == 3 {
 				code, err := strconv.Atoi(f[0])
 				if err != nil {
-					code = -1
+					continue
 				}
 				cur.exited = true
 				cur.info.ExitCode = code
