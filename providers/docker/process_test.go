@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +175,46 @@ func TestRunProcessStreamsEverythingPastTheLimit(t *testing.T) {
 	tail, err := p.ReadOutput(ctx, sb.ID, res.ProcessID, providers.OutputRequest{Stream: providers.Stdout, Offset: 4000, Limit: 1 << 20})
 	if err != nil || tail.Skipped == 0 || tail.Total != int64(want.Len()) || !strings.HasSuffix(want.String(), string(tail.Data)) || len(tail.Data) > 4000 {
 		t.Fatalf("kept tail: %d bytes at %d, skipped %d, total %d, %v", len(tail.Data), tail.Offset, tail.Skipped, tail.Total, err)
+	}
+}
+
+// A command that never stops printing still detaches at the wait, and
+// starts in parallel get numbers of their own.
+func TestRunProcessChattyDetachesAndConcurrentStarts(t *testing.T) {
+	p := open(t, settings())
+	ctx := context.Background()
+	sb := create(t, p, providers.CreateOptions{})
+	start := time.Now()
+	res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "while :; do echo chatter; done"},
+		Wait: 300 * time.Millisecond, KeepAfter: 1000, Stdout: io.Discard})
+	if err != nil || !res.Running || res.ProcessID == "" || time.Since(start) > 5*time.Second {
+		t.Fatalf("%+v %v after %v", res, err, time.Since(start))
+	}
+	if err := p.RemoveProcess(ctx, sb.ID, res.ProcessID); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := make(chan string, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "exit 0"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- in.ID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{res.ProcessID: true}
+	for id := range ids {
+		if seen[id] {
+			t.Errorf("process ID %s given twice", id)
+		}
+		seen[id] = true
 	}
 }

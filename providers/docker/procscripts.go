@@ -243,9 +243,9 @@ while :; do
   flush o "$oo" 999999999999 $so; oo=$pos; echo "$oo" >"$d/.pos.stdout"
   flush e "$eo" 999999999999 $se; eo=$pos; echo "$eo" >"$d/.pos.stderr"
   [ "$fin" = 1 ] && break
+  now; [ "$u" -ge "$end" ] && break
   # Output flowing: look again at once; quiet: back off.
   [ $((oo + eo)) != "$was" ] && { sl=0.001; i=0; continue; }
-  now; [ "$u" -ge "$end" ] && break
   sleep $sl
   i=$((i + 1))
   [ "$i" -gt 10 ] && case $sl in 0.001) sl=0.005;; 0.005) sl=0.01;; 0.01) sl=0.02;; 0.02) sl=0.05;; esac
