@@ -80,10 +80,13 @@ if [ "$mode" = copy ]; then
       : >"$seg"
       if [ -n "$t1" ]; then
         # A foreground run following the output reads every byte: wait for
-        # it to pass the segment before it goes.
+        # it to pass the segment before it goes, unless it stops moving for
+        # 10s (its reader went away) and would hold the command up.
+        was=; still=0
         while [ -f "$d/.follow" ] && read -r fp fs <"$d/.follow" && alive "$fp" "$fs"; do
           at=; [ -f "$d/.pos.$s" ] && read -r at <"$d/.pos.$s"
           [ "${at:-0}" -ge "$t2" ] 2>/dev/null && break
+          if [ "$at" = "$was" ]; then still=$((still + 1)); [ "$still" -gt 2000 ] && break; else was=$at; still=0; fi
           sleep 0.005
         done
         rm -f "$d/$s.$t1"
