@@ -71,3 +71,53 @@ func TestStdioFlowOnDocker(t *testing.T) {
 	c.Close()
 	waitFor(t, "the container removed after the session ended", func() bool { return len(containers()) == 0 })
 }
+
+// On docker, run_command stops waiting at wait_seconds and hands back a
+// process that finishes in the container; process_output then reports its
+// exit status and the rest of its output.
+func TestRunCommandOutlivesWaitOnDocker(t *testing.T) {
+	img := dockerImage(t)
+	server := "test-mcp-" + time.Now().Format("150405.000000")
+	env := []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH"), "MCP_SANDBOX_PROVIDER=docker",
+		"MCP_SANDBOX_DOCKER_IMAGE=" + img, "MCP_SANDBOX_SERVER_ID=" + server}
+	c, err := client.NewStdioMCPClient(binary, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		waitFor(t, "the container removed after the session ended", func() bool {
+			out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=mcp-sandbox.server="+server).Output()
+			return len(strings.Fields(string(out))) == 0
+		})
+	})
+	initialize(t, c)
+
+	start := time.Now()
+	run, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "echo started; sleep 3; echo done; exit 3", "wait_seconds": 1})
+	if isErr || run["running"] != true || run["process_id"] == nil || run["stdout"] != "started\n" {
+		t.Fatalf("run_command: %s", text)
+	}
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Errorf("run_command took %v with wait_seconds 1", took)
+	}
+	proc := run["process_id"].(string)
+	var out map[string]any
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		out, isErr, text = callTool(t, c, "process_output", map[string]any{"process_id": proc, "offset": run["stdout_bytes"], "wait_seconds": 10})
+		if isErr {
+			t.Fatalf("process_output: %s", text)
+		}
+		if p := out["process"].(map[string]any); p["running"] == false || time.Now().After(deadline) {
+			break
+		}
+	}
+	p := out["process"].(map[string]any)
+	if p["running"] != false || p["exit_code"] != float64(3) || out["data"] != "done\n" {
+		t.Fatalf("process_output after the exit: %s", text)
+	}
+	list, isErr, text := callTool(t, c, "process_list", map[string]any{})
+	if ps, _ := list["processes"].([]any); isErr || len(ps) != 1 {
+		t.Fatalf("process_list: %s", text)
+	}
+}

@@ -3,6 +3,9 @@
 // it through the Exec API, files move through the archive (tar) API, and
 // everything the driver needs to serve a sandbox is on the container itself
 // (labels, config), so a restarted server or a second replica can serve it.
+// Background processes (Processes, ProcessRunner) live in the container too:
+// a shell supervisor keeps each one's output, stdin and exit status in files
+// under /tmp (see procscripts.go).
 //
 // Containers are hardened by default: no network, every capability dropped
 // but the few a shell workload needs, no-new-privileges, pids/memory/CPU
@@ -216,7 +219,7 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 func (p *Provider) Name() string { return Name }
 
 func (p *Provider) Capabilities() providers.Capabilities {
-	caps := providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcessIsolation}
+	caps := providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcessIsolation, providers.CapProcesses}
 	if p.set.network == "none" {
 		caps = append(caps, providers.CapNetworkIsolation)
 	}

@@ -246,6 +246,9 @@ func (p *Provider) run(ctx context.Context, id string, stdin io.Reader, stdout i
 		return -1, "", err
 	}
 	defer att.Close()
+	// The hijacked stream ignores ctx: close it when ctx ends, so a caller
+	// that gives up (a process wait) is not held until the script ends.
+	defer context.AfterFunc(ctx, func() { att.Close() })()
 	if stdin != nil {
 		go func() {
 			io.Copy(att.Conn, stdin)
@@ -254,6 +257,9 @@ func (p *Provider) run(ctx context.Context, id string, stdin io.Reader, stdout i
 	}
 	var errOut bytes.Buffer
 	if _, err := stdcopy.StdCopy(orDiscard(stdout), &limitedWriter{w: &errOut, n: 4 << 10}, att.Reader); err != nil {
+		if ctx.Err() != nil {
+			return -1, "", ctx.Err()
+		}
 		return -1, "", err
 	}
 	code, err := p.exitCode(ctx, created.ID)

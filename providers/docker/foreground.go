@@ -1,0 +1,234 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+var _ providers.ProcessRunner = (*Provider)(nil)
+
+// RunProcess runs a command as a process and follows it in the same exec
+// (procRunScript): its output comes back in frames as it reaches the
+// process's files. A command that ends before req.Wait with short output
+// leaves no record, so a quick run costs one exec, like Exec; one still
+// running at req.Wait is left running, its record kept.
+func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunRequest) (providers.RunResult, error) {
+	argv, stdin, err := p.startArgs(ctx, id, req.ProcessSpec)
+	if err != nil {
+		return providers.RunResult{}, err
+	}
+	wait := max(req.Wait, 0)
+	argv = append([]string{"/bin/sh", "-c", procRunScript, "mcp-sandbox-run"}, argv...)
+	argv = append(argv, strconv.FormatInt(int64(wait/(10*time.Millisecond)), 10), strconv.FormatInt(max(req.KeepAfter, 0), 10))
+
+	start := time.Now()
+	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
+		Cmd: argv, AttachStdin: stdin != nil, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return providers.RunResult{}, p.apiErr(id, "run command", err)
+	}
+	att, err := p.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return providers.RunResult{}, p.apiErr(id, "run command", err)
+	}
+	defer att.Close()
+	if stdin != nil {
+		go func() {
+			io.Copy(att.Conn, stdin)
+			att.CloseWrite()
+		}()
+	}
+	fw := &frameWriter{stdout: orDiscard(req.Stdout), stderr: orDiscard(req.Stderr), started: make(chan struct{})}
+	var errOut bytes.Buffer
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(fw, &limitedWriter{w: &errOut, n: 4 << 10}, att.Reader)
+		copied <- err
+	}()
+	// The script leaves the command running at wait; this only guards
+	// against an exec that never ends.
+	backstop := time.NewTimer(wait + 30*time.Second)
+	defer backstop.Stop()
+
+	select {
+	case <-copied:
+	case <-backstop.C:
+		att.Close()
+		<-copied
+	case <-ctx.Done():
+		// Learn the process number if the start is under way, then kill it.
+		select {
+		case <-fw.started:
+		case <-copied:
+		case <-time.After(10 * time.Second):
+		}
+		att.Close()
+		<-copied
+		if proc := fw.procID(); proc != "" {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := p.RemoveProcess(kctx, id, proc); err != nil {
+				p.log.Warn("a cancelled command's process could not be removed", "sandbox", id[:12], "process", proc, "err", err)
+			}
+		}
+		return providers.RunResult{}, ctx.Err()
+	}
+	res := providers.RunResult{ExecResult: providers.ExecResult{ExitCode: -1, Duration: time.Since(start)}}
+	if fw.startErr != "" {
+		if fw.procID() == "" && ctx.Err() == nil {
+			// The image cannot hold a process (no writable /tmp, no
+			// mkfifo...): run it as a plain exec, which needs neither, and
+			// which can only wait.
+			p.log.Warn("running a command without a process record", "sandbox", id[:12], "reason", fw.startErr)
+			er := providers.ExecRequest{Command: req.Command, Cwd: req.Cwd, Env: req.Env, Timeout: req.Timeout, Stdout: req.Stdout, Stderr: req.Stderr}
+			if stdin != nil {
+				stdin.Seek(0, io.SeekStart)
+				er.Stdin = stdin
+			}
+			r, err := p.Exec(ctx, id, er)
+			return providers.RunResult{ExecResult: r}, err
+		}
+		return res, providers.Errorf(providers.ErrUnavailable, "run command: %s", fw.startErr)
+	}
+	proc := fw.procID()
+	if proc == "" {
+		return res, providers.Errorf(providers.ErrUnavailable, "run command: the sandbox did not start it: %s", strings.TrimSpace(errOut.String()))
+	}
+	var in providers.ProcessInfo
+	removed := false
+	if fw.done {
+		if in, err = oneRecord(fw.record.Bytes(), proc); err == nil {
+			removed = bytes.HasSuffix(fw.record.Bytes(), []byte("\nremoved\n"))
+		}
+	}
+	if !fw.done || err != nil {
+		// The follower went away early: the process's own record says how
+		// it is doing.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if in, err = p.WaitProcess(wctx, id, proc, 0); err != nil {
+			return res, err
+		}
+	}
+	if !in.Running {
+		res.ExitCode, res.TimedOut = in.ExitCode, in.TimedOut
+		if !in.EndedAt.IsZero() {
+			res.Duration = in.EndedAt.Sub(in.StartedAt)
+		}
+	}
+	res.Running = in.Running
+	if !removed {
+		res.ProcessID = proc
+	}
+	return res, nil
+}
+
+// frameWriter decodes procRunScript's frames: output goes to stdout and
+// stderr as it comes; the process number and the final record are kept.
+type frameWriter struct {
+	stdout, stderr io.Writer
+	started        chan struct{} // closed once the process number is known
+
+	line   []byte    // a header being read
+	left   int       // bytes of the current frame still to come
+	dst    io.Writer // where they go
+	proc   string
+	done   bool         // the record has begun
+	record bytes.Buffer // the final record
+	// startErr is the start's error message, when it failed.
+	startErr string
+}
+
+func (w *frameWriter) procID() string {
+	select {
+	case <-w.started:
+		return w.proc // written once, before started is closed
+	default:
+		return ""
+	}
+}
+
+var errBadFrame = errors.New("unexpected output from the sandbox's process follower")
+
+func (w *frameWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		switch {
+		case w.done:
+			if w.record.Len()+len(b) > maxProcScriptOutput {
+				return n, errBadFrame
+			}
+			w.record.Write(b)
+			return n, nil
+		case w.left > 0:
+			k := min(w.left, len(b))
+			if _, err := w.dst.Write(b[:k]); err != nil {
+				// A writer that fails (a closed client) loses the output;
+				// the process keeps it.
+				w.dst = io.Discard
+			}
+			w.left -= k
+			b = b[k:]
+			continue
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if len(w.line)+len(b) > 4096 {
+				return n, errBadFrame
+			}
+			w.line = append(w.line, b...)
+			return n, nil
+		}
+		line := string(append(w.line, b[:i]...))
+		w.line = w.line[:0]
+		b = b[i+1:]
+		if err := w.header(line); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (w *frameWriter) header(line string) error {
+	kind, rest, _ := strings.Cut(line, " ")
+	switch kind {
+	case "P":
+		if w.proc != "" || !validProc(rest) {
+			return errBadFrame
+		}
+		w.proc = rest
+		close(w.started)
+	case "o", "e":
+		f := strings.Fields(rest)
+		if len(f) != 2 {
+			return errBadFrame
+		}
+		k, err := strconv.Atoi(f[1])
+		if err != nil || k < 0 {
+			return errBadFrame
+		}
+		w.left, w.dst = k, w.stdout
+		if kind == "e" {
+			w.dst = w.stderr
+		}
+	case "x":
+		w.done = true
+		w.record.WriteString("\n")
+	case "error":
+		w.startErr = rest
+	default:
+		return errBadFrame
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package docker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+// BenchmarkStartProcess: starting a background process (one exec that
+// returns once the command runs), and a foreground RunProcess, against a
+// plain Exec of `true` in the same sandbox:
+//
+//	go test -run '^$' -bench StartProcess -count 5 ./providers/docker/
+func BenchmarkStartProcess(b *testing.B) {
+	p := open(b, settings())
+	ctx := context.Background()
+	sb, err := p.Create(ctx, providers.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	b.Run("exec", func(b *testing.B) {
+		for b.Loop() {
+			if res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
+				b.Fatalf("%+v %v", res, err)
+			}
+		}
+	})
+	b.Run("start", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "true"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// run_command's path: RunProcess of a quick command, one exec.
+	b.Run("run", func(b *testing.B) {
+		for b.Loop() {
+			res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "true"}, Wait: 10e9, KeepAfter: 1 << 20})
+			if err != nil || res.ExitCode != 0 || res.ProcessID != "" {
+				b.Fatalf("%+v %v", res, err)
+			}
+		}
+	})
+	// The same through the Processes interface alone: start,
+	// wait for the exit, read the output, forget the record.
+	b.Run("start-wait-read-remove", func(b *testing.B) {
+		for b.Loop() {
+			in, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "echo hi"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if in, err = p.WaitProcess(ctx, sb.ID, in.ID, 10e9); err != nil || in.Running {
+				b.Fatal(in, err)
+			}
+			if _, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 1 << 20}); err != nil {
+				b.Fatal(err)
+			}
+			if err := p.RemoveProcess(ctx, sb.ID, in.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("read-64k", func(b *testing.B) {
+		in, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "head -c 1000000 /dev/zero"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.WaitProcess(ctx, sb.ID, in.ID, 10e9)
+		for b.Loop() {
+			if out, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Offset: 500000, Limit: 64 << 10}); err != nil || len(out.Data) != 64<<10 {
+				b.Fatal(len(out.Data), err)
+			}
+		}
+	})
+}
+
+// BenchmarkOutput100MB: a command printing 100 MB, through Exec (streamed
+// straight from the exec) and through RunProcess (copied into the
+// process's files in the sandbox and followed from there):
+//
+//	go test -run '^$' -bench Output100MB -benchtime 3x ./providers/docker/
+func BenchmarkOutput100MB(b *testing.B) {
+	p := open(b, settings())
+	ctx := context.Background()
+	sb, err := p.Create(ctx, providers.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	const cmd = "head -c 100000000 /dev/zero"
+	b.SetBytes(100000000)
+	b.Run("exec", func(b *testing.B) {
+		b.SetBytes(100000000)
+		for b.Loop() {
+			var n countWriter
+			if res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: cmd, Stdout: &n}); err != nil || res.ExitCode != 0 || n != 100000000 {
+				b.Fatalf("%+v %v %d", res, err, n)
+			}
+		}
+	})
+	// With the default output limit (64 MiB kept) and a small one (1 MiB:
+	// the copier then waits for the follower at every rotation).
+	for _, limit := range []int64{0, 1 << 20} {
+		b.Run(fmt.Sprintf("run-limit-%d", limit), func(b *testing.B) {
+			b.SetBytes(100000000)
+			for b.Loop() {
+				var n countWriter
+				res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: cmd, OutputLimit: limit}, Wait: time.Minute, KeepAfter: 1 << 20, Stdout: &n})
+				if err != nil || res.ExitCode != 0 || n != 100000000 {
+					b.Fatalf("%+v %v %d", res, err, n)
+				}
+				p.RemoveProcess(ctx, sb.ID, res.ProcessID)
+			}
+		})
+	}
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	*c += countWriter(len(b))
+	return len(b), nil
+}
