@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
@@ -64,6 +65,16 @@ func BenchmarkExecTrue(b *testing.B) {
 	b.Run("provider", func(b *testing.B) {
 		for b.Loop() {
 			if res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: "true"}); err != nil || res.ExitCode != 0 {
+				b.Fatalf("%+v %v", res, err)
+			}
+		}
+	})
+	// What run_command does on docker: RunProcess, which can hand back a
+	// process handle at wait_seconds.
+	b.Run("run_command-path", func(b *testing.B) {
+		for b.Loop() {
+			res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "true"}, Wait: time.Minute, KeepAfter: 1 << 20})
+			if err != nil || res.ExitCode != 0 {
 				b.Fatalf("%+v %v", res, err)
 			}
 		}

@@ -141,9 +141,13 @@ now; up1=$u
 [ -n "$tk" ] && [ ! -f "$d/timedout" ] && kill -KILL -"$tk" 2>/dev/null
 [ "$holder" != 0 ] && kill "$holder" "$feeder" 2>/dev/null
 # Children left holding the output get a moment before the copiers stop.
-i=0
+# The moment restarts while output still moves (a copier writing, or
+# waiting for a follower that is still reading): only a quiet pipe is cut.
+i=0; j=0; last=
 while [ ! -f "$d/.done.stdout" ] || [ ! -f "$d/.done.stderr" ]; do
-  i=$((i + 1)); [ "$i" -gt 45 ] && break
+  sig=$(stat -c %s "$d"/stdout.* "$d"/stderr.* 2>/dev/null; cat "$d/.pos.stdout" "$d/.pos.stderr" 2>/dev/null)
+  [ "$sig" != "$last" ] && { last=$sig; i=0; }
+  i=$((i + 1)); j=$((j + 1)); [ "$i" -gt 45 ] || [ "$j" -gt 4000 ] && break
   if [ "$i" -le 5 ]; then sleep 0.001; else sleep 0.005; fi
 done
 kill -KILL -"$co" -"$ce" 2>/dev/null
