@@ -453,8 +453,10 @@ func testForkBomb(t *testing.T, bomb string) {
 	}
 	start := time.Now()
 	res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: bomb, Timeout: time.Second})
-	if err != nil || !res.TimedOut {
-		t.Fatalf("got %+v, %v; want a timeout", res, err)
+	// Either the timeout stops it, or (on a loaded machine) the bomb's own
+	// shell hits the pids limit first and fails to fork: both are a stop.
+	if err != nil || (!res.TimedOut && res.ExitCode == 0) {
+		t.Fatalf("got %+v, %v; want a timeout or a failed fork", res, err)
 	}
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("stopping the command took %v", took)
