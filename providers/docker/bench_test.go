@@ -4,7 +4,6 @@ import (
 	"context"
 	"os/exec"
 	"testing"
-	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
@@ -71,14 +70,7 @@ func BenchmarkExecTrue(b *testing.B) {
 	})
 	// What run_command does on docker: RunProcess, which can hand back a
 	// process handle at wait_seconds.
-	b.Run("run_command-path", func(b *testing.B) {
-		for b.Loop() {
-			res, err := p.RunProcess(ctx, sb.ID, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: "true"}, Wait: time.Minute, KeepAfter: 1 << 20})
-			if err != nil || res.ExitCode != 0 {
-				b.Fatalf("%+v %v", res, err)
-			}
-		}
-	})
+	b.Run("run_command-path", func(b *testing.B) { benchRunTrue(b, p, sb.ID) })
 	b.Run("docker-exec", func(b *testing.B) {
 		cli := dockerCLI(b)
 		for b.Loop() {
