@@ -155,3 +155,22 @@ type RunResult struct {
 	// Running is true when the command outlived Wait and was detached.
 	Running bool
 }
+
+// ValidProcessID reports whether proc has the form drivers give process IDs:
+// a decimal number, so that an ID from a tool call never names a path.
+func ValidProcessID(proc string) bool {
+	if proc == "" || len(proc) > 18 {
+		return false
+	}
+	for _, c := range proc {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// ProcessNotFound is the error for an unknown (or malformed) process ID.
+func ProcessNotFound(proc string) error {
+	return Errorf(ErrNotFound, "process %q not found", proc)
+}

@@ -241,17 +241,5 @@ func TestHTTPShutdownLetsInFlightCallsFinish(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the in-flight call got no answer")
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGINT: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit within 10s of SIGINT")
-	}
-	if n := len(sandboxDirs(t, state)); n != 0 {
-		t.Fatalf("%d sandboxes left after shutdown", n)
-	}
+	waitCleanExit(t, cmd, state)
 }

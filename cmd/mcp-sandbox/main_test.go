@@ -336,10 +336,17 @@ func TestHTTPBinaryServesAndShutsDownCleanly(t *testing.T) {
 		t.Fatal(text)
 	}
 	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	waitCleanExit(t, cmd, state)
+}
+
+// waitCleanExit waits for a server told to stop: it must exit 0 within 10s
+// and leave no sandbox behind.
+func waitCleanExit(t *testing.T, cmd *exec.Cmd, state string) {
+	t.Helper()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	select {
-	case err := <-done:
+	case err := <-exited:
 		if err != nil {
 			t.Fatalf("exit after SIGINT: %v", err)
 		}

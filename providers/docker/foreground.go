@@ -204,7 +204,7 @@ func (w *frameWriter) header(line string) error {
 	kind, rest, _ := strings.Cut(line, " ")
 	switch kind {
 	case "P":
-		if w.proc != "" || !validProc(rest) {
+		if w.proc != "" || !providers.ValidProcessID(rest) {
 			return errBadFrame
 		}
 		w.proc = rest

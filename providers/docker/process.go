@@ -32,23 +32,6 @@ const (
 
 var _ providers.Processes = (*Provider)(nil)
 
-// validProc keeps process IDs to decimal numbers, so one never names a path.
-func validProc(proc string) bool {
-	if proc == "" || len(proc) > 18 {
-		return false
-	}
-	for _, c := range proc {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func procNotFound(proc string) error {
-	return providers.Errorf(providers.ErrNotFound, "process %q not found", proc)
-}
-
 // shellQuote quotes s for sh: nothing inside single quotes is special.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
@@ -199,14 +182,14 @@ func (p *Provider) WaitProcess(ctx context.Context, id, proc string, timeout tim
 	if _, err := p.workdir(ctx, id); err != nil {
 		return providers.ProcessInfo{}, err
 	}
-	if !validProc(proc) {
-		return providers.ProcessInfo{}, procNotFound(proc)
+	if !providers.ValidProcessID(proc) {
+		return providers.ProcessInfo{}, providers.ProcessNotFound(proc)
 	}
 	deadline := time.Now().Add(timeout)
 	for {
 		out, err := p.procScript(ctx, id, "wait", procWaitScript, maxProcScriptOutput, nil, proc, centiseconds(time.Until(deadline)))
 		if errors.Is(err, errNoProc) {
-			return providers.ProcessInfo{}, procNotFound(proc)
+			return providers.ProcessInfo{}, providers.ProcessNotFound(proc)
 		}
 		if err != nil {
 			return providers.ProcessInfo{}, err
@@ -250,15 +233,15 @@ func (p *Provider) ReadOutput(ctx context.Context, id, proc string, req provider
 	if _, err := p.workdir(ctx, id); err != nil {
 		return providers.Output{}, err
 	}
-	if !validProc(proc) {
-		return providers.Output{}, procNotFound(proc)
+	if !providers.ValidProcessID(proc) {
+		return providers.Output{}, providers.ProcessNotFound(proc)
 	}
 	deadline := time.Now().Add(req.Wait)
 	for attempt := 0; ; attempt++ {
 		out, err := p.procScript(ctx, id, "read", procReadScript, req.Limit+maxProcScriptOutput, nil,
 			proc, string(req.Stream), strconv.FormatInt(req.Offset, 10), strconv.Itoa(req.Limit), centiseconds(time.Until(deadline)))
 		if errors.Is(err, errNoProc) {
-			return providers.Output{}, procNotFound(proc)
+			return providers.Output{}, providers.ProcessNotFound(proc)
 		}
 		if err != nil {
 			return providers.Output{}, err
@@ -323,8 +306,8 @@ func (p *Provider) WriteStdin(ctx context.Context, id, proc string, data []byte,
 	if _, err := p.workdir(ctx, id); err != nil {
 		return err
 	}
-	if !validProc(proc) {
-		return procNotFound(proc)
+	if !providers.ValidProcessID(proc) {
+		return providers.ProcessNotFound(proc)
 	}
 	closing, hasData := "0", "0"
 	if closeStdin {
@@ -336,7 +319,7 @@ func (p *Provider) WriteStdin(ctx context.Context, id, proc string, data []byte,
 	}
 	out, err := p.procScript(ctx, id, "stdin", procStdinScript, maxProcScriptOutput, stdin, proc, closing, hasData)
 	if errors.Is(err, errNoProc) {
-		return procNotFound(proc)
+		return providers.ProcessNotFound(proc)
 	}
 	if err != nil {
 		return err
@@ -384,12 +367,12 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 	if _, err := p.workdir(ctx, id); err != nil {
 		return err
 	}
-	if !validProc(proc) {
-		return procNotFound(proc)
+	if !providers.ValidProcessID(proc) {
+		return providers.ProcessNotFound(proc)
 	}
 	out, err := p.procScript(ctx, id, "signal", procSignalScript, maxProcScriptOutput, nil, proc, sig)
 	if errors.Is(err, errNoProc) {
-		return procNotFound(proc)
+		return providers.ProcessNotFound(proc)
 	}
 	if err != nil {
 		return err
@@ -412,12 +395,12 @@ func (p *Provider) RemoveProcess(ctx context.Context, id, proc string) error {
 	if _, err := p.workdir(ctx, id); err != nil {
 		return err
 	}
-	if !validProc(proc) {
-		return procNotFound(proc)
+	if !providers.ValidProcessID(proc) {
+		return providers.ProcessNotFound(proc)
 	}
 	out, err := p.procScript(ctx, id, "remove", procRemoveScript, maxProcScriptOutput, nil, proc)
 	if errors.Is(err, errNoProc) {
-		return procNotFound(proc)
+		return providers.ProcessNotFound(proc)
 	}
 	if err != nil {
 		return err
@@ -450,7 +433,7 @@ func parseRecords(out []byte) []providers.ProcessInfo {
 		kind, rest, _ := strings.Cut(sc.Text(), " ")
 		switch kind {
 		case "proc":
-			if !validProc(rest) {
+			if !providers.ValidProcessID(rest) {
 				cur = nil
 				continue
 			}

@@ -37,23 +37,6 @@ var _ providers.Processes = (*Provider)(nil)
 func (p *Provider) procs(id string) string         { return filepath.Join(p.base(id), "procs") }
 func (p *Provider) procDir(id, proc string) string { return filepath.Join(p.procs(id), proc) }
 
-// validProc keeps process IDs to decimal numbers, so one never names a path.
-func validProc(proc string) bool {
-	if proc == "" || len(proc) > 18 {
-		return false
-	}
-	for _, c := range proc {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func procNotFound(proc string) error {
-	return providers.Errorf(providers.ErrNotFound, "process %q not found", proc)
-}
-
 // newProcDir allocates the next process number. The counter lives on disk
 // under a lock, so numbers are never reused, whichever server allocates.
 func (p *Provider) newProcDir(id string) (string, string, error) {
@@ -300,8 +283,8 @@ func supervisorAlive(dir string) bool {
 
 // procInfo reads a process's state from its directory.
 func (p *Provider) procInfo(id, proc string) (providers.ProcessInfo, error) {
-	if !validProc(proc) {
-		return providers.ProcessInfo{}, procNotFound(proc)
+	if !providers.ValidProcessID(proc) {
+		return providers.ProcessInfo{}, providers.ProcessNotFound(proc)
 	}
 	if _, err := p.load(id); err != nil {
 		return providers.ProcessInfo{}, err
@@ -310,10 +293,10 @@ func (p *Provider) procInfo(id, proc string) (providers.ProcessInfo, error) {
 	var spec procSpec
 	var st procState
 	if err := readJSON(filepath.Join(dir, "spec.json"), &spec); err != nil {
-		return providers.ProcessInfo{}, procNotFound(proc)
+		return providers.ProcessInfo{}, providers.ProcessNotFound(proc)
 	}
 	if err := readJSON(filepath.Join(dir, "state.json"), &st); err != nil {
-		return providers.ProcessInfo{}, procNotFound(proc) // not started (yet, or ever)
+		return providers.ProcessInfo{}, providers.ProcessNotFound(proc) // not started (yet, or ever)
 	}
 	in := providers.ProcessInfo{ID: proc, Command: spec.Command, StartedAt: st.StartedAt, Running: true}
 	var ex procExit
@@ -447,7 +430,7 @@ func (p *Provider) WriteStdin(ctx context.Context, id, proc string, data []byte,
 	dir := p.procDir(id, proc)
 	var spec procSpec
 	if err := readJSON(filepath.Join(dir, "spec.json"), &spec); err != nil {
-		return procNotFound(proc)
+		return providers.ProcessNotFound(proc)
 	}
 	switch {
 	case !spec.OpenStdin:
@@ -530,7 +513,7 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 	}
 	var st procState
 	if err := readJSON(filepath.Join(p.procDir(id, proc), "state.json"), &st); err != nil || st.Pid <= 1 {
-		return procNotFound(proc)
+		return providers.ProcessNotFound(proc)
 	}
 	// The command leads its own process group: signal all of it.
 	if err := syscall.Kill(-st.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -548,7 +531,7 @@ func (p *Provider) killProcesses(id string) {
 	for _, e := range ents {
 		dir := filepath.Join(p.procs(id), e.Name())
 		var st procState
-		if !validProc(e.Name()) || readJSON(filepath.Join(dir, "state.json"), &st) != nil || !supervisorAlive(dir) {
+		if !providers.ValidProcessID(e.Name()) || readJSON(filepath.Join(dir, "state.json"), &st) != nil || !supervisorAlive(dir) {
 			continue // finished, or never started: its pids may be reused
 		}
 		if st.Pid > 1 {
