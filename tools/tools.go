@@ -245,3 +245,9 @@ func invalid(format string, args ...any) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// hints sets every annotation explicitly: mcp-go's defaults (destructive,
+// open world) are wrong for most sandbox tools.
+func hints(readOnly, destructive, idempotent, openWorld bool) mcp.ToolAnnotation {
+	return mcp.ToolAnnotation{ReadOnlyHint: &readOnly, DestructiveHint: &destructive, IdempotentHint: &idempotent, OpenWorldHint: &openWorld}
+}
