@@ -27,7 +27,6 @@ import (
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
-	"github.com/mcp-sandbox/mcp-sandbox/tools/conformance"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -155,12 +154,16 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		opts = append(opts, server.WithLogger(logger)) // one line per request
 	}
 	if cfg.ConformanceFixtures {
-		opts = append(opts, conformance.ServerOptions()...)
+		if conformanceFixtures == nil {
+			a.close()
+			return nil, errors.New("--conformance-fixtures: this build has no conformance fixtures (they are built only with -tags conformance, for testing)")
+		}
+		opts = append(opts, conformanceFixtures.options()...)
 	}
 	a.mcp = server.NewMCPServer("mcp-sandbox", version, opts...)
 	tools.Register(a.mcp, mgr, cfg.Limits)
 	if cfg.ConformanceFixtures {
-		conformance.Register(a.mcp)
+		conformanceFixtures.register(a.mcp)
 		logger.Warn("serving the conformance suite's test tools, resources and prompts (--conformance-fixtures); do not use in production")
 	}
 	return a, nil
