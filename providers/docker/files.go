@@ -127,13 +127,24 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 }
 
 // writeScript writes stdin to $1 with mode $2: into a temporary file beside
-// it, then renamed over it, so readers never see half a file. Running as
-// the sandbox's user, it makes what that user's commands would make (owner,
-// permissions) and cannot write where they could not. One exec is faster
-// here than the archive API, which re-executes the engine for every copy.
-const writeScript = `t=$1; d=${t%/*}; d=${d:-/}; tmp="$d/.${t##*/}.$3.tmp"
+// it, then renamed over it, so readers never see half a file. Only a temp
+// file of exactly $4 bytes replaces the target: a stream cut short (the
+// server killed, the request dropped, the caller gone) ends stdin early,
+// and must not pass for the whole content. Running as the sandbox's user,
+// it makes what that user's commands would make (owner, permissions) and
+// cannot write where they could not. One exec is faster here than the
+// archive API, which re-executes the engine for every copy.
+const writeScript = `t=$1; d=${t%/*}; d=${d:-/}; tmp="$d/.${t##*/}.$3` + tempSuffix + `"
 mkdir -p "$d" || exit 3
-cat > "$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$t" || { rm -f "$tmp"; exit 4; }`
+trap 'rm -f "$tmp"' HUP INT TERM PIPE
+cat > "$tmp" || { rm -f "$tmp"; exit 4; }
+n=$(wc -c < "$tmp") || n=-1
+[ "$((n))" = "$4" ] || { rm -f "$tmp"; echo "short write: $n of $4 bytes came" >&2; exit 5; }
+chmod "$2" "$tmp" && mv -f "$tmp" "$t" || { rm -f "$tmp"; exit 4; }`
+
+// tempSuffix ends the names of the temp files writes go through, so a
+// listing can leave them out and a cleanup can find them.
+const tempSuffix = ".mcp-sandbox-tmp"
 
 func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, mode fs.FileMode) error {
 	wd, err := p.workdir(ctx, id)
@@ -160,12 +171,14 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 		mode = 0o644
 	}
 	code, errOut, err := p.run(ctx, id, bytes.NewReader(data), nil,
-		"/bin/sh", "-c", writeScript, "write", abs, fmt.Sprintf("%o", mode.Perm()), randomHex(4))
+		"/bin/sh", "-c", writeScript, "write", abs, fmt.Sprintf("%o", mode.Perm()), randomHex(4), strconv.Itoa(len(data)))
 	switch {
 	case err != nil:
 		return p.fileErr(id, "write", name, err)
 	case code == 0:
 		return nil
+	case code == 5:
+		return providers.Errorf(providers.ErrUnavailable, "write %q: the content was cut off on its way (%s); the file is unchanged, write it again", name, strings.TrimSpace(errOut))
 	case strings.Contains(errOut, "Not a directory") || strings.Contains(errOut, "File exists"):
 		return providers.Errorf(providers.ErrInvalidArgument, "write %q: a parent is not a directory", name)
 	case strings.Contains(errOut, "Permission denied") || strings.Contains(errOut, "Read-only"):
