@@ -186,7 +186,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// writeFile creates parents and overwrites the target through a temp file.
+// writeFile creates parents and writes the target in place, as envd does
+// (it truncates and copies): an upload cut off half way leaves a prefix,
+// which is what a client must guard against.
 func writeFile(sb *sandbox, rel string, body io.Reader) error {
 	root, err := sb.root()
 	if err != nil {
@@ -201,20 +203,13 @@ func writeFile(sb *sandbox, rel string, body io.Reader) error {
 	if fi, err := root.Lstat(rel); err == nil && fi.IsDir() {
 		return errors.New("is a directory")
 	}
-	tmp := rel + ".e2bfake-upload"
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	_, err = io.Copy(f, body)
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, rel)
-	}
-	if err != nil {
-		root.Remove(tmp)
 	}
 	return err
 }
