@@ -46,6 +46,7 @@ func Run(t *testing.T, newProvider NewProvider) {
 	t.Run("Lifecycle", h.testLifecycle)
 	t.Run("Exec", h.testExec)
 	t.Run("Files", h.testFiles)
+	t.Run("AtomicWrites", h.testAtomicWrites)
 	t.Run("Capabilities", h.testCapabilities)
 }
 
