@@ -312,43 +312,63 @@ func TestForeignContainersAreNotFound(t *testing.T) {
 
 func TestReap(t *testing.T) {
 	ctx := context.Background()
-	set := settings(docker.EnvExpiry, "1ms")
-	p := open(t, set)
-	live := create(t, p, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "live"}})
-	dead := create(t, p, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "gone"}})
-	orphan := create(t, p, providers.CreateOptions{})
-	// Another server's container, expired too, is not this server's to reap.
-	other := open(t, settings(docker.EnvExpiry, "1ms"))
-	foreign := create(t, other, providers.CreateOptions{})
-	// Not expired yet: safe whatever its session.
-	young := create(t, open(t, settings(docker.EnvServer, set[docker.EnvServer])), providers.CreateOptions{})
+	set := settings()
+	p := open(t, set) // the default expiry: a day
+	short := open(t, settings(docker.EnvServer, set[docker.EnvServer], docker.EnvExpiry, "1ms"))
+	owner := func(label string) providers.Liveness {
+		return map[string]providers.Liveness{"live": providers.OwnerLive, "dead": providers.OwnerDead}[label]
+	}
+	made := func(by *docker.Provider, session string, keep bool) providers.Sandbox {
+		labels := map[string]string{providers.LabelSession: session}
+		if keep {
+			labels[providers.LabelKeep] = "true"
+		}
+		return create(t, by, providers.CreateOptions{Labels: labels})
+	}
+	var (
+		deadOwner      = made(p, "dead", false)
+		unknownOwner   = made(p, "elsewhere", false)
+		liveOwner      = made(p, "live", false)
+		kept           = made(p, "dead", true)
+		expired        = made(short, "elsewhere", false)
+		keptExpired    = made(short, "dead", true)
+		liveExpired    = made(short, "live", false)
+		foreignDead    = made(open(t, settings()), "dead", false)
+		wantGone       = []providers.Sandbox{deadOwner, expired, keptExpired}
+		wantKept       = []providers.Sandbox{unknownOwner, liveOwner, kept, liveExpired, foreignDead}
+		wantGoneLater  = []providers.Sandbox{unknownOwner, kept}
+		wantKeptLonger = []providers.Sandbox{liveOwner, liveExpired, foreignDead}
+	)
 	time.Sleep(10 * time.Millisecond)
 
-	removed, err := p.Reap(ctx, func(s string) bool { return s == "live" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(removed)
-	want := []string{dead.ID, orphan.ID}
-	slices.Sort(want)
-	if !slices.Equal(removed, want) {
-		t.Errorf("reaped %v, want %v", removed, want)
-	}
-	for _, sb := range []providers.Sandbox{live, foreign, young} {
-		if _, err := p.Get(ctx, sb.ID); err != nil {
-			t.Errorf("%s was reaped: %v", sb.ID, err)
+	check := func(step string, removed []string, err error, gone, kept []providers.Sandbox) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		var want []string
+		for _, sb := range gone {
+			want = append(want, sb.ID)
+			if _, err := p.Get(ctx, sb.ID); !errors.Is(err, providers.ErrNotFound) {
+				t.Errorf("%s: %s (%v) survived the reaper: %v", step, sb.ID[:12], sb.Labels, err)
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(removed)
+		if !slices.Equal(removed, want) {
+			t.Errorf("%s: reaped %v, want %v", step, removed, want)
+		}
+		for _, sb := range kept {
+			if _, err := p.Get(ctx, sb.ID); err != nil {
+				t.Errorf("%s: %s (%v) was reaped: %v", step, sb.ID[:12], sb.Labels, err)
+			}
 		}
 	}
-	for _, sb := range []providers.Sandbox{dead, orphan} {
-		if _, err := p.Get(ctx, sb.ID); !errors.Is(err, providers.ErrNotFound) {
-			t.Errorf("%s survived the reaper: %v", sb.ID, err)
-		}
-	}
-	// With no liveness information (a fresh start), expired means gone.
-	removed, err = p.Reap(ctx, nil)
-	if err != nil || !slices.Equal(removed, []string{live.ID}) {
-		t.Errorf("Reap(nil) = %v, %v; want just %s", removed, err, live.ID)
-	}
+	removed, err := p.Reap(ctx, owner)
+	check("a day's expiry", removed, err, wantGone, wantKept)
+	// Lowering the expiry reaches sandboxes labelled with the longer one.
+	removed, err = short.Reap(ctx, owner)
+	check("the expiry lowered", removed, err, wantGoneLater, wantKeptLonger)
 }
 
 func TestStoppedSandboxIsRestartedOnExec(t *testing.T) {
