@@ -339,3 +339,41 @@ func TestQuietCommandWithKeepalives(t *testing.T) {
 		t.Fatalf("got %+v, %v, stdout %q, stderr %q", res, err, out.String(), errOut.String())
 	}
 }
+
+// TestReap: a restarted server kills its own sandboxes whose owner is gone,
+// and leaves live, unknown and kept ones (E2B's timeout ends those) and
+// other servers' alone.
+func TestReap(t *testing.T) {
+	fake, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	o := fakeOptions(url)
+	o.ServerID = "another-server"
+	other := newDriver(t, o)
+	made := func(p *Provider, labels map[string]string) string {
+		return create(t, p, providers.CreateOptions{Labels: labels}).ID
+	}
+	dead := made(p, map[string]string{providers.LabelSession: "dead"})
+	live := made(p, map[string]string{providers.LabelSession: "live"})
+	unknown := made(p, map[string]string{providers.LabelSession: "elsewhere"})
+	kept := made(p, map[string]string{providers.LabelSession: "dead", providers.LabelKeep: "true"})
+	foreign := made(other, map[string]string{providers.LabelSession: "dead"})
+	owner := func(label string) providers.Liveness {
+		return map[string]providers.Liveness{"live": providers.OwnerLive, "dead": providers.OwnerDead}[label]
+	}
+	removed, err := newDriver(t, fakeOptions(url)).Reap(ctxT(t), owner)
+	if err != nil || len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("Reap = %v, %v; want just %s", removed, err, dead)
+	}
+	left := map[string]bool{}
+	for _, s := range fake.Sandboxes() {
+		left[s.ID] = true
+	}
+	for _, id := range []string{live, unknown, kept, foreign} {
+		if !left[id] {
+			t.Errorf("%s was reaped", id)
+		}
+	}
+	if left[dead] {
+		t.Errorf("the dead owner's sandbox %s is still running", dead)
+	}
+}
