@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -42,6 +44,29 @@ func lockInstance(dir, instance string) (*os.File, error) {
 func unlockInstance(f *os.File) {
 	os.Remove(f.Name())
 	f.Close()
+}
+
+// staleInstanceAge is how long the lock file of a dead server is kept: long
+// enough for any server's reaper to have reclaimed what it left (they run
+// every few minutes), after which the file is only clutter.
+const staleInstanceAge = 7 * 24 * time.Hour
+
+// pruneInstances removes the lock files of servers dead for long.
+func pruneInstances(dir string, now time.Time) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		instance, ok := strings.CutSuffix(e.Name(), ".lock")
+		fi, err := e.Info()
+		if !ok || err != nil || now.Sub(fi.ModTime()) < staleInstanceAge {
+			continue
+		}
+		if instanceLiveness(dir, instance) == providers.OwnerDead {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func instancePath(dir, instance string) string {

@@ -88,6 +88,7 @@ func New(cfg Config) (*Manager, error) {
 			cfg.Logger.Warn("servers on this machine cannot tell whether this one runs", "err", err)
 		}
 		m.lock = lock
+		pruneInstances(cfg.InstanceDir, time.Now())
 	}
 	return m, nil
 }
