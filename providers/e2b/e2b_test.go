@@ -377,3 +377,32 @@ func TestReap(t *testing.T) {
 		t.Errorf("the dead owner's sandbox %s is still running", dead)
 	}
 }
+
+// TestCutUploadLeavesTheOldFile: an upload dropped half way (envd keeps
+// what it read) fails, and leaves the old file whole and no temp file.
+func TestCutUploadLeavesTheOldFile(t *testing.T) {
+	fake, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	old := []byte("old content\n")
+	if err := p.WriteFile(ctxT(t), sb.ID, "d/f.txt", old, 0); err != nil {
+		t.Fatal(err)
+	}
+	fake.CutUploads(1, 64<<10)
+	if err := p.WriteFile(ctxT(t), sb.ID, "d/f.txt", bytes.Repeat([]byte("new "), 1<<18), 0); err == nil {
+		t.Fatal("a write whose upload was cut off succeeded")
+	}
+	rc, _, err := p.ReadFile(ctxT(t), sb.ID, "d/f.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, old) {
+		t.Errorf("after a cut upload the file holds %d bytes, want the old %d", len(got), len(old))
+	}
+	ents, _, err := p.ListFiles(ctxT(t), sb.ID, "d", 1, 0)
+	if err != nil || len(ents) != 1 || ents[0].Path != "f.txt" {
+		t.Errorf("after a cut upload the directory holds %+v (%v), want f.txt alone", ents, err)
+	}
+}

@@ -123,6 +123,13 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 // part's full filename) or an octet-stream body (target: the path query).
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	sb := sandboxFrom(r.Context())
+	if cut := s.takeUploadCut(); cut >= 0 {
+		// Write what comes before the cut, then drop the connection
+		// without an answer.
+		r.Body = io.NopCloser(io.LimitReader(r.Body, int64(cut)))
+		w = discardResponse{}
+		defer panic(http.ErrAbortHandler)
+	}
 	target := r.URL.Query().Get("path")
 	type written struct {
 		Path string `json:"path"`
@@ -185,6 +192,13 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// discardResponse swallows the answer to an upload that is being cut.
+type discardResponse struct{}
+
+func (discardResponse) Header() http.Header         { return http.Header{} }
+func (discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (discardResponse) WriteHeader(int)             {}
 
 // writeFile creates parents and writes the target in place, as envd does
 // (it truncates and copies): an upload cut off half way leaves a prefix,
