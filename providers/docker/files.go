@@ -317,11 +317,13 @@ func (p *Provider) listByArchive(ctx context.Context, id, name, abs string, dept
 // "rawmode size mtime ./name" line per name to stdout, in the same order,
 // so a name holding newlines (or anything like a line) parses exactly.
 // Only tools busybox and GNU both have; $3 bounds the walk's time where
-// timeout exists, so a huge tree stops costing CPU once the caller gives up.
+// timeout takes that form (old busybox wants -t), so a huge tree stops
+// costing CPU once the caller gives up.
 const findScript = `for t in find xargs stat tee; do command -v $t >/dev/null 2>&1 || exit 127; done
 cd -- "$1" || exit 2
 exec 3>&2 2>/dev/null
-T=; command -v timeout >/dev/null && T="timeout $3"
+[ -e /dev/fd/3 ] || exit 127
+T=; timeout 1 true && T="timeout $3"
 $T find . -mindepth 1 -maxdepth "$2" -print0 | tee /dev/fd/3 | xargs -0 -r stat -c '%f %s %Y %n' --
 exit 0`
 
