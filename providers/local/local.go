@@ -40,7 +40,14 @@ func init() {
 			}
 			dir = d
 		}
-		return New(dir)
+		p, err := New(dir)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.ServerID != "" {
+			p.server = cfg.ServerID
+		}
+		return p, nil
 	}})
 }
 
@@ -60,7 +67,8 @@ func DefaultStateDir(getenv func(string) string) (string, error) {
 // its state dir, so any process pointed at the same dir can serve the same
 // sandboxes.
 type Provider struct {
-	dir string // <state>/local
+	dir    string // <state>/local
+	server string // MCP_SANDBOX_SERVER_ID: the sandboxes Reap may touch
 
 	mu sync.Mutex
 	// exited wakes waiters when a supervisor this process started ends: a
@@ -80,7 +88,7 @@ func New(stateDir string) (*Provider, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create the state directory %s (%v): set %s to a writable directory", dir, err, EnvStateDir)
 	}
-	return &Provider{dir: dir, exited: map[string]chan struct{}{}}, nil
+	return &Provider{dir: dir, server: hostname(), exited: map[string]chan struct{}{}}, nil
 }
 
 func (p *Provider) Name() string { return Name }
