@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +22,9 @@ import (
 // that outlived their command (a `server &`).
 const markerVar = "MCP_SANDBOX_ID"
 
-// waitDelay bounds how long a finished shell may hold its output pipes open
-// through background children (`sleep 1000 &`): after that the call returns.
+// waitDelay bounds how long background children (`sleep 1000 &`) may hold a
+// finished command's output pipes open: after that the call returns with
+// what the pipes held, and says that output was cut.
 const waitDelay = 200 * time.Millisecond
 
 // basePath is the PATH commands get; the server's own PATH is not inherited.
@@ -51,20 +53,51 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	cmd.Dir = dir
 	cmd.Env = p.environ(m, req.Env)
 	cmd.Stdin = req.Stdin
-	cmd.Stdout = req.Stdout // nil means the null device
-	cmd.Stderr = req.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Kill the whole process group, not just the shell, so that children
 	// (and their children) cannot outlive a timeout or a cancellation.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// Output goes through pipes of our own (see pipes.go), so WaitDelay
+	// only bounds the copy of stdin.
 	cmd.WaitDelay = waitDelay
+	var pipes []*outPipe
+	var writeEnds []*os.File
+	defer func() {
+		for _, f := range writeEnds {
+			f.Close()
+		}
+	}()
+	for _, s := range []struct {
+		dst io.Writer
+		set *io.Writer
+	}{{req.Stdout, &cmd.Stdout}, {req.Stderr, &cmd.Stderr}} {
+		if s.dst == nil {
+			continue // the null device
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
+		}
+		defer r.Close()
+		writeEnds = append(writeEnds, w)
+		*s.set = w
+		dst := s.dst
+		pipes = append(pipes, copyPipe(r, func(b []byte) { dst.Write(b) }))
+	}
 
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range writeEnds {
+		f.Close() // the command has its own copies
+	}
+	writeEnds = nil
+	if err != nil {
+		finishPipes(0, pipes...)
 		return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
 	}
 	err = cmd.Wait()
-	res := providers.ExecResult{Duration: time.Since(start), ExitCode: exitCode(cmd.ProcessState)}
+	cut := finishPipes(waitDelay, pipes...)
+	res := providers.ExecResult{Duration: time.Since(start), ExitCode: exitCode(cmd.ProcessState), OutputCut: cut}
 
 	switch {
 	case ctx.Err() != nil:
