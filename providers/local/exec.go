@@ -202,37 +202,93 @@ func (p *Provider) cwd(id, cwd string) (string, error) {
 }
 
 // killSandboxProcesses kills every process still carrying the sandbox's
-// marker (background children of earlier commands), with its process
-// group: a shell killed mid-fork may have a child the /proc snapshot
-// missed, and the group kill reaches it. Passes repeat until one finds
-// nothing. Linux only: elsewhere there is no /proc to scan and this does
-// nothing.
-func killSandboxProcesses(id string) {
+// marker (background children of earlier commands), and every supervisor
+// holding a directory under procs open, with the process groups of their
+// children: this needs no record, which sandboxed code could have spoiled.
+// A shell killed mid-fork may have a child the /proc snapshot missed, and
+// the group kill reaches it. Passes repeat until one finds nothing. Linux
+// only: elsewhere there is no /proc to scan and this does nothing.
+func killSandboxProcesses(id, procs string) {
 	want := []byte(markerVar + "=" + id + "\x00")
+	killProcessesWhere(func(pid int) bool {
+		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+		return err == nil && (bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) || supervises(pid, procs)
+	})
+}
+
+// killProcessesWhere kills the processes match picks, the process groups
+// of their children (a supervisor's command leads one) and their own.
+func killProcessesWhere(match func(pid int) bool) {
 	for pass := 0; pass < 5; pass++ {
 		ents, err := os.ReadDir("/proc")
 		if err != nil {
 			return
 		}
-		found := false
+		var found []int
+		children := map[int][]int{}
 		for _, e := range ents {
 			pid, err := strconv.Atoi(e.Name())
 			if err != nil || pid == os.Getpid() {
 				continue
 			}
-			env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-			if err != nil || !(bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) {
-				continue
+			if ppid := parentPid(pid); ppid > 0 {
+				children[ppid] = append(children[ppid], pid)
 			}
-			found = true
-			if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
-				syscall.Kill(-pgid, syscall.SIGKILL)
+			if match(pid) {
+				found = append(found, pid)
 			}
-			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if !found {
+		if len(found) == 0 {
 			return
+		}
+		for _, pid := range found {
+			for _, child := range children[pid] {
+				killGroupOf(child)
+			}
+			killGroupOf(pid)
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		time.Sleep(10 * time.Millisecond) // let the killed go, then look again
 	}
+}
+
+func killGroupOf(pid int) {
+	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+}
+
+// parentPid reads a process's parent from /proc/<pid>/stat, or 0.
+func parentPid(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// supervises reports whether pid is a supervisor (see supervise.go) with
+// the process directory under, or one below it, open.
+func supervises(pid int, under string) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid))
+	if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err != nil || !bytes.HasPrefix(cmdline, []byte(supervisorArg0+"\x00")) {
+		return false
+	}
+	fds, _ := os.ReadDir(filepath.Join(dir, "fd"))
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join(dir, "fd", fd.Name())); err == nil && (target == under || strings.HasPrefix(target, under+string(filepath.Separator))) {
+			return true
+		}
+	}
+	return false
 }

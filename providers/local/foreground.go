@@ -226,14 +226,14 @@ func (f *foreground) materialize() error {
 		return err
 	}
 	b, _ := json.Marshal(f.spec)
-	if err := os.WriteFile(filepath.Join(dir, "spec.json"), b, 0o600); err != nil {
+	if err := writeNew(filepath.Join(dir, "spec.json"), b); err != nil {
 		return fail(err)
 	}
-	lock, err := os.Open(dir)
+	lock, err := openDir(dir)
 	if err != nil {
 		return fail(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+	if err := flockWithin(lock, syscall.LOCK_SH, lockWait); err != nil {
 		lock.Close()
 		return fail(err)
 	}

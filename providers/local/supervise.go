@@ -3,7 +3,6 @@ package local
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -82,11 +81,11 @@ func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) 
 	if err := readJSON(filepath.Join(dir, "state.json"), &st); err != nil {
 		return fail(err)
 	}
-	lock, err := os.Open(dir)
+	lock, err := openDir(dir)
 	if err != nil {
 		return fail(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+	if err := flockWithin(lock, syscall.LOCK_SH, lockWait); err != nil {
 		return fail(err)
 	}
 	st.Supervisor = os.Getpid()
@@ -162,15 +161,11 @@ func supervise(dir string, ready *os.File) int {
 		return 1
 	}
 	var spec procSpec
-	b, err := os.ReadFile(filepath.Join(dir, "spec.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &spec)
-	}
-	if err != nil {
+	if err := readJSON(filepath.Join(dir, "spec.json"), &spec); err != nil {
 		return fail(fmt.Errorf("read spec: %w", err))
 	}
 	// The lock is on the directory itself: one file fewer to create.
-	lock, err := os.Open(dir)
+	lock, err := openDir(dir)
 	if err != nil {
 		return fail(err)
 	}
@@ -271,12 +266,4 @@ func feedStdin(w io.WriteCloser, initial []byte, fifo *os.File) {
 			return
 		}
 	}
-}
-
-func writeJSON(name string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeAtomic(name, b)
 }
