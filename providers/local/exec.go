@@ -74,6 +74,10 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		if s.dst == nil {
 			continue // the null device
 		}
+		if s.set == &cmd.Stderr && sameWriter(req.Stdout, req.Stderr) {
+			cmd.Stderr = cmd.Stdout // one pipe keeps the two in order
+			continue
+		}
 		r, w, err := os.Pipe()
 		if err != nil {
 			return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
@@ -111,6 +115,12 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		return res, providers.Errorf(providers.ErrUnavailable, "run command: %w", err)
 	}
 	return res, nil
+}
+
+// sameWriter is a == b without the panic on uncomparable types.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() { recover() }()
+	return a == b
 }
 
 var cloexecOnce sync.Once

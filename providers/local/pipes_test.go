@@ -138,3 +138,15 @@ func TestDrainBufferedTakesWhatThePipeHolds(t *testing.T) {
 		})
 	}
 }
+
+// One writer for both streams gets them through one pipe, in order, as
+// os/exec does.
+func TestOneWriterForBothStreamsKeepsTheirOrder(t *testing.T) {
+	p, sb := newSandbox(t)
+	var both bytes.Buffer
+	res, err := p.Exec(context.Background(), sb.ID, providers.ExecRequest{
+		Command: "echo 1; echo 2 >&2; echo 3; echo 4 >&2", Stdout: &both, Stderr: &both})
+	if err != nil || res.ExitCode != 0 || both.String() != "1\n2\n3\n4\n" {
+		t.Errorf("got %q, %+v, %v; want the four lines in order", both.String(), res, err)
+	}
+}
