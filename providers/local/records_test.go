@@ -43,30 +43,34 @@ func TestSpoiledRecordsBlockNothingAndSaveNoProcess(t *testing.T) {
 			if res.ExitCode != 0 {
 				t.Fatalf("spoiling: exit %d: %s", res.ExitCode, errOut)
 			}
+			// Reads of a record answer at once; calls that start or kill
+			// processes get the time that takes on a loaded machine.
+			read, work := time.Second, 5*time.Second
 			calls := []struct {
-				name string
-				call func(ctx context.Context) error
+				name  string
+				bound time.Duration
+				call  func(ctx context.Context) error
 			}{
-				{"ListProcesses", func(ctx context.Context) error { _, err := p.ListProcesses(ctx, sb.ID); return err }},
-				{"WaitProcess", func(ctx context.Context) error { _, err := p.WaitProcess(ctx, sb.ID, in.ID, 0); return err }},
-				{"ReadOutput", func(ctx context.Context) error {
+				{"ListProcesses", read, func(ctx context.Context) error { _, err := p.ListProcesses(ctx, sb.ID); return err }},
+				{"WaitProcess", read, func(ctx context.Context) error { _, err := p.WaitProcess(ctx, sb.ID, in.ID, 0); return err }},
+				{"ReadOutput", read, func(ctx context.Context) error {
 					_, err := p.ReadOutput(ctx, sb.ID, in.ID, providers.OutputRequest{Stream: providers.Stdout, Limit: 100})
 					return err
 				}},
-				{"StartProcess", func(ctx context.Context) error {
+				{"StartProcess", work, func(ctx context.Context) error {
 					_, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "true"})
 					return err
 				}},
-				{"Destroy", func(ctx context.Context) error { return p.Destroy(ctx, sb.ID) }},
-				{"Close", func(ctx context.Context) error { return p.Close() }},
+				{"Destroy", work, func(ctx context.Context) error { return p.Destroy(ctx, sb.ID) }},
+				{"Close", read, func(ctx context.Context) error { return p.Close() }},
 			}
 			for _, c := range calls {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				begin := time.Now()
 				err := c.call(ctx)
 				cancel()
-				if d := time.Since(begin); d > time.Second {
-					t.Errorf("%s took %v; want an answer in under a second", c.name, d)
+				if d := time.Since(begin); d > c.bound {
+					t.Errorf("%s took %v; want an answer within %v", c.name, d, c.bound)
 				}
 				// An error must say what is wrong; a success is fine.
 				if err != nil && !errors.Is(err, providers.ErrNotFound) && !strings.Contains(err.Error(), "damaged") && !strings.Contains(err.Error(), "not a regular file") {
