@@ -213,16 +213,17 @@ func (p *Provider) cwd(id, cwd string) (string, error) {
 
 // killSandboxProcesses kills every process still carrying the sandbox's
 // marker (background children of earlier commands), and every supervisor
-// holding a directory under procs open, with the process groups of their
-// children: this needs no record, which sandboxed code could have spoiled.
+// holding a directory under the sandbox's base open (its process record,
+// wherever sandboxed code moved it in there), with the process groups of
+// their children: this needs no record, which sandboxed code can spoil.
 // A shell killed mid-fork may have a child the /proc snapshot missed, and
 // the group kill reaches it. Passes repeat until one finds nothing. Linux
 // only: elsewhere there is no /proc to scan and this does nothing.
-func killSandboxProcesses(id, procs string) {
+func killSandboxProcesses(id, base string) {
 	want := []byte(markerVar + "=" + id + "\x00")
 	killProcessesWhere(func(pid int) bool {
 		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
-		return err == nil && (bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) || supervises(pid, procs)
+		return err == nil && (bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) || supervises(pid, base)
 	})
 }
 

@@ -178,7 +178,7 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Sandbox, error
 }
 
 func (p *Provider) List(ctx context.Context, match map[string]string) ([]providers.Sandbox, error) {
-	ents, err := os.ReadDir(p.dir)
+	ents, err := readDir(p.dir)
 	if err != nil {
 		return nil, providers.Errorf(providers.ErrUnavailable, "list sandboxes: %w", err)
 	}
@@ -212,7 +212,7 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 		return err
 	}
 	p.killProcesses(id)
-	killSandboxProcesses(id, p.procs(id))
+	killSandboxProcesses(id, p.base(id))
 	// Remove the metadata first: a half-removed sandbox must read as gone.
 	if err := os.Remove(filepath.Join(p.base(id), "meta.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return providers.Errorf(providers.ErrUnavailable, "destroy sandbox %s: %w", id, err)

@@ -138,7 +138,7 @@ type segment struct {
 
 // segments lists a stream's segment files in offset order.
 func segments(dir, stream string) ([]segment, error) {
-	ents, err := os.ReadDir(dir)
+	ents, err := readDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	}
 	proc, dir, err := p.newProcDir(id)
 	if err != nil {
-		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "start process: %w", err)
+		return providers.ProcessInfo{}, tableErr(id, "start process", err)
 	}
 	fail := func(err error) (providers.ProcessInfo, error) {
 		removeAll(dir)
@@ -245,7 +245,7 @@ func (p *Provider) takeSupervisor() (*supervisor, error) {
 // pruneFinished forgets the oldest finished processes beyond keepFinished.
 func (p *Provider) pruneFinished(id string) {
 	// Cheap check first: reading every record on each start adds up.
-	if ents, err := os.ReadDir(p.procs(id)); err != nil || len(ents) <= keepFinished+3 { // + next, .lock, the new one
+	if ents, err := readDir(p.procs(id)); err != nil || len(ents) <= keepFinished+3 { // + next, .lock, the new one
 		return
 	}
 	infos, err := p.ListProcesses(context.Background(), id)
@@ -320,6 +320,16 @@ func (p *Provider) procInfo(id, proc string) (providers.ProcessInfo, error) {
 	return in, nil
 }
 
+// tableErr is the error for a failure on the sandbox's process table,
+// saying when sandboxed code damaged it.
+func tableErr(id, op string, err error) error {
+	var nr *errNotRegular
+	if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP) || errors.As(err, &nr) {
+		return providers.Errorf(providers.ErrUnavailable, "%s: the process records of sandbox %s are damaged (%v); destroy the sandbox", op, id, err)
+	}
+	return providers.Errorf(providers.ErrUnavailable, "%s: %w", op, err)
+}
+
 // recordErr is the error for a process record that cannot be read: not
 // found when it is missing, damaged when sandboxed code spoiled it.
 func recordErr(proc, file string, err error) error {
@@ -371,12 +381,12 @@ func (p *Provider) ListProcesses(ctx context.Context, id string) ([]providers.Pr
 	if _, err := p.load(id); err != nil {
 		return nil, err
 	}
-	ents, err := os.ReadDir(p.procs(id))
+	ents, err := readDir(p.procs(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, providers.Errorf(providers.ErrUnavailable, "list processes: %w", err)
+		return nil, tableErr(id, "list processes", err)
 	}
 	var nums []int
 	for _, e := range ents {
@@ -539,7 +549,7 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 // sandbox while Destroy removes it. (The /proc scan that follows finds
 // the rest by their marker, but can miss a process caught mid-exec.)
 func (p *Provider) killProcesses(id string) {
-	ents, _ := os.ReadDir(p.procs(id))
+	ents, _ := readDir(p.procs(id))
 	for _, e := range ents {
 		dir := filepath.Join(p.procs(id), e.Name())
 		var st procState

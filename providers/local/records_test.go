@@ -26,6 +26,7 @@ var spoilers = []struct {
 	{"the output log is a FIFO", "rm -f stdout.* && mkfifo stdout.0000000000000000"},
 	{"the record is a FIFO", "cd .. && mv 1 x && mkfifo 1"},
 	{"meta.json is a FIFO", "cd ../.. && mv meta.json x && mkfifo meta.json"},
+	{"the process table is a FIFO", "cd ../.. && mv procs x && mkfifo procs"},
 }
 
 // Records live out of the sandbox root, but not out of reach of the code

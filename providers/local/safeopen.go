@@ -194,3 +194,14 @@ func flockWithin(f *os.File, how int, d time.Duration) error {
 		time.Sleep(pause)
 	}
 }
+
+// readDir lists a directory without blocking on a FIFO put in its place.
+// Unlike os.ReadDir, it does not sort.
+func readDir(name string) ([]os.DirEntry, error) {
+	f, err := openDir(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
+}
