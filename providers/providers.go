@@ -96,6 +96,10 @@ type ExecResult struct {
 	// unless the backend reports a signal status).
 	TimedOut bool
 	Duration time.Duration
+	// OutputCut is true when children the command left running still held
+	// its output open when the call returned: what they write after that
+	// is not in the output. All the command itself wrote always is.
+	OutputCut bool
 }
 
 // FileType is the kind of a file-system entry.
