@@ -14,13 +14,13 @@ import (
 )
 
 type runCommandArgs struct {
-	Command        string            `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c. Pipes, redirections and && work."`
-	SandboxID      string            `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
-	Cwd            string            `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
-	Env            map[string]string `json:"env,omitempty" jsonschema_description:"Extra environment variables for this command."`
-	Stdin          string            `json:"stdin,omitempty" jsonschema_description:"Text written to the command's standard input."`
-	TimeoutSeconds float64           `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill the command (and everything it started) after this many seconds. Default and maximum are set by the server."`
-	WaitSeconds    float64           `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. Default set by the server (below the usual 60 s client timeout)."`
+	Command        string  `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c. Pipes, redirections and && work."`
+	SandboxID      string  `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
+	Cwd            string  `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
+	Env            envVars `json:"env,omitempty" jsonschema_description:"Extra environment variables for this command."`
+	Stdin          string  `json:"stdin,omitempty" jsonschema_description:"Text written to the command's standard input."`
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill the command (and everything it started) after this many seconds. Default and maximum are set by the server."`
+	WaitSeconds    float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. Default set by the server (below the usual 60 s client timeout)."`
 }
 
 // RunCommandResult is what run_command returns.
@@ -52,22 +52,6 @@ func (h *handlers) runCommand() server.ServerTool {
 		runCommandArgs{}, RunCommandResult{},
 		hints(false, true, false, true))
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleRunCommand)}
-}
-
-// seconds turns a seconds argument into a duration: def when omitted, an
-// error when negative or over max.
-func seconds(name string, v float64, def, max time.Duration) (time.Duration, error) {
-	switch {
-	case v < 0:
-		return 0, invalid("%s must be positive, got %v", name, v)
-	case v == 0:
-		return def, nil
-	}
-	d := time.Duration(v * float64(time.Second))
-	if d > max {
-		return 0, invalid("%s %v is over this server's maximum of %v seconds", name, v, max.Seconds())
-	}
-	return d, nil
 }
 
 func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runCommandArgs) (*mcp.CallToolResult, error) {

@@ -22,8 +22,8 @@ const defaultReadLines = 2000
 type readFileArgs struct {
 	Path      string `json:"path" jsonschema_description:"File to read, relative to the sandbox workdir or absolute."`
 	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to read from. Omit to use the current sandbox."`
-	Offset    int    `json:"offset,omitempty" jsonschema:"minimum=1" jsonschema_description:"First line to return, 1-based. Default 1."`
-	Limit     int    `json:"limit,omitempty" jsonschema:"minimum=1" jsonschema_description:"How many lines to return. Default 2000."`
+	Offset    int    `json:"offset,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"First line to return, 1-based. Default 1."`
+	Limit     int    `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"How many lines to return. Default 2000."`
 }
 
 // ReadFileResult is what read_file returns.
@@ -53,9 +53,6 @@ func (h *handlers) readFile() server.ServerTool {
 func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArgs) (*mcp.CallToolResult, error) {
 	if a.Path == "" {
 		return nil, invalid("path is required")
-	}
-	if a.Offset < 0 || a.Limit < 0 {
-		return nil, invalid("offset and limit must be positive line numbers")
 	}
 	p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
 	if err != nil {
@@ -313,9 +310,6 @@ func (h *handlers) listFiles() server.ServerTool {
 		listFilesArgs{}, listFilesResult{},
 		hints(true, false, true, false))
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a listFilesArgs) (*mcp.CallToolResult, error) {
-		if a.Depth < 0 || a.Depth > 10 {
-			return nil, invalid("depth must be between 1 and 10, got %d", a.Depth)
-		}
 		depth := max(a.Depth, 1)
 		path := a.Path
 		if path == "" {

@@ -13,10 +13,10 @@ import (
 )
 
 type sandboxCreateArgs struct {
-	Provider string            `json:"provider,omitempty" jsonschema_description:"Which provider to create the sandbox on. Omit to use the server's default; sandbox_list shows which are enabled."`
-	Name     string            `json:"name,omitempty" jsonschema_description:"A label for the sandbox, shown by sandbox_list."`
-	Image    string            `json:"image,omitempty" jsonschema_description:"Provider-specific image or template (e.g. a Docker image). Omit for the provider's default."`
-	Env      map[string]string `json:"env,omitempty" jsonschema_description:"Environment variables set for every command run in this sandbox."`
+	Provider string  `json:"provider,omitempty" jsonschema_description:"Which provider to create the sandbox on. Omit to use the server's default; sandbox_list shows which are enabled."`
+	Name     string  `json:"name,omitempty" jsonschema_description:"A label for the sandbox, shown by sandbox_list."`
+	Image    string  `json:"image,omitempty" jsonschema_description:"Provider-specific image or template (e.g. a Docker image). Omit for the provider's default."`
+	Env      envVars `json:"env,omitempty" jsonschema_description:"Environment variables set for every command run in this sandbox."`
 }
 
 // SandboxInfo describes one sandbox in results.

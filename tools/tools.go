@@ -4,14 +4,12 @@
 package tools
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
-	"strings"
 	"sync"
 	"time"
 
@@ -160,61 +158,6 @@ func typed[A any](fn func(ctx context.Context, sid string, args A) (*mcp.CallToo
 		}
 		return res, nil
 	}
-}
-
-// bind decodes the call's arguments strictly: a misspelt or unknown
-// argument is an error the model can correct, not something silently ignored.
-func bind(req mcp.CallToolRequest, v any) error {
-	raw, err := json.Marshal(req.Params.Arguments)
-	if err != nil {
-		return fmt.Errorf("arguments could not be read: %v", err)
-	}
-	if string(raw) == "null" {
-		raw = []byte("{}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(v)
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &typeErr):
-		return fmt.Errorf("argument %q must be %s, not a JSON %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		return fmt.Errorf("unknown argument %s; the arguments this tool takes are: %s", name, strings.Join(fieldNames(v), ", "))
-	}
-	return fmt.Errorf("arguments are not valid: %v", err)
-}
-
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "an integer"
-	case reflect.Float64, reflect.Float32:
-		return "a number"
-	case reflect.Map:
-		return "an object of string values"
-	case reflect.Slice:
-		return "an array"
-	}
-	return "a " + t.Kind().String()
-}
-
-func fieldNames(v any) []string {
-	t := reflect.TypeOf(v).Elem()
-	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
-			names = append(names, name)
-		}
-	}
-	return names
 }
 
 // result pairs structured content with a text rendering for clients that
