@@ -133,3 +133,23 @@ func TestArgumentShapes(t *testing.T) {
 		}
 	}
 }
+
+// A command no provider can start is an invalid argument with a way out,
+// not a provider failure that invites a retry.
+func TestUnstartableCommandsAreInvalidArguments(t *testing.T) {
+	s := newServer(t, tools.DefaultLimits, nil)
+	d := newDirect(t, s)
+	long := `{"command":"echo ` + strings.Repeat("x", 200<<10) + `"}`
+	tests := []struct{ args, want string }{
+		{`{"command":"echo a\u0000b"}`, "command has a NUL byte at offset 6"},
+		{long, "write the script to a file with write_file"},
+	}
+	for _, tool := range []string{"run_command", "process_start"} {
+		for _, tt := range tests {
+			res := callRaw(t, s, d, tool, tt.args)
+			if !res.IsError || !strings.Contains(text(res), tt.want) || strings.Contains(text(res), "retry") {
+				t.Errorf("%s %.40s: want an error with %q and no retry, got %.300q", tool, tt.args, tt.want, text(res))
+			}
+		}
+	}
+}

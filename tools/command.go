@@ -54,9 +54,22 @@ func (h *handlers) runCommand() server.ServerTool {
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleRunCommand)}
 }
 
+// checkCommand rejects a command no provider can start: an empty one, or
+// one with a NUL byte (a process's arguments are C strings, so exec fails
+// with a bare "invalid argument" that reads like a fault of the sandbox).
+func checkCommand(cmd, example string) error {
+	if strings.TrimSpace(cmd) == "" {
+		return invalid("command is empty; pass a shell command such as %q", example)
+	}
+	if i := strings.IndexByte(cmd, 0); i >= 0 {
+		return invalid("command has a NUL byte at offset %d, which no command line can carry; remove it, write it with printf '\\0' inside the command, or put the data in a file with write_file", i)
+	}
+	return nil
+}
+
 func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runCommandArgs) (*mcp.CallToolResult, error) {
-	if strings.TrimSpace(a.Command) == "" {
-		return nil, invalid("command is empty; pass a shell command such as \"ls -la\"")
+	if err := checkCommand(a.Command, "ls -la"); err != nil {
+		return nil, err
 	}
 	timeout, err := seconds("timeout_seconds", a.TimeoutSeconds, h.lim.DefaultTimeout, h.lim.MaxTimeout)
 	if err != nil {

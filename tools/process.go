@@ -116,8 +116,8 @@ func (h *handlers) processStart() server.ServerTool {
 		processStartArgs{}, ProcessInfo{},
 		hints(false, true, false, true))
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
-		if strings.TrimSpace(a.Command) == "" {
-			return nil, invalid("command is empty; pass a shell command such as \"python3 -m http.server 8000\"")
+		if err := checkCommand(a.Command, "python3 -m http.server 8000"); err != nil {
+			return nil, err
 		}
 		timeout, err := seconds("timeout_seconds", a.TimeoutSeconds, 0, h.lim.MaxTimeout)
 		if err != nil {

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/invopop/jsonschema"
@@ -177,6 +179,11 @@ func errorResult(err error) *mcp.CallToolResult {
 		msg = "the call was cancelled"
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = "the call timed out: " + msg
+	case errors.Is(err, syscall.E2BIG) || strings.Contains(msg, "argument list too long"):
+		// Retrying cannot help: the command line is over the kernel's limit
+		// (128 KiB for one argument on Linux). Remote drivers pass the text.
+		msg = "the command is too long to start (" + msg + "): a command line, including its environment, is limited by the kernel (128 KiB per argument on Linux); " +
+			"write the script to a file with write_file and run it with `sh script.sh`, or pass large data in a file or through stdin"
 	case errors.Is(err, providers.ErrUnavailable):
 		msg = "the sandbox provider failed: " + msg + " (this may be temporary; retry, or create a new sandbox)"
 	}
