@@ -51,7 +51,7 @@ func (h *handlers) runCommand() server.ServerTool {
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
 		hints(false, true, false, true))
-	return server.ServerTool{Tool: tool, Handler: typed(h.handleRunCommand)}
+	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleRunCommand)}
 }
 
 // checkCommand rejects a command no provider can start: an empty one, or

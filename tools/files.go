@@ -47,7 +47,7 @@ func (h *handlers) readFile() server.ServerTool {
 			fmt.Sprintf("Files over %d bytes cannot be read whole: use run_command with head, tail, sed -n or grep.", h.lim.MaxReadBytes),
 		readFileArgs{}, ReadFileResult{},
 		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(h.handleReadFile)}
+	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleReadFile)}
 }
 
 func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArgs) (*mcp.CallToolResult, error) {
@@ -165,7 +165,7 @@ func (h *handlers) writeFile() server.ServerTool {
 			"Parent directories are created. An existing file keeps its permissions. Use edit_file to change part of a file.",
 		writeFileArgs{}, writeFileResult{},
 		hints(false, true, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a writeFileArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a writeFileArgs) (*mcp.CallToolResult, error) {
 		if a.Path == "" {
 			return nil, invalid("path is required")
 		}
@@ -219,7 +219,7 @@ func (h *handlers) editFile() server.ServerTool {
 			"No match, or several without replace_all, is an error that leaves the file unchanged.",
 		editFileArgs{}, editFileResult{},
 		hints(false, true, false, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a editFileArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a editFileArgs) (*mcp.CallToolResult, error) {
 		if a.Path == "" {
 			return nil, invalid("path is required")
 		}
@@ -309,7 +309,7 @@ func (h *handlers) listFiles() server.ServerTool {
 			"depth descends into subdirectories. At most %d entries are returned; truncated says when there were more.", h.lim.MaxListEntries),
 		listFilesArgs{}, listFilesResult{},
 		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a listFilesArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a listFilesArgs) (*mcp.CallToolResult, error) {
 		depth := max(a.Depth, 1)
 		path := a.Path
 		if path == "" {

@@ -115,7 +115,7 @@ func (h *handlers) processStart() server.ServerTool {
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
 		hints(false, true, false, true))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
 		if err := checkCommand(a.Command, "python3 -m http.server 8000"); err != nil {
 			return nil, err
 		}
@@ -157,7 +157,7 @@ func (h *handlers) processList() server.ServerTool {
 			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed.",
 		processListArgs{}, processListResult{},
 		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
 		var sandboxes []string
 		if a.SandboxID != "" {
 			if _, _, err := h.m.Resolve(ctx, sid, a.SandboxID); err != nil {
@@ -231,7 +231,7 @@ func (h *handlers) processOutput() server.ServerTool {
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
 		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(h.handleProcessOutput)}
+	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleProcessOutput)}
 }
 
 func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a processOutputArgs) (*mcp.CallToolResult, error) {
@@ -308,7 +308,7 @@ func (h *handlers) processWriteStdin() server.ServerTool {
 			"close=true then sends end-of-file. Read the response with process_output.",
 		processWriteStdinArgs{}, ProcessInfo{},
 		hints(false, true, false, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
 		if a.Data == "" && !a.Close {
 			return nil, invalid("nothing to send: pass data, close=true, or both")
 		}
@@ -346,7 +346,7 @@ func (h *handlers) processKill() server.ServerTool {
 			"running=false with exit_code 128+N once signal N ended it. If TERM does not stop it, send KILL.",
 		processKillArgs{}, ProcessInfo{},
 		hints(false, true, false, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
 		sig := a.Signal
 		if sig == "" {
 			sig = "TERM"

@@ -42,7 +42,7 @@ func (h *handlers) sandboxCreate() server.ServerTool {
 			"or to work in several isolated sandboxes at once. Sandboxes are destroyed when the session ends.",
 		sandboxCreateArgs{}, SandboxInfo{},
 		hints(false, false, false, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
 		sb, err := h.m.Create(ctx, sid, a.Provider, providers.CreateOptions{Name: a.Name, Image: a.Image, Env: a.Env})
 		if err != nil {
 			return nil, err
@@ -66,7 +66,7 @@ func (h *handlers) sandboxList() server.ServerTool {
 		"List this session's sandboxes (oldest first), which one is current, and which providers can be used with sandbox_create.",
 		sandboxListArgs{}, sandboxListResult{},
 		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
 		sbs, current, err := h.m.List(ctx, sid)
 		if err != nil {
 			return nil, err
@@ -103,7 +103,7 @@ func (h *handlers) sandboxDestroy() server.ServerTool {
 		"Destroy one of this session's sandboxes: its processes are killed and its files deleted. This cannot be undone.",
 		sandboxDestroyArgs{}, sandboxDestroyResult{},
 		hints(false, true, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
 		if a.SandboxID == "" {
 			return nil, invalid("sandbox_id is required; call sandbox_list to see this session's sandboxes")
 		}

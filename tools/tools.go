@@ -44,6 +44,10 @@ type Limits struct {
 	// MaxProcessOutputBytes caps the output kept on disk per stream of each
 	// process (head and tail), for paging with process_output.
 	MaxProcessOutputBytes int64
+	// MaxCallsPerSession bounds the tool calls one session runs at once
+	// (0: no bound); a call over it is refused at once rather than queued,
+	// so a cheap call never waits behind long ones.
+	MaxCallsPerSession int
 }
 
 // DefaultLimits are sized for a model's context window.
@@ -58,11 +62,12 @@ var DefaultLimits = Limits{
 	Wait:           45 * time.Second,
 
 	MaxProcessOutputBytes: 64 << 20,
+	MaxCallsPerSession:    64,
 }
 
 // Register adds every sandbox tool to s.
 func Register(s *server.MCPServer, m *session.Manager, lim Limits) {
-	h := &handlers{m: m, lim: lim}
+	h := &handlers{m: m, lim: lim, running: map[string]int{}}
 	s.AddTools(
 		h.sandboxCreate(), h.sandboxList(), h.sandboxDestroy(),
 		h.runCommand(),
@@ -74,6 +79,29 @@ func Register(s *server.MCPServer, m *session.Manager, lim Limits) {
 type handlers struct {
 	m   *session.Manager
 	lim Limits
+
+	mu      sync.Mutex
+	running map[string]int // session -> tool calls in flight
+}
+
+// enter counts a call against its session's bound; leave undoes it.
+func (h *handlers) enter(sid string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.running[sid]; h.lim.MaxCallsPerSession > 0 && n >= h.lim.MaxCallsPerSession {
+		return fmt.Errorf(
+			"this session already has %d tool calls running, the most it may run at once; wait for one to finish, or stop a long command with process_kill, then retry", n)
+	}
+	h.running[sid]++
+	return nil
+}
+
+func (h *handlers) leave(sid string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running[sid]--; h.running[sid] <= 0 {
+		delete(h.running, sid)
+	}
 }
 
 type progressTokenKey struct{}
@@ -145,7 +173,7 @@ func newTool(name, title, desc string, args, result any, ann mcp.ToolAnnotation)
 
 // typed binds arguments into A and maps errors to isError results; a
 // handler returns its result, a text rendering and extra content.
-func typed[A any](fn func(ctx context.Context, sid string, args A) (*mcp.CallToolResult, error)) server.ToolHandlerFunc {
+func typed[A any](h *handlers, fn func(ctx context.Context, sid string, args A) (*mcp.CallToolResult, error)) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var args A
 		if err := bind(req, &args); err != nil {
@@ -154,7 +182,12 @@ func typed[A any](fn func(ctx context.Context, sid string, args A) (*mcp.CallToo
 		if m := req.Params.Meta; m != nil && m.ProgressToken != nil {
 			ctx = context.WithValue(ctx, progressTokenKey{}, m.ProgressToken)
 		}
-		res, err := fn(ctx, sessionID(ctx), args)
+		sid := sessionID(ctx)
+		if err := h.enter(sid); err != nil {
+			return errorResult(err), nil
+		}
+		defer h.leave(sid)
+		res, err := fn(ctx, sid, args)
 		if err != nil {
 			return errorResult(err), nil
 		}
