@@ -264,7 +264,11 @@ func (a *app) serveHTTP(ctx context.Context, addr string) error {
 	defer cancel()
 	// Refuse new requests and end GET streams, wait for in-flight tool
 	// calls, and only then end the sessions (their sandboxes go with them).
-	return httpguard.Shutdown(sctx, guard, srv, mcpHTTP, 10*time.Second)
+	err = httpguard.Shutdown(sctx, guard, srv, mcpHTTP, shutdownGrace)
+	if calls := a.calls.list(); len(calls) > 0 {
+		a.log.Error("tool calls did not end before shutdown; abandoning them", "calls", calls)
+	}
+	return err
 }
 
 // slogWriter forwards mcp-go's stdlib-log errors to slog.
