@@ -38,6 +38,7 @@ type RunCommandResult struct {
 	StdoutTruncated *Truncation `json:"stdout_truncated,omitempty" jsonschema_description:"Present when stdout was cut: the head and tail are kept."`
 	StderrTruncated *Truncation `json:"stderr_truncated,omitempty" jsonschema_description:"Present when stderr was cut: the head and tail are kept."`
 	NonUTF8Output   bool        `json:"non_utf8_output,omitempty" jsonschema_description:"True when the output had bytes that are not UTF-8, shown as U+FFFD. Page it with process_output (raw bytes come base64-encoded) or redirect to a file."`
+	BackgroundCut   bool        `json:"background_output_cut,omitempty" jsonschema_description:"True when children the command left running (cmd &) still held its output when it exited: what they print later is not in this result. Redirect their output to a file (cmd > log 2>&1 &) or use process_start."`
 }
 
 func (h *handlers) runCommand() server.ServerTool {
@@ -109,7 +110,7 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 		return nil, err
 	}
 	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
-		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total}
+		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total, BackgroundCut: res.OutputCut}
 	if res.ProcessID != "" {
 		out.ProcessID = processHandle(id, res.ProcessID)
 	}
@@ -154,6 +155,9 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
 	}
 	section("stdout", r.Stdout, r.StdoutTruncated)
 	section("stderr", r.Stderr, r.StderrTruncated)
+	if r.BackgroundCut {
+		b.WriteString("(children the command left running still held its output; what they print later is not shown: redirect it to a file, cmd > log 2>&1 &, or use process_start)\n")
+	}
 	if r.NonUTF8Output {
 		b.WriteString("(output had non-UTF-8 bytes, shown as U+FFFD")
 		if r.ProcessID != "" {

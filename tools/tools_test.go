@@ -310,3 +310,17 @@ func TestEditReplaceAllAndKeepsMode(t *testing.T) {
 		t.Fatalf("script after edit: %v", out)
 	}
 }
+
+// A command that leaves a child holding its output returns at once, and the
+// result says the child's later output is not in it.
+func TestBackgroundChildrenOutputCutIsSaid(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	res, m := call(t, c, "run_command", map[string]any{"command": "echo first; (sleep 3; echo late) &"})
+	if res.IsError || m["stdout"] != "first\n" || m["background_output_cut"] != true || !strings.Contains(text(res), "left running") {
+		t.Fatalf("got %v: %s", m, text(res))
+	}
+	res, m = call(t, c, "run_command", map[string]any{"command": "echo alone"})
+	if res.IsError || m["background_output_cut"] != nil || strings.Contains(text(res), "left running") {
+		t.Fatalf("nothing left running, nothing to say: %v: %s", m, text(res))
+	}
+}
