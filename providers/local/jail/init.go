@@ -1,0 +1,185 @@
+package jail
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// initArg is the hidden argument that makes the server binary a jail's PID 1.
+const initArg = "mcp-sandbox-jail-init"
+
+// Descriptors PID 1 inherits.
+const (
+	fdListener = 3 // the control socket, already listening
+	fdConfig   = 4 // initConfig as JSON, then EOF
+	fdReady    = 5 // PID 1 writes its readyReport here
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// IsInit says whether the process was started as a jail's PID 1. main calls
+// it first thing: if IsInit(os.Args) { os.Exit(jail.Main(os.Args)) }.
+func IsInit(args []string) bool { return len(args) == 2 && args[1] == initArg }
+
+// Main is a jail's PID 1: it builds the sandbox's file system, confines
+// itself, reports to the server, then starts commands on request until the
+// server ends it.
+func Main(args []string) int {
+	if !IsInit(args) {
+		fmt.Fprintln(os.Stderr, "jail: Main is only for a jail's PID 1")
+		return 2
+	}
+	// The memory and fds of PID 1 are no business of the sandbox.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	ready := os.NewFile(fdReady, "ready")
+	var cfg initConfig
+	cfgFile := os.NewFile(fdConfig, "config")
+	err := json.NewDecoder(cfgFile).Decode(&cfg)
+	cfgFile.Close()
+	if err != nil {
+		// The server is gone before configuring us: nothing to report to.
+		return 1
+	}
+	p, err := setUp(&cfg)
+	if err != nil {
+		json.NewEncoder(ready).Encode(readyReport{Error: err.Error()})
+		return 1
+	}
+	json.NewEncoder(ready).Encode(readyReport{Isolation: p.iso})
+	ready.Close()
+
+	ln, err := net.FileListener(os.NewFile(fdListener, "control"))
+	if err != nil {
+		return 1
+	}
+	p.serve(ln.(*net.UnixListener))
+	return 0
+}
+
+// pid1 is the state of a running PID 1.
+type pid1 struct {
+	cfg   initConfig
+	iso   Isolation
+	spawn chan spawnReq // to the one thread that starts commands
+	tmp   string        // TMPDIR for commands
+}
+
+// setUp turns the fresh process into the sandbox: namespaces' contents,
+// file system, limits, Landlock.
+func setUp(cfg *initConfig) (*pid1, error) {
+	p := &pid1{cfg: *cfg, spawn: make(chan spawnReq), tmp: "/tmp"}
+	p.iso = Isolation{Level: cfg.Level, Network: cfg.Network || cfg.Level != LevelNamespaces}
+	if cfg.Level == LevelNamespaces {
+		unix.Sethostname([]byte("sandbox"))
+		if !cfg.Network {
+			if err := loopbackUp(); err != nil {
+				return nil, fmt.Errorf("bringing loopback up: %w", err)
+			}
+		}
+		if err := buildRoot(cfg.Dir); err != nil {
+			return nil, err
+		}
+	} else {
+		// Without a mount namespace the sandbox sees its directory where it
+		// is, and a private temporary directory inside it.
+		p.tmp = cfg.Dir
+		// Orphans of commands come to PID 1 instead of the host's init,
+		// so that ending the jail can find them.
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
+	p.iso.Limits = setRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces && cfg.CmdUID == 0)
+
+	// One locked thread confines itself with Landlock and starts every
+	// command, so that all of them inherit its domain while the rest of
+	// PID 1 (which only talks to the server) stays free to reap.
+	errc := make(chan error, 1)
+	go p.spawner(errc)
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	if cfg.Level == LevelNone {
+		p.iso.Landlock = 0
+	}
+	return p, nil
+}
+
+// spawnReq asks the spawner thread to start a command.
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func (p *pid1) spawner(errc chan<- error) {
+	runtime.LockOSThread() // never unlocked: the thread dies with PID 1
+	if p.cfg.Level != LevelNone {
+		abi, err := confineThread(p.cfg.Level == LevelNamespaces, p.cfg.Dir)
+		if err != nil {
+			errc <- fmt.Errorf("landlock: %w", err)
+			return
+		}
+		p.iso.Landlock = abi
+		if abi == 0 && p.cfg.Level == LevelLandlock {
+			errc <- fmt.Errorf("landlock is not available on this kernel")
+			return
+		}
+	}
+	errc <- nil
+	for r := range p.spawn {
+		r.done <- r.cmd.Start()
+	}
+}
+
+// command builds the exec.Cmd for a request; the caller owns stdio.
+func (p *pid1) command(req request, stdio [3]*os.File) (*exec.Cmd, error) {
+	if len(req.Argv) == 0 {
+		return nil, fmt.Errorf("empty command")
+	}
+	cmd := exec.Command(req.Argv[0], req.Argv[1:]...)
+	if !strings.Contains(req.Argv[0], "/") {
+		cmd.Path = req.Argv[0] // looked up by the shell-less exec below
+		if lp, err := exec.LookPath(req.Argv[0]); err == nil {
+			cmd.Path = lp
+		}
+	}
+	home := Workspace
+	if p.cfg.Level != LevelNamespaces {
+		home = p.cfg.Dir
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = home
+	} else if !path.IsAbs(cwd) {
+		cwd = path.Join(home, cwd)
+	}
+	cmd.Dir = cwd
+	cmd.Env = append([]string{
+		"PATH=" + defaultPath, "HOME=" + home, "TMPDIR=" + p.tmp,
+		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TERM=dumb", "SHELL=/bin/sh",
+	}, req.Env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if p.cfg.Level == LevelNamespaces {
+		// Each command is the init of a pid namespace of its own: killing
+		// it kills everything it started, however it detached. Its own
+		// user namespace leaves it no privilege over the jail's mounts.
+		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWUSER
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: p.cfg.CmdUID, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: p.cfg.CmdUID, Size: 1}}
+		attr.GidMappingsEnableSetgroups = false
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+	} else if p.cfg.CmdUID != 0 {
+		// A root server without namespaces still never runs commands as root.
+		attr.Credential = &syscall.Credential{Uid: uint32(p.cfg.CmdUID), Gid: uint32(p.cfg.CmdUID), NoSetGroups: true}
+	}
+	cmd.SysProcAttr = attr
+	return cmd, nil
+}

@@ -1,0 +1,361 @@
+// Package jail makes a local sandbox a set of Linux namespaces with the
+// server binary itself as its PID 1, Landlock beneath, the network off by
+// default and per-sandbox limits. The server starts PID 1 once per sandbox
+// (Start) and asks it over a Unix socket to start each command (Run), so a
+// command pays no namespace set-up.
+//
+// Inside, the sandbox directory is the only writable place, seen at
+// /workspace; the host's system directories and the harmless parts of /etc
+// are read-only; /proc, /dev and /tmp are the sandbox's own.
+package jail
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Workspace is where the sandbox directory appears inside a jail.
+const Workspace = "/workspace"
+
+// Level is how much a jail isolates, strongest first.
+type Level string
+
+const (
+	// LevelNamespaces: own user, pid, mount, ipc, uts (and network)
+	// namespaces, Landlock beneath when the kernel has it.
+	LevelNamespaces Level = "namespaces"
+	// LevelLandlock: no namespaces (the machine forbids user namespaces);
+	// Landlock alone confines files, ptrace and signals.
+	LevelLandlock Level = "landlock"
+	// LevelNone: no isolation at all; only ever chosen explicitly.
+	LevelNone Level = "none"
+)
+
+func (l Level) rank() int {
+	switch l {
+	case LevelNamespaces:
+		return 2
+	case LevelLandlock:
+		return 1
+	}
+	return 0
+}
+
+// Limits bound a whole sandbox. Zero means no limit.
+type Limits struct {
+	Processes int   // tasks alive at once
+	Memory    int64 // bytes
+	CPU       float64
+}
+
+// Isolation says what a jail got, for the operator's log and the model.
+type Isolation struct {
+	Level    Level  `json:"level"`
+	Network  bool   `json:"network"`  // host networking on
+	Landlock int    `json:"landlock"` // ABI in force, 0 when none
+	Limits   string `json:"limits"`   // which limits hold and how, e.g. "processes 256 (cgroup v1 pids)"
+}
+
+// Options describe a jail to start.
+type Options struct {
+	// Dir is the host directory seen at /workspace. It must exist.
+	Dir string
+	// SocketDir holds the jail's control socket. It is created private
+	// (0700) if missing and must never be reachable from a sandbox: keep it
+	// outside Dir.
+	SocketDir string
+	// Network turns host networking on; off, the jail has loopback only.
+	Network bool
+	Limits  Limits
+	// Level caps the isolation tried (empty: the strongest the machine has).
+	// Start fails when the machine gives less than MinLevel.
+	Level, MinLevel Level
+}
+
+// SocketName is the control socket's name inside Options.SocketDir.
+const SocketName = "jail.sock"
+
+// Jail is one running sandbox: its PID 1 and the socket to reach it.
+type Jail struct {
+	socket string
+	pid    int // PID 1 as the server sees it
+	iso    Isolation
+	cfg    initConfig
+	cmd    *exec.Cmd // nil when attached
+	waited chan struct{}
+}
+
+// Isolation reports what the jail got.
+func (j *Jail) Isolation() Isolation { return j.iso }
+
+// Socket is the control socket's path, for Attach after a restart.
+func (j *Jail) Socket() string { return j.socket }
+
+// Pid is the jail's PID 1 as the host sees it.
+func (j *Jail) Pid() int { return j.pid }
+
+// Start starts a jail's PID 1 and waits until it is ready for commands.
+func Start(ctx context.Context, opts Options) (*Jail, Isolation, error) {
+	hardenServer()
+	if opts.Dir == "" || opts.SocketDir == "" {
+		return nil, Isolation{}, errors.New("jail: Options.Dir and Options.SocketDir are required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, Isolation{}, fmt.Errorf("jail: sandbox directory: %w", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, Isolation{}, fmt.Errorf("jail: sandbox directory %s must be an existing directory", dir)
+	}
+	level := opts.Level
+	if level == "" {
+		level = LevelNamespaces
+	}
+	if level == LevelNamespaces && !userNamespacesWork() {
+		level = LevelLandlock
+	}
+	if level == LevelLandlock && landlockABI() == 0 {
+		level = LevelNone
+	}
+	if level.rank() < opts.MinLevel.rank() {
+		return nil, Isolation{}, fmt.Errorf("jail: this machine gives isolation %q, less than the %q asked for: allow user namespaces (sysctl user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns=0) or use the docker provider", level, opts.MinLevel)
+	}
+	if err := os.MkdirAll(opts.SocketDir, 0o700); err != nil {
+		return nil, Isolation{}, fmt.Errorf("jail: socket directory: %w", err)
+	}
+	sock := filepath.Join(opts.SocketDir, SocketName)
+	if len(sock) >= len(unix.RawSockaddrUnix{}.Path) {
+		return nil, Isolation{}, fmt.Errorf("jail: socket path %s is longer than Unix sockets allow (%d bytes): use a shorter state directory", sock, len(unix.RawSockaddrUnix{}.Path)-1)
+	}
+	os.Remove(sock) // a stale socket from a PID 1 that is gone
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	if err != nil {
+		return nil, Isolation{}, fmt.Errorf("jail: control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	lnFile, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return nil, Isolation{}, fmt.Errorf("jail: control socket: %w", err)
+	}
+	defer lnFile.Close()
+
+	j := &Jail{socket: sock, waited: make(chan struct{})}
+	j.cfg = initConfig{Dir: dir, Network: opts.Network, Limits: opts.Limits, Level: level}
+	ok := false
+	defer func() {
+		if !ok {
+			j.Close()
+		}
+	}()
+	if err := j.start(ctx, lnFile); err != nil {
+		return nil, Isolation{}, err
+	}
+	ok = true
+	return j, j.iso, nil
+}
+
+// start runs PID 1, moves it into its cgroups, hands it its configuration
+// and waits for its report.
+func (j *Jail) start(ctx context.Context, lnFile *os.File) error {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	defer readyW.Close()
+
+	extra := []*os.File{lnFile, cfgR, readyW}
+	attr := &syscall.SysProcAttr{Setsid: true}
+	root := os.Geteuid() == 0
+	if root {
+		// The sandbox's root is an unprivileged uid of its own on the host.
+		lock, uid, err := allocateUID()
+		if err != nil {
+			return err
+		}
+		defer lock.Close() // PID 1 holds its own copy while it lives
+		extra = append(extra, lock)
+		j.cfg.HostUID, j.cfg.CmdUID = uid, uid
+		if err := chownTree(j.cfg.Dir, uid); err != nil {
+			return fmt.Errorf("jail: giving %s to the sandbox's uid %d: %w", j.cfg.Dir, uid, err)
+		}
+	}
+	if j.cfg.Level == LevelNamespaces {
+		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+		if !j.cfg.Network {
+			attr.Cloneflags |= syscall.CLONE_NEWNET
+		}
+		// Root keeps PID 1 in the host's user namespace to build the root
+		// file system (it can reach the sandbox directory wherever it is);
+		// commands get a user namespace of their own either way.
+		if !root {
+			attr.Cloneflags |= syscall.CLONE_NEWUSER
+			attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+			attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+			attr.GidMappingsEnableSetgroups = false
+			j.cfg.HostUID = os.Geteuid()
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("jail: finding the server binary: %w", err)
+	}
+	cmd := exec.Command(exe, initArg)
+	cmd.Env = []string{"PATH=" + defaultPath} // never the server's environment
+	cmd.Dir = "/"
+	cmd.ExtraFiles = extra
+	cmd.SysProcAttr = attr
+	if attr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
+		whileDumpable(func() { err = cmd.Start() })
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
+		if j.cfg.Level == LevelNamespaces {
+			return fmt.Errorf("jail: creating the sandbox's namespaces: %w (use the docker provider, or a lower isolation level)", err)
+		}
+		return fmt.Errorf("jail: starting the sandbox: %w", err)
+	}
+	j.cmd, j.pid = cmd, cmd.Process.Pid
+	go func() { cmd.Wait(); close(j.waited) }()
+	cfgR.Close()
+	readyW.Close()
+
+	cg, limits := applyLimits(j.pid, j.cfg.Limits, root)
+	j.cfg.Cgroups = cg
+	j.cfg.LimitsReport = limits
+	if err := json.NewEncoder(cfgW).Encode(j.cfg); err != nil {
+		return fmt.Errorf("jail: configuring PID 1: %w", err)
+	}
+	cfgW.Close()
+
+	type result struct {
+		r   readyReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r readyReport
+		err := json.NewDecoder(readyR).Decode(&r)
+		done <- result{r, err}
+	}()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("jail: waiting for PID 1: %w", ctx.Err())
+	case res := <-done:
+		if res.err != nil {
+			return fmt.Errorf("jail: PID 1 ended before it was ready (%v)", res.err)
+		}
+		if res.r.Error != "" {
+			return fmt.Errorf("jail: setting the sandbox up: %s", res.r.Error)
+		}
+		j.iso = res.r.Isolation
+	}
+	return nil
+}
+
+// Attach reaches a live jail through its control socket, for a server that
+// restarted while its sandboxes kept running.
+func Attach(socket string) (*Jail, error) {
+	conn, err := dial(socket)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var r reply
+	if err := roundTrip(conn, request{Op: opInfo}, &r); err != nil {
+		return nil, fmt.Errorf("jail: attaching to %s: %w", socket, err)
+	}
+	if r.Info == nil {
+		return nil, fmt.Errorf("jail: attaching to %s: PID 1 sent no description", socket)
+	}
+	cred, err := peerCred(conn)
+	if err != nil {
+		return nil, fmt.Errorf("jail: attaching to %s: %w", socket, err)
+	}
+	return &Jail{socket: socket, pid: int(cred.Pid), iso: r.Info.Isolation, cfg: r.Info.Config}, nil
+}
+
+// Close ends PID 1, which ends every process in the jail however it
+// detached, then removes the jail's cgroups and socket.
+func (j *Jail) Close() error {
+	if j.cmd != nil {
+		if j.cmd.Process != nil {
+			j.cmd.Process.Kill()
+			select {
+			case <-j.waited:
+			case <-time.After(10 * time.Second):
+				return fmt.Errorf("jail: PID 1 (%d) did not end after SIGKILL", j.pid)
+			}
+		}
+	} else if j.pid > 0 {
+		if err := j.killAttached(); err != nil {
+			return err
+		}
+	}
+	os.Remove(j.socket)
+	return removeCgroups(j.cfg.Cgroups)
+}
+
+// killAttached ends a PID 1 this server did not start: it asks PID 1 to
+// stop (the socket proves it is our jail, not a reused pid) and waits.
+func (j *Jail) killAttached() error {
+	conn, err := dial(j.socket)
+	if err != nil {
+		return nil // gone already
+	}
+	pidfd, perr := unix.PidfdOpen(j.pid, 0)
+	conn.WriteMsgUnix(mustJSON(request{Op: opShutdown}), nil, nil)
+	conn.Close()
+	if perr != nil {
+		return nil
+	}
+	defer unix.Close(pidfd)
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	if n, _ := unix.Poll(fds, 10000); n != 1 {
+		return fmt.Errorf("jail: PID 1 (%d) did not stop when asked", j.pid)
+	}
+	return nil
+}
+
+var dumpableMu sync.Mutex
+
+// whileDumpable runs f with the server dumpable again. An unprivileged
+// server writes a new user namespace's uid_map under /proc/<child>, which
+// the child (still a copy of the server until it execs) owns only when
+// dumpable. The sandboxes cannot use the window: their Landlock domain
+// forbids ptrace of anything outside it.
+func whileDumpable(f func()) {
+	dumpableMu.Lock()
+	defer dumpableMu.Unlock()
+	was, _ := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	if was == 0 && os.Geteuid() != 0 {
+		unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+		defer unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	}
+	f()
+}
+
+// hardenServer makes the server non-dumpable so that no process of the
+// same uid, sandboxed or not, reads its memory, environment or fds.
+func hardenServer() {
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+}
