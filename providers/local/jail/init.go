@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -71,6 +70,7 @@ type pid1 struct {
 	iso   Isolation
 	spawn chan spawnReq // to the one thread that starts commands
 	tmp   string        // TMPDIR for commands
+	rl    commandRlimits
 }
 
 // setUp turns the fresh process into the sandbox: namespaces' contents,
@@ -96,7 +96,7 @@ func setUp(cfg *initConfig) (*pid1, error) {
 		// so that ending the jail can find them.
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
-	p.iso.Limits = setRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces && cfg.CmdUID == 0)
+	p.rl, p.iso.Limits = planRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces && cfg.CmdUID == 0)
 
 	// One locked thread confines itself with Landlock and starts every
 	// command, so that all of them inherit its domain while the rest of
@@ -134,8 +134,30 @@ func (p *pid1) spawner(errc chan<- error) {
 	}
 	errc <- nil
 	for r := range p.spawn {
-		r.done <- r.cmd.Start()
+		r.done <- p.start(r.cmd)
 	}
+}
+
+// start starts a command, under RLIMIT_NPROC when a cgroup does not bound
+// the sandbox's processes. PID 1 itself keeps no such limit: a sandbox at
+// its limit must not stop PID 1 from making the threads it needs.
+func (p *pid1) start(cmd *exec.Cmd) error {
+	if p.rl.nproc == 0 {
+		return cmd.Start()
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &old); err != nil {
+		return err
+	}
+	// Only the soft limit: PID 1 could not raise a hard one back. The
+	// command's user namespace records the soft limit for the sandbox's
+	// level, where raising its own does not help it.
+	lim := unix.Rlimit{Cur: p.rl.nproc, Max: old.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_NPROC, &lim); err != nil {
+		return fmt.Errorf("limiting processes: %w", err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NPROC, &old)
+	return cmd.Start()
 }
 
 // command builds the exec.Cmd for a request; the caller owns stdio.
@@ -143,13 +165,13 @@ func (p *pid1) command(req request, stdio [3]*os.File) (*exec.Cmd, error) {
 	if len(req.Argv) == 0 {
 		return nil, fmt.Errorf("empty command")
 	}
-	cmd := exec.Command(req.Argv[0], req.Argv[1:]...)
-	if !strings.Contains(req.Argv[0], "/") {
-		cmd.Path = req.Argv[0] // looked up by the shell-less exec below
-		if lp, err := exec.LookPath(req.Argv[0]); err == nil {
-			cmd.Path = lp
-		}
+	argv := req.Argv
+	if p.rl.vmemKiB > 0 {
+		// The shell lowers its own limit before the command runs: nothing
+		// the command does comes first.
+		argv = append([]string{"/bin/sh", "-c", fmt.Sprintf(`ulimit -v %d && exec "$@"`, p.rl.vmemKiB), "sh"}, argv...)
 	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	home := Workspace
 	if p.cfg.Level != LevelNamespaces {
 		home = p.cfg.Dir

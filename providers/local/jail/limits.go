@@ -137,32 +137,43 @@ func removeCgroups(paths []string) error {
 	return errors.Join(errs...)
 }
 
-// setRlimits bounds what a cgroup did not, from inside PID 1, and returns
-// the full report of which limits hold and how. RLIMIT_NPROC counts per
-// user namespace and uid, so it bounds the whole sandbox only where the
-// sandbox's root is a user namespace of its own (perSandboxNproc).
-func setRlimits(l Limits, cgroupReport string, perSandboxNproc bool) string {
+// commandRlimits are the limits PID 1 gives each command where no cgroup
+// holds them.
+type commandRlimits struct {
+	nproc   uint64 // RLIMIT_NPROC while a command is created; 0: none
+	vmemKiB uint64 // RLIMIT_AS per process, set by the command's shell; 0: none
+}
+
+// planRlimits decides which limits fall to rlimits and reports, with the
+// cgroup report, which limits hold and how. RLIMIT_NPROC counts tasks per
+// user namespace and uid up the namespace tree, checked at each level
+// against the limit its creator had: a command created (in a user
+// namespace of its own) while PID 1 has RLIMIT_NPROC=n leaves the whole
+// sandbox n tasks, when PID 1 is the sandbox's own user namespace's root
+// (perSandboxNproc). Under a root server that level is the host's root.
+func planRlimits(l Limits, cgroupReport string, perSandboxNproc bool) (commandRlimits, string) {
+	var rl commandRlimits
 	held := []string{}
 	if cgroupReport != "" {
 		held = append(held, cgroupReport)
 	}
 	if l.Processes > 0 && !strings.Contains(cgroupReport, "processes") {
-		if perSandboxNproc && unix.Setrlimit(unix.RLIMIT_NPROC, &unix.Rlimit{Cur: uint64(l.Processes), Max: uint64(l.Processes)}) == nil {
+		if perSandboxNproc {
+			rl.nproc = uint64(l.Processes)
 			held = append(held, fmt.Sprintf("processes %d (rlimit per sandbox)", l.Processes))
 		} else {
-			held = append(held, "processes unbounded (no cgroup, no user namespace)")
+			held = append(held, "processes unbounded (no cgroup)")
 		}
 	}
 	if l.Memory > 0 && !strings.Contains(cgroupReport, "memory") {
-		if unix.Setrlimit(unix.RLIMIT_AS, &unix.Rlimit{Cur: uint64(l.Memory), Max: uint64(l.Memory)}) == nil {
-			held = append(held, fmt.Sprintf("memory %d bytes per process (rlimit, not per sandbox)", l.Memory))
-		}
+		rl.vmemKiB = uint64(l.Memory) / 1024
+		held = append(held, fmt.Sprintf("memory %d bytes per process (rlimit, not per sandbox)", l.Memory))
 	}
 	if l.CPU > 0 && !strings.Contains(cgroupReport, "cpu") {
 		held = append(held, "cpu unbounded (no cgroup)")
 	}
 	if len(held) == 0 {
-		return "none asked"
+		return rl, "none asked"
 	}
-	return strings.Join(held, ", ")
+	return rl, strings.Join(held, ", ")
 }
