@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -71,12 +72,15 @@ type pid1 struct {
 	spawn chan spawnReq // to the one thread that starts commands
 	tmp   string        // TMPDIR for commands
 	rl    commandRlimits
+
+	mu     sync.Mutex
+	waited map[int]bool // commands whose exit a request waits for
 }
 
 // setUp turns the fresh process into the sandbox: namespaces' contents,
 // file system, limits, Landlock.
 func setUp(cfg *initConfig) (*pid1, error) {
-	p := &pid1{cfg: *cfg, spawn: make(chan spawnReq), tmp: "/tmp"}
+	p := &pid1{cfg: *cfg, spawn: make(chan spawnReq), tmp: "/tmp", waited: map[int]bool{}}
 	p.iso = Isolation{Level: cfg.Level, Network: cfg.Network || cfg.Level != LevelNamespaces}
 	if cfg.Level == LevelNamespaces {
 		unix.Sethostname([]byte("sandbox"))
@@ -95,6 +99,7 @@ func setUp(cfg *initConfig) (*pid1, error) {
 		// Orphans of commands come to PID 1 instead of the host's init,
 		// so that ending the jail can find them.
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+		go p.reapOrphans()
 	}
 	p.rl, p.iso.Limits = planRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces && cfg.CmdUID == 0)
 

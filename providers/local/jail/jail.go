@@ -194,6 +194,12 @@ func (j *Jail) start(ctx context.Context, lnFile *os.File) error {
 		defer lock.Close() // PID 1 holds its own copy while it lives
 		extra = append(extra, lock)
 		j.cfg.HostUID, j.cfg.CmdUID = uid, uid
+		if j.cfg.Level != LevelNamespaces {
+			// Commands see the host's tree: they must be able to reach it.
+			if err := reachable(j.cfg.Dir); err != nil {
+				return err
+			}
+		}
 		if err := chownTree(j.cfg.Dir, uid); err != nil {
 			return fmt.Errorf("jail: giving %s to the sandbox's uid %d: %w", j.cfg.Dir, uid, err)
 		}
@@ -280,23 +286,57 @@ func Attach(socket string) (*Jail, error) {
 		return nil, err
 	}
 	defer conn.Close()
-	var r reply
-	if err := roundTrip(conn, request{Op: opInfo}, &r); err != nil {
-		return nil, fmt.Errorf("jail: attaching to %s: %w", socket, err)
-	}
-	if r.Info == nil {
-		return nil, fmt.Errorf("jail: attaching to %s: PID 1 sent no description", socket)
-	}
-	cred, err := peerCred(conn)
+	pid, info, err := describe(conn)
 	if err != nil {
 		return nil, fmt.Errorf("jail: attaching to %s: %w", socket, err)
 	}
-	return &Jail{socket: socket, pid: int(cred.Pid), iso: r.Info.Isolation, cfg: r.Info.Config}, nil
+	return &Jail{socket: socket, pid: pid, iso: info.Isolation, cfg: info.Config}, nil
+}
+
+// describe asks PID 1 for its description and learns its host pid from the
+// credentials the kernel vouches for.
+func describe(conn *net.UnixConn) (int, *infoBody, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return 0, nil, err
+	}
+	raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, _, err := conn.WriteMsgUnix(mustJSON(request{Op: opInfo}), nil, nil); err != nil {
+		return 0, nil, err
+	}
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return 0, nil, err
+	}
+	var r reply
+	if err := json.Unmarshal(buf[:n], &r); err != nil || r.Info == nil {
+		return 0, nil, fmt.Errorf("PID 1 sent no description (%v)", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return 0, nil, errors.New("PID 1 sent no credentials")
+	}
+	cred, err := unix.ParseUnixCredentials(&msgs[0])
+	if err != nil {
+		return 0, nil, err
+	}
+	return int(cred.Pid), r.Info, nil
 }
 
 // Close ends PID 1, which ends every process in the jail however it
 // detached, then removes the jail's cgroups and socket.
 func (j *Jail) Close() error {
+	if j.iso.Level != LevelNamespaces && j.pid > 0 {
+		// Without a pid namespace only PID 1 knows every descendant.
+		if err := j.shutdown(); err != nil {
+			return err
+		}
+	}
 	if j.cmd != nil {
 		if j.cmd.Process != nil {
 			j.cmd.Process.Kill()
@@ -307,7 +347,7 @@ func (j *Jail) Close() error {
 			}
 		}
 	} else if j.pid > 0 {
-		if err := j.killAttached(); err != nil {
+		if err := j.shutdown(); err != nil {
 			return err
 		}
 	}
@@ -315,9 +355,9 @@ func (j *Jail) Close() error {
 	return removeCgroups(j.cfg.Cgroups)
 }
 
-// killAttached ends a PID 1 this server did not start: it asks PID 1 to
-// stop (the socket proves it is our jail, not a reused pid) and waits.
-func (j *Jail) killAttached() error {
+// shutdown asks PID 1 to end the jail (the socket proves it is our jail,
+// not a reused pid) and waits until it has.
+func (j *Jail) shutdown() error {
 	conn, err := dial(j.socket)
 	if err != nil {
 		return nil // gone already
@@ -334,6 +374,22 @@ func (j *Jail) killAttached() error {
 		return fmt.Errorf("jail: PID 1 (%d) did not stop when asked", j.pid)
 	}
 	return nil
+}
+
+// reachable checks that an unprivileged uid can reach dir on the host.
+func reachable(dir string) error {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("jail: without user namespaces the sandbox's uid must reach %s, but %s is not searchable by others: chmod o+x %s, or allow user namespaces", dir, d, d)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }
 
 var dumpableMu sync.Mutex

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-
-	"golang.org/x/sys/unix"
 )
 
 // The control protocol: one SOCK_SEQPACKET connection per request, one JSON
@@ -110,15 +108,4 @@ func roundTrip(conn *net.UnixConn, req request, r *reply) error {
 		return err
 	}
 	return readReply(conn, r)
-}
-
-func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	return cred, cerr
 }

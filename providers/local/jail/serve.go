@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,7 +50,10 @@ func (p *pid1) handle(conn *net.UnixConn) {
 	}
 	switch req.Op {
 	case opInfo:
-		send(conn, reply{Info: &infoBody{Isolation: p.iso, Config: p.cfg}})
+		// With our credentials attached the kernel tells the server our
+		// pid as it sees it (we are 1 only in our own namespace).
+		cred := unix.UnixCredentials(&unix.Ucred{Pid: int32(os.Getpid()), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())})
+		conn.WriteMsgUnix(mustJSON(reply{Info: &infoBody{Isolation: p.iso, Config: p.cfg}}), cred, nil)
 	case opShutdown:
 		p.shutdown()
 	case opRun:
@@ -97,7 +101,9 @@ func (p *pid1) run(conn *net.UnixConn, req request, files []*os.File) {
 		conn.ReadMsgUnix(b, nil)
 		p.kill(cmd.Process.Pid)
 	}()
+	p.track(cmd.Process.Pid, true)
 	err = cmd.Wait()
+	p.track(cmd.Process.Pid, false)
 	code := 0
 	if err != nil {
 		code = exitCode(cmd.ProcessState)
@@ -143,6 +149,36 @@ func (p *pid1) shutdown() {
 		}
 	}
 	os.Exit(0)
+}
+
+// track records the commands PID 1 waits for itself, so that the orphan
+// reaper leaves them to their waiters.
+func (p *pid1) track(pid int, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		p.waited[pid] = true
+	} else {
+		delete(p.waited, pid)
+	}
+}
+
+// reapOrphans collects the exit of every orphan that came to PID 1 as the
+// subreaper (there are none where each command is a pid namespace's init).
+func (p *pid1) reapOrphans() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGCHLD)
+	for range sig {
+		for _, pid := range children() {
+			p.mu.Lock()
+			mine := p.waited[pid]
+			p.mu.Unlock()
+			if !mine {
+				var ws syscall.WaitStatus
+				syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			}
+		}
+	}
 }
 
 // children lists PID 1's children from every thread's children file.
