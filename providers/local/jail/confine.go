@@ -63,11 +63,6 @@ func confineThread(inNamespaces bool, dir string) (int, error) {
 		landlock.RWFiles(devs...).WithIoctlDev().IgnoreIfMissing(),
 		landlock.PathAccess(ll.AccessFSReadDir, "/", "/dev"),
 	}
-	if inNamespaces {
-		// The spawner writes each command's uid_map under /proc; the jail's
-		// /proc holds nothing of the host.
-		rules = append(rules, landlock.PathAccess(ll.AccessFSWriteFile, "/proc"))
-	}
 	if len(roFiles) > 0 {
 		rules = append(rules, landlock.ROFiles(roFiles...).IgnoreIfMissing())
 	}
@@ -84,6 +79,26 @@ func confineThread(inNamespaces bool, dir string) (int, error) {
 		return 0, err
 	}
 	return abi, nil
+}
+
+// droppedCapabilities are what root inside a jail never needs and could
+// only use against the jail itself (its mounts, PID 1's memory).
+var droppedCapabilities = []uintptr{
+	unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE, unix.CAP_SYS_MODULE, unix.CAP_SYS_RAWIO,
+	unix.CAP_SYS_BOOT, unix.CAP_SYS_TIME, unix.CAP_MKNOD, unix.CAP_SYSLOG,
+	unix.CAP_MAC_ADMIN, unix.CAP_MAC_OVERRIDE, unix.CAP_BPF, unix.CAP_PERFMON,
+	unix.CAP_CHECKPOINT_RESTORE, unix.CAP_SETPCAP,
+}
+
+// dropCapabilities removes them from the calling thread's bounding set, so
+// that no command started from it ever has them.
+func dropCapabilities() error {
+	for _, c := range droppedCapabilities {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("dropping capability %d: %w", c, err)
+		}
+	}
+	return nil
 }
 
 // userNamespacesWork says whether this process may create a user

@@ -22,6 +22,8 @@ const (
 	fdListener = 3 // the control socket, already listening
 	fdConfig   = 4 // initConfig as JSON, then EOF
 	fdReady    = 5 // PID 1 writes its readyReport here
+	fdExe      = 6 // the server binary, which PID 1 was started from
+	fdTree     = 7 // under a root server: a detached copy of the directory's mount
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,6 +42,7 @@ func Main(args []string) int {
 	}
 	// The memory and fds of PID 1 are no business of the sandbox.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	unix.Close(fdExe)
 	ready := os.NewFile(fdReady, "ready")
 	var cfg initConfig
 	cfgFile := os.NewFile(fdConfig, "config")
@@ -89,7 +92,11 @@ func setUp(cfg *initConfig) (*pid1, error) {
 				return nil, fmt.Errorf("bringing loopback up: %w", err)
 			}
 		}
-		if err := buildRoot(cfg.Dir); err != nil {
+		tree := -1
+		if cfg.Tree {
+			tree = fdTree
+		}
+		if err := buildRoot(cfg.Dir, tree); err != nil {
 			return nil, err
 		}
 	} else {
@@ -101,7 +108,7 @@ func setUp(cfg *initConfig) (*pid1, error) {
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 		go p.reapOrphans()
 	}
-	p.rl, p.iso.Limits = planRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces && cfg.CmdUID == 0)
+	p.rl, p.iso.Limits = planRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces)
 
 	// One locked thread confines itself with Landlock and starts every
 	// command, so that all of them inherit its domain while the rest of
@@ -137,32 +144,16 @@ func (p *pid1) spawner(errc chan<- error) {
 			return
 		}
 	}
+	if p.cfg.Level == LevelNamespaces {
+		if err := dropCapabilities(); err != nil {
+			errc <- err
+			return
+		}
+	}
 	errc <- nil
 	for r := range p.spawn {
-		r.done <- p.start(r.cmd)
+		r.done <- r.cmd.Start()
 	}
-}
-
-// start starts a command, under RLIMIT_NPROC when a cgroup does not bound
-// the sandbox's processes. PID 1 itself keeps no such limit: a sandbox at
-// its limit must not stop PID 1 from making the threads it needs.
-func (p *pid1) start(cmd *exec.Cmd) error {
-	if p.rl.nproc == 0 {
-		return cmd.Start()
-	}
-	var old unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &old); err != nil {
-		return err
-	}
-	// Only the soft limit: PID 1 could not raise a hard one back. The
-	// command's user namespace records the soft limit for the sandbox's
-	// level, where raising its own does not help it.
-	lim := unix.Rlimit{Cur: p.rl.nproc, Max: old.Max}
-	if err := unix.Setrlimit(unix.RLIMIT_NPROC, &lim); err != nil {
-		return fmt.Errorf("limiting processes: %w", err)
-	}
-	defer unix.Setrlimit(unix.RLIMIT_NPROC, &old)
-	return cmd.Start()
 }
 
 // command builds the exec.Cmd for a request; the caller owns stdio.
@@ -171,10 +162,8 @@ func (p *pid1) command(req request, stdio [3]*os.File) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("empty command")
 	}
 	argv := req.Argv
-	if p.rl.vmemKiB > 0 {
-		// The shell lowers its own limit before the command runs: nothing
-		// the command does comes first.
-		argv = append([]string{"/bin/sh", "-c", fmt.Sprintf(`ulimit -v %d && exec "$@"`, p.rl.vmemKiB), "sh"}, argv...)
+	if script := p.rl.script(); script != "" {
+		argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "sh"}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	home := Workspace
@@ -196,13 +185,8 @@ func (p *pid1) command(req request, stdio [3]*os.File) (*exec.Cmd, error) {
 	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if p.cfg.Level == LevelNamespaces {
 		// Each command is the init of a pid namespace of its own: killing
-		// it kills everything it started, however it detached. Its own
-		// user namespace leaves it no privilege over the jail's mounts.
-		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: p.cfg.CmdUID, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: p.cfg.CmdUID, Size: 1}}
-		attr.GidMappingsEnableSetgroups = false
-		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		// it kills everything it started, however it detached.
+		attr.Cloneflags = syscall.CLONE_NEWPID
 	} else if p.cfg.CmdUID != 0 {
 		// A root server without namespaces still never runs commands as root.
 		attr.Credential = &syscall.Credential{Uid: uint32(p.cfg.CmdUID), Gid: uint32(p.cfg.CmdUID), NoSetGroups: true}

@@ -182,9 +182,23 @@ func (j *Jail) start(ctx context.Context, lnFile *os.File) error {
 	defer readyR.Close()
 	defer readyW.Close()
 
-	extra := []*os.File{lnFile, cfgR, readyW}
+	// PID 1 starts from a descriptor of the server binary: a root server's
+	// binary may sit where the sandbox's unprivileged uid cannot reach.
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("jail: finding the server binary: %w", err)
+	}
+	exeFile, err := os.Open(exe)
+	if err != nil {
+		return fmt.Errorf("jail: opening the server binary: %w", err)
+	}
+	defer exeFile.Close()
+	// Descriptors fdListener, fdConfig, fdReady and fdExe; a root server
+	// adds the sandbox directory's mount (fdTree) and its uid lock.
+	extra := []*os.File{lnFile, cfgR, readyW, exeFile}
 	attr := &syscall.SysProcAttr{Setsid: true}
 	root := os.Geteuid() == 0
+	hostUID, hostGID := os.Geteuid(), os.Getegid()
 	if root {
 		// The sandbox's root is an unprivileged uid of its own on the host.
 		lock, uid, err := allocateUID()
@@ -192,39 +206,46 @@ func (j *Jail) start(ctx context.Context, lnFile *os.File) error {
 			return err
 		}
 		defer lock.Close() // PID 1 holds its own copy while it lives
-		extra = append(extra, lock)
-		j.cfg.HostUID, j.cfg.CmdUID = uid, uid
+		hostUID, hostGID = uid, uid
 		if j.cfg.Level != LevelNamespaces {
 			// Commands see the host's tree: they must be able to reach it.
 			if err := reachable(j.cfg.Dir); err != nil {
 				return err
 			}
+			j.cfg.CmdUID = uid
 		}
 		if err := chownTree(j.cfg.Dir, uid); err != nil {
 			return fmt.Errorf("jail: giving %s to the sandbox's uid %d: %w", j.cfg.Dir, uid, err)
 		}
+		var tree *os.File // nil: closed in PID 1
+		if j.cfg.Level == LevelNamespaces {
+			// PID 1, unprivileged on the host, may not reach the directory
+			// by its path: it gets a copy of its mount instead.
+			fd, err := unix.OpenTree(unix.AT_FDCWD, j.cfg.Dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+			if err != nil {
+				return fmt.Errorf("jail: taking the mount of %s: %w (a kernel from 5.2 on is needed)", j.cfg.Dir, err)
+			}
+			tree = os.NewFile(uintptr(fd), "tree")
+			defer tree.Close()
+			j.cfg.Tree = true
+		}
+		extra = append(extra, tree, lock)
 	}
+	j.cfg.HostUID = hostUID
 	if j.cfg.Level == LevelNamespaces {
-		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+		// PID 1 is root in a user namespace of its own, an unprivileged uid
+		// on the host; the other namespaces belong to that one.
+		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 		if !j.cfg.Network {
 			attr.Cloneflags |= syscall.CLONE_NEWNET
 		}
-		// Root keeps PID 1 in the host's user namespace to build the root
-		// file system (it can reach the sandbox directory wherever it is);
-		// commands get a user namespace of their own either way.
-		if !root {
-			attr.Cloneflags |= syscall.CLONE_NEWUSER
-			attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
-			attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
-			attr.GidMappingsEnableSetgroups = false
-			j.cfg.HostUID = os.Geteuid()
-		}
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("jail: finding the server binary: %w", err)
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostUID, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostGID, Size: 1}}
+		attr.GidMappingsEnableSetgroups = false
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
 	cmd := exec.Command(exe, initArg)
+	cmd.Path = fmt.Sprintf("/proc/self/fd/%d", fdExe)
 	cmd.Env = []string{"PATH=" + defaultPath} // never the server's environment
 	cmd.Dir = "/"
 	cmd.ExtraFiles = extra

@@ -138,19 +138,31 @@ func removeCgroups(paths []string) error {
 }
 
 // commandRlimits are the limits PID 1 gives each command where no cgroup
-// holds them.
+// holds them; the command's shell sets them before the command runs, hard
+// and soft, so nothing the command does comes first or lifts them.
 type commandRlimits struct {
-	nproc   uint64 // RLIMIT_NPROC while a command is created; 0: none
-	vmemKiB uint64 // RLIMIT_AS per process, set by the command's shell; 0: none
+	nproc   uint64 // RLIMIT_NPROC; 0: none
+	vmemKiB uint64 // RLIMIT_AS, per process; 0: none
+}
+
+// script is the shell prelude that sets the limits ("" when none): dash
+// calls the process limit -p, bash -u.
+func (rl commandRlimits) script() string {
+	s := ""
+	if rl.nproc > 0 {
+		s += fmt.Sprintf("{ ulimit -u %[1]d 2>/dev/null || ulimit -p %[1]d; } && ", rl.nproc)
+	}
+	if rl.vmemKiB > 0 {
+		s += fmt.Sprintf("ulimit -v %d && ", rl.vmemKiB)
+	}
+	return s
 }
 
 // planRlimits decides which limits fall to rlimits and reports, with the
-// cgroup report, which limits hold and how. RLIMIT_NPROC counts tasks per
-// user namespace and uid up the namespace tree, checked at each level
-// against the limit its creator had: a command created (in a user
-// namespace of its own) while PID 1 has RLIMIT_NPROC=n leaves the whole
-// sandbox n tasks, when PID 1 is the sandbox's own user namespace's root
-// (perSandboxNproc). Under a root server that level is the host's root.
+// cgroup report, which limits hold and how. RLIMIT_NPROC counts the tasks
+// of a uid in a user namespace: where the jail is a user namespace of its
+// own (perSandboxNproc), that is the whole sandbox, PID 1 included, while
+// PID 1 itself keeps no limit and so always has the threads it needs.
 func planRlimits(l Limits, cgroupReport string, perSandboxNproc bool) (commandRlimits, string) {
 	var rl commandRlimits
 	held := []string{}

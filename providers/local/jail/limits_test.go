@@ -39,8 +39,8 @@ func TestLimitsBoundASandbox(t *testing.T) {
 		if err := exec.Command("true").Run(); err != nil {
 			t.Errorf("the host cannot fork after the bomb: %v", err)
 		}
-		if code, out, _ := sh(t, bystander, "echo ok"); code != 0 || out != "ok\n" {
-			t.Errorf("another sandbox after the bomb: %d %q", code, out)
+		if code, out, e := sh(t, bystander, "echo ok"); code != 0 || out != "ok\n" {
+			t.Errorf("another sandbox after the bomb: %d %q %s (%+v, %+v)", code, out, e, bystander.cfg, j.cfg)
 		}
 	})
 	t.Run("memory bomb", func(t *testing.T) {

@@ -53,11 +53,11 @@ type initConfig struct {
 	Network bool   `json:"network"`
 	Limits  Limits `json:"limits"`
 	Level   Level  `json:"level"`
-	// HostUID is the host uid the sandbox's root is; CmdUID the uid PID 1
-	// maps a command's root to (the same as root, 0 in PID 1's own user
-	// namespace otherwise).
+	// HostUID is the host uid the sandbox's root is. CmdUID, when set, is
+	// the uid commands run as where there is no user namespace.
 	HostUID      int      `json:"host_uid"`
-	CmdUID       int      `json:"cmd_uid"`
+	CmdUID       int      `json:"cmd_uid,omitempty"`
+	Tree         bool     `json:"tree,omitempty"` // the directory's mount is at fdTree`
 	Cgroups      []string `json:"cgroups,omitempty"`
 	LimitsReport string   `json:"limits_report"`
 }

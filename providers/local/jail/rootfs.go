@@ -28,16 +28,20 @@ var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
 // buildRoot makes a tmpfs the process's root, with the sandbox directory
 // at /workspace, and drops every other view of the host.
-func buildRoot(dir string) error {
+func buildRoot(dir string, tree int) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
-	// Opened before /tmp is covered: the directory may live under it.
-	dirFD, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opening the sandbox directory: %w", err)
+	dirFD := -1
+	if tree < 0 {
+		// Opened before /tmp is covered: the directory may live under it.
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening the sandbox directory: %w", err)
+		}
+		dirFD = fd
+		defer unix.Close(dirFD)
 	}
-	defer unix.Close(dirFD)
 	root := "/tmp"
 	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
 		return fmt.Errorf("mounting the new root: %w", err)
@@ -82,7 +86,13 @@ func buildRoot(dir string) error {
 	if err := os.Mkdir(ws, 0o755); err != nil {
 		return err
 	}
-	if err := bind("/proc/self/fd/"+strconv.Itoa(dirFD), ws, true); err != nil {
+	if tree >= 0 {
+		err := unix.MoveMount(tree, "", unix.AT_FDCWD, ws, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		unix.Close(tree)
+		if err != nil {
+			return fmt.Errorf("mounting the sandbox directory: %w", err)
+		}
+	} else if err := bind("/proc/self/fd/"+strconv.Itoa(dirFD), ws, true); err != nil {
 		return fmt.Errorf("binding the sandbox directory: %w", err)
 	}
 	if err := remount(ws, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
