@@ -10,6 +10,9 @@ import (
 )
 
 func TestLimitsBoundASandbox(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fork and memory bombs are stress tests")
+	}
 	bystander := startJail(t, Options{})
 	j := startJail(t, Options{Limits: Limits{Processes: 64, Memory: 128 << 20, CPU: 1}})
 	rep := j.Isolation().Limits
