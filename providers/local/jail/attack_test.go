@@ -81,6 +81,7 @@ func TestAttacksFail(t *testing.T) {
 		{"host process listed", `ps -eo args | grep -q '[s]leep 3999' && exit 0 || exit 1`},
 		{"host pid killed", fmt.Sprintf(`kill -9 %d`, victim.Process.Pid)},
 		{"server killed", fmt.Sprintf(`kill -9 %d`, self)},
+		{"inherited descriptors", `for fd in 3 4 5 6 7 8 9; do [ -e /dev/fd/$fd ] && exit 0; done; exit 1`},
 		{"PID 1 memory", `head -c 16 /proc/1/mem`},
 		{"PID 1 fds", `for f in /proc/1/fd/*; do readlink $f && exit 0; cat $f </dev/null && exit 0; done; exit 1`},
 		{"PID 1 root", `ls /proc/1/root/ && cat /proc/1/maps`},

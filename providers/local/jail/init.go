@@ -24,6 +24,7 @@ const (
 	fdReady    = 5 // PID 1 writes its readyReport here
 	fdExe      = 6 // the server binary, which PID 1 was started from
 	fdTree     = 7 // under a root server: a detached copy of the directory's mount
+	fdLock     = 8 // under a root server: the lock on the sandbox's host uid
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -43,6 +44,11 @@ func Main(args []string) int {
 	// The memory and fds of PID 1 are no business of the sandbox.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Close(fdExe)
+	// Inherited descriptors are not close-on-exec: commands must not get
+	// the control socket or the uid lock.
+	for fd := fdListener; fd <= fdLock; fd++ {
+		unix.CloseOnExec(fd)
+	}
 	ready := os.NewFile(fdReady, "ready")
 	var cfg initConfig
 	cfgFile := os.NewFile(fdConfig, "config")
@@ -60,7 +66,9 @@ func Main(args []string) int {
 	json.NewEncoder(ready).Encode(readyReport{Isolation: p.iso})
 	ready.Close()
 
-	ln, err := net.FileListener(os.NewFile(fdListener, "control"))
+	lnFile := os.NewFile(fdListener, "control")
+	ln, err := net.FileListener(lnFile)
+	lnFile.Close()
 	if err != nil {
 		return 1
 	}
