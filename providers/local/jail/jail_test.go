@@ -3,6 +3,7 @@ package jail
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +96,32 @@ func TestRunBasics(t *testing.T) {
 	code, err = j.Run(context.Background(), Cmd{Command: "cat; echo \"$FOO\"", Stdin: strings.NewReader("in\n"), Env: []string{"FOO=bar"}, Stdout: &out2})
 	if err != nil || code != 0 || out2.String() != "in\nbar\n" {
 		t.Fatalf("stdin/env: %d %v %q", code, err, out2.String())
+	}
+}
+
+func TestConcurrentRunsKeepTheirStreams(t *testing.T) {
+	j := startJail(t, Options{})
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			var out, errOut bytes.Buffer
+			cmd := fmt.Sprintf(`head -c %d /dev/zero | tr '\0' a; echo %d >&2`, 1<<20+i, i)
+			code, err := j.Run(context.Background(), Cmd{Command: cmd, Stdout: &out, Stderr: &errOut})
+			switch {
+			case err != nil || code != 0:
+				errs <- fmt.Errorf("run %d: %d %v", i, code, err)
+			case out.Len() != 1<<20+i || strings.Trim(out.String(), "a") != "":
+				errs <- fmt.Errorf("run %d: %d bytes of stdout, want %d", i, out.Len(), 1<<20+i)
+			case errOut.String() != fmt.Sprintf("%d\n", i):
+				errs <- fmt.Errorf("run %d: stderr %q", i, errOut.String())
+			default:
+				errs <- nil
+			}
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
