@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // go test -run '^$' -bench . ./providers/local/jail
@@ -37,18 +38,63 @@ func BenchmarkRunTrue(b *testing.B) {
 	})
 }
 
+// BenchmarkStart measures Start with a spare PID 1 ready (warm, the usual
+// case: sandboxes are created one at a time) and without (cold: the server
+// binary starts inside Start).
 func BenchmarkStart(b *testing.B) {
-	dir, sock := b.TempDir(), shortTempDir(b)
-	ctx := context.Background()
-	for range b.N {
-		j, _, err := Start(ctx, Options{Dir: dir, SocketDir: sock})
-		if err != nil {
-			b.Fatal(err)
+	if !userNamespacesWork() {
+		b.Skip("this machine forbids user namespaces")
+	}
+	for _, warm := range []bool{true, false} {
+		name := map[bool]string{true: "warm", false: "cold"}[warm]
+		b.Run(name, func(b *testing.B) {
+			dir, sock := b.TempDir(), shortTempDir(b)
+			ctx := context.Background()
+			for range b.N {
+				b.StopTimer()
+				waitSpare(false)
+				if !warm {
+					dropSpare(false)
+				}
+				b.StartTimer()
+				j, _, err := Start(ctx, Options{Dir: dir, SocketDir: sock})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := j.Close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// waitSpare waits until a spare PID 1 is ready, starting one if needed.
+func waitSpare(network bool) {
+	for {
+		spares.Lock()
+		l, filling := spares.byNetwork[network], spares.filling[network]
+		spares.Unlock()
+		if l != nil {
+			return
 		}
-		b.StopTimer()
-		if err := j.Close(); err != nil {
-			b.Fatal(err)
+		if !filling {
+			if l, err := takeOrLaunch(LevelNamespaces, network); err == nil {
+				l.kill()
+			}
 		}
-		b.StartTimer()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func dropSpare(network bool) {
+	spares.Lock()
+	l := spares.byNetwork[network]
+	delete(spares.byNetwork, network)
+	spares.Unlock()
+	if l != nil {
+		l.kill()
 	}
 }

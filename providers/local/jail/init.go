@@ -19,12 +19,9 @@ const initArg = "mcp-sandbox-jail-init"
 
 // Descriptors PID 1 inherits.
 const (
-	fdListener = 3 // the control socket, already listening
-	fdConfig   = 4 // initConfig as JSON, then EOF
-	fdReady    = 5 // PID 1 writes its readyReport here
-	fdExe      = 6 // the server binary, which PID 1 was started from
-	fdTree     = 7 // under a root server: a detached copy of the directory's mount
-	fdLock     = 8 // under a root server: the lock on the sandbox's host uid
+	fdControl = 3 // SOCK_SEQPACKET to the server: configuration in, report out
+	fdExe     = 4 // the server binary, which PID 1 was started from
+	fdLock    = 5 // under a root server: the lock on the sandbox's host uid
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -45,33 +42,52 @@ func Main(args []string) int {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Close(fdExe)
 	// Inherited descriptors are not close-on-exec: commands must not get
-	// the control socket or the uid lock.
-	for fd := fdListener; fd <= fdLock; fd++ {
-		unix.CloseOnExec(fd)
-	}
-	ready := os.NewFile(fdReady, "ready")
-	var cfg initConfig
-	cfgFile := os.NewFile(fdConfig, "config")
-	err := json.NewDecoder(cfgFile).Decode(&cfg)
-	cfgFile.Close()
+	// the uid lock.
+	unix.CloseOnExec(fdLock)
+	ctlFile := os.NewFile(fdControl, "control")
+	c, err := net.FileConn(ctlFile)
+	ctlFile.Close()
 	if err != nil {
-		// The server is gone before configuring us: nothing to report to.
 		return 1
 	}
-	p, err := setUp(&cfg)
-	if err != nil {
-		json.NewEncoder(ready).Encode(readyReport{Error: err.Error()})
-		return 1
-	}
-	json.NewEncoder(ready).Encode(readyReport{Isolation: p.iso})
-	ready.Close()
+	ctl := c.(*net.UnixConn)
+	defer ctl.Close()
+	report := func(r readyReport) { ctl.WriteMsgUnix(mustJSON(r), nil, nil) }
+	report(readyReport{Waiting: true})
 
-	lnFile := os.NewFile(fdListener, "control")
-	ln, err := net.FileListener(lnFile)
-	lnFile.Close()
-	if err != nil {
+	// Wait, started ahead, for the configuration that makes us a sandbox;
+	// the server hanging up instead means we are not needed.
+	buf := make([]byte, maxPacket)
+	oob := make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, _, _, err := ctl.ReadMsgUnix(buf, oob)
+	if err != nil || n == 0 {
 		return 1
 	}
+	files := receivedFiles(oob[:oobn])
+	var cfg initConfig
+	if err := json.Unmarshal(buf[:n], &cfg); err != nil || len(files) < 1 || (cfg.Tree && len(files) < 2) {
+		report(readyReport{Error: fmt.Sprintf("malformed configuration (%v, %d descriptors)", err, len(files))})
+		return 1
+	}
+	tree := -1
+	if cfg.Tree {
+		tree = int(files[1].Fd())
+	}
+	p, err := setUp(&cfg, tree)
+	if err != nil {
+		report(readyReport{Error: err.Error()})
+		return 1
+	}
+	ln, err := net.FileListener(files[0])
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		report(readyReport{Error: "control socket: " + err.Error()})
+		return 1
+	}
+	report(readyReport{Isolation: p.iso})
+	ctl.Close()
 	p.serve(ln.(*net.UnixListener))
 	return 0
 }
@@ -90,7 +106,7 @@ type pid1 struct {
 
 // setUp turns the fresh process into the sandbox: namespaces' contents,
 // file system, limits, Landlock.
-func setUp(cfg *initConfig) (*pid1, error) {
+func setUp(cfg *initConfig, tree int) (*pid1, error) {
 	p := &pid1{cfg: *cfg, spawn: make(chan spawnReq), tmp: "/tmp", waited: map[int]bool{}}
 	p.iso = Isolation{Level: cfg.Level, Network: cfg.Network || cfg.Level != LevelNamespaces}
 	if cfg.Level == LevelNamespaces {
@@ -99,10 +115,6 @@ func setUp(cfg *initConfig) (*pid1, error) {
 			if err := loopbackUp(); err != nil {
 				return nil, fmt.Errorf("bringing loopback up: %w", err)
 			}
-		}
-		tree := -1
-		if cfg.Tree {
-			tree = fdTree
 		}
 		if err := buildRoot(cfg.Dir, tree); err != nil {
 			return nil, err

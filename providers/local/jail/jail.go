@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -151,7 +150,7 @@ func Start(ctx context.Context, opts Options) (*Jail, Isolation, error) {
 	}
 	defer lnFile.Close()
 
-	j := &Jail{socket: sock, waited: make(chan struct{})}
+	j := &Jail{socket: sock}
 	j.cfg = initConfig{Dir: dir, Network: opts.Network, Limits: opts.Limits, Level: level}
 	ok := false
 	defer func() {
@@ -166,58 +165,29 @@ func Start(ctx context.Context, opts Options) (*Jail, Isolation, error) {
 	return j, j.iso, nil
 }
 
-// start runs PID 1, moves it into its cgroups, hands it its configuration
-// and waits for its report.
+// start takes a PID 1, moves it into its cgroups, hands it its
+// configuration with the control socket (and, under a root server, the
+// sandbox directory's mount) and waits for its report.
 func (j *Jail) start(ctx context.Context, lnFile *os.File) error {
-	cfgR, cfgW, err := os.Pipe()
+	l, err := takeOrLaunch(j.cfg.Level, j.cfg.Network)
 	if err != nil {
 		return err
 	}
-	defer cfgR.Close()
-	defer cfgW.Close()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer readyR.Close()
-	defer readyW.Close()
-
-	// PID 1 starts from a descriptor of the server binary: a root server's
-	// binary may sit where the sandbox's unprivileged uid cannot reach.
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("jail: finding the server binary: %w", err)
-	}
-	exeFile, err := os.Open(exe)
-	if err != nil {
-		return fmt.Errorf("jail: opening the server binary: %w", err)
-	}
-	defer exeFile.Close()
-	// Descriptors fdListener, fdConfig, fdReady and fdExe; a root server
-	// adds the sandbox directory's mount (fdTree) and its uid lock.
-	extra := []*os.File{lnFile, cfgR, readyW, exeFile}
-	attr := &syscall.SysProcAttr{Setsid: true}
-	root := os.Geteuid() == 0
-	hostUID, hostGID := os.Geteuid(), os.Getegid()
-	if root {
-		// The sandbox's root is an unprivileged uid of its own on the host.
-		lock, uid, err := allocateUID()
-		if err != nil {
-			return err
-		}
-		defer lock.Close() // PID 1 holds its own copy while it lives
-		hostUID, hostGID = uid, uid
+	j.cmd, j.pid, j.waited = l.cmd, l.cmd.Process.Pid, l.waited
+	defer l.ctl.Close()
+	j.cfg.HostUID = l.hostUID
+	rights := []int{int(lnFile.Fd())}
+	if os.Geteuid() == 0 {
 		if j.cfg.Level != LevelNamespaces {
 			// Commands see the host's tree: they must be able to reach it.
 			if err := reachable(j.cfg.Dir); err != nil {
 				return err
 			}
-			j.cfg.CmdUID = uid
+			j.cfg.CmdUID = l.hostUID
 		}
-		if err := chownTree(j.cfg.Dir, uid); err != nil {
-			return fmt.Errorf("jail: giving %s to the sandbox's uid %d: %w", j.cfg.Dir, uid, err)
+		if err := chownTree(j.cfg.Dir, l.hostUID); err != nil {
+			return fmt.Errorf("jail: giving %s to the sandbox's uid %d: %w", j.cfg.Dir, l.hostUID, err)
 		}
-		var tree *os.File // nil: closed in PID 1
 		if j.cfg.Level == LevelNamespaces {
 			// PID 1, unprivileged on the host, may not reach the directory
 			// by its path: it gets a copy of its mount instead.
@@ -225,76 +195,37 @@ func (j *Jail) start(ctx context.Context, lnFile *os.File) error {
 			if err != nil {
 				return fmt.Errorf("jail: taking the mount of %s: %w (a kernel from 5.2 on is needed)", j.cfg.Dir, err)
 			}
-			tree = os.NewFile(uintptr(fd), "tree")
-			defer tree.Close()
+			defer unix.Close(fd)
+			rights = append(rights, fd)
 			j.cfg.Tree = true
 		}
-		extra = append(extra, tree, lock)
 	}
-	j.cfg.HostUID = hostUID
-	if j.cfg.Level == LevelNamespaces {
-		// PID 1 is root in a user namespace of its own, an unprivileged uid
-		// on the host; the other namespaces belong to that one.
-		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
-		if !j.cfg.Network {
-			attr.Cloneflags |= syscall.CLONE_NEWNET
-		}
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostUID, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostGID, Size: 1}}
-		attr.GidMappingsEnableSetgroups = false
-		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
-	}
-	cmd := exec.Command(exe, initArg)
-	cmd.Path = fmt.Sprintf("/proc/self/fd/%d", fdExe)
-	cmd.Env = []string{"PATH=" + defaultPath} // never the server's environment
-	cmd.Dir = "/"
-	cmd.ExtraFiles = extra
-	cmd.SysProcAttr = attr
-	if attr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
-		whileDumpable(func() { err = cmd.Start() })
-	} else {
-		err = cmd.Start()
-	}
-	if err != nil {
-		if j.cfg.Level == LevelNamespaces {
-			return fmt.Errorf("jail: creating the sandbox's namespaces: %w (use the docker provider, or a lower isolation level)", err)
-		}
-		return fmt.Errorf("jail: starting the sandbox: %w", err)
-	}
-	j.cmd, j.pid = cmd, cmd.Process.Pid
-	go func() { cmd.Wait(); close(j.waited) }()
-	cfgR.Close()
-	readyW.Close()
-
-	cg, limits := applyLimits(j.pid, j.cfg.Limits, root)
-	j.cfg.Cgroups = cg
-	j.cfg.LimitsReport = limits
-	if err := json.NewEncoder(cfgW).Encode(j.cfg); err != nil {
+	j.cfg.Cgroups, j.cfg.LimitsReport = applyLimits(j.pid, j.cfg.Limits)
+	if _, _, err := l.ctl.WriteMsgUnix(mustJSON(j.cfg), unix.UnixRights(rights...), nil); err != nil {
 		return fmt.Errorf("jail: configuring PID 1: %w", err)
 	}
-	cfgW.Close()
 
-	type result struct {
-		r   readyReport
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan error, 1)
+	var ready readyReport
 	go func() {
-		var r readyReport
-		err := json.NewDecoder(readyR).Decode(&r)
-		done <- result{r, err}
+		r, err := l.next()
+		if err == nil && r.Waiting {
+			r, err = l.next()
+		}
+		ready = r
+		done <- err
 	}()
 	select {
 	case <-ctx.Done():
 		return fmt.Errorf("jail: waiting for PID 1: %w", ctx.Err())
-	case res := <-done:
-		if res.err != nil {
-			return fmt.Errorf("jail: PID 1 ended before it was ready (%v)", res.err)
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("jail: PID 1 ended before it was ready (%v)", err)
 		}
-		if res.r.Error != "" {
-			return fmt.Errorf("jail: setting the sandbox up: %s", res.r.Error)
+		if ready.Error != "" {
+			return fmt.Errorf("jail: setting the sandbox up: %s", ready.Error)
 		}
-		j.iso = res.r.Isolation
+		j.iso = ready.Isolation
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ var cgroupSeq atomic.Int64
 // applyLimits puts PID 1 into cgroups of its own that bound the sandbox,
 // where the server may create them, and says which limits hold that way.
 // The rest fall to rlimits, set by PID 1 itself.
-func applyLimits(pid int, l Limits, root bool) (paths []string, report string) {
+func applyLimits(pid int, l Limits) (paths []string, report string) {
 	name := fmt.Sprintf("mcp-sandbox-jail-%d-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6, cgroupSeq.Add(1))
 	var held []string
 	if isCgroup2(cgroupRoot) {

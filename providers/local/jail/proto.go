@@ -57,12 +57,15 @@ type initConfig struct {
 	// the uid commands run as where there is no user namespace.
 	HostUID      int      `json:"host_uid"`
 	CmdUID       int      `json:"cmd_uid,omitempty"`
-	Tree         bool     `json:"tree,omitempty"` // the directory's mount is at fdTree`
+	Tree         bool     `json:"tree,omitempty"` // the directory's mount comes as a descriptor`
 	Cgroups      []string `json:"cgroups,omitempty"`
 	LimitsReport string   `json:"limits_report"`
 }
 
+// readyReport is what PID 1 sends on its control channel: Waiting once its
+// runtime is up, then the outcome of its set-up.
 type readyReport struct {
+	Waiting   bool      `json:"waiting,omitempty"`
 	Error     string    `json:"error,omitempty"`
 	Isolation Isolation `json:"isolation"`
 }

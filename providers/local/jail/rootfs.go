@@ -87,9 +87,7 @@ func buildRoot(dir string, tree int) error {
 		return err
 	}
 	if tree >= 0 {
-		err := unix.MoveMount(tree, "", unix.AT_FDCWD, ws, unix.MOVE_MOUNT_F_EMPTY_PATH)
-		unix.Close(tree)
-		if err != nil {
+		if err := unix.MoveMount(tree, "", unix.AT_FDCWD, ws, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fmt.Errorf("mounting the sandbox directory: %w", err)
 		}
 	} else if err := bind("/proc/self/fd/"+strconv.Itoa(dirFD), ws, true); err != nil {
