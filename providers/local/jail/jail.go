@@ -7,6 +7,13 @@
 // Inside, the sandbox directory is the only writable place, seen at
 // /workspace; the host's system directories and the harmless parts of /etc
 // are read-only; /proc, /dev and /tmp are the sandbox's own.
+//
+// Each command is the init of a pid namespace of its own, so that killing
+// it ends everything it started however it detached. That has two faces a
+// user may notice: what a command leaves running in the background ends
+// when the command does (long-lived work is a process of its own), and
+// inside a command $$ is 1 while /proc numbers processes as the jail sees
+// them.
 package jail
 
 import (

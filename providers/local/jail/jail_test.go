@@ -92,6 +92,18 @@ func TestRunBasics(t *testing.T) {
 	if err != nil || string(b) != "hi\n" {
 		t.Fatalf("file written inside: %q %v", b, err)
 	}
+	// A file is handed to the command as is: no copy through the server.
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if code, err := j.Run(context.Background(), Cmd{Command: "echo to a file", Stdout: f}); code != 0 || err != nil {
+		t.Fatalf("Run to a file: %d %v", code, err)
+	}
+	if b, _ := os.ReadFile(f.Name()); string(b) != "to a file\n" {
+		t.Errorf("file output %q", b)
+	}
 	var out2 bytes.Buffer
 	code, err = j.Run(context.Background(), Cmd{Command: "cat; echo \"$FOO\"", Stdin: strings.NewReader("in\n"), Env: []string{"FOO=bar"}, Stdout: &out2})
 	if err != nil || code != 0 || out2.String() != "in\nbar\n" {

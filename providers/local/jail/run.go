@@ -61,13 +61,19 @@ func (j *Jail) Run(ctx context.Context, c Cmd) (int, error) {
 
 	if c.Stdin != nil {
 		if f, ok := c.Stdin.(*os.File); ok {
-			passed = append(passed, dupFile(f))
+			d, err := dupFile(f)
+			if err != nil {
+				return -1, err
+			}
+			passed = append(passed, d)
 		} else {
 			r, w, err := os.Pipe()
 			if err != nil {
 				return -1, err
 			}
 			passed = append(passed, r)
+			// Ends when Stdin does or the command stops reading (EPIPE);
+			// like os/exec, a Stdin that never returns keeps it.
 			go func() { io.Copy(w, c.Stdin); w.Close() }()
 		}
 		req.Stdio[0] = true
@@ -78,7 +84,11 @@ func (j *Jail) Run(ctx context.Context, c Cmd) (int, error) {
 		}
 		req.Stdio[i+1] = true
 		if f, ok := out.(*os.File); ok {
-			passed = append(passed, dupFile(f))
+			d, err := dupFile(f)
+			if err != nil {
+				return -1, err
+			}
+			passed = append(passed, d)
 			continue
 		}
 		r, w, err := os.Pipe()
@@ -174,10 +184,10 @@ func waitCopiers(wg *sync.WaitGroup, readEnds []*os.File) {
 
 // dupFile gives the command its own descriptor so that sending and closing
 // it leaves the caller's file open.
-func dupFile(f *os.File) *os.File {
+func dupFile(f *os.File) (*os.File, error) {
 	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return f
+		return nil, fmt.Errorf("jail: passing %s to the command: %w", f.Name(), err)
 	}
-	return os.NewFile(uintptr(fd), f.Name())
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
