@@ -150,6 +150,11 @@ func Start(ctx context.Context, opts Options) (*Jail, Isolation, error) {
 		return nil, Isolation{}, fmt.Errorf("jail: control socket: %w", err)
 	}
 	ln.SetUnlinkOnClose(false)
+	// Whoever may connect may run commands in the sandbox.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return nil, Isolation{}, fmt.Errorf("jail: control socket: %w", err)
+	}
 	lnFile, err := ln.File()
 	ln.Close()
 	if err != nil {

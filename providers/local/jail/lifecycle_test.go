@@ -143,3 +143,21 @@ func TestLandlockOnly(t *testing.T) {
 	}
 	waitGone(t, "sleep 4501")
 }
+
+func TestControlSocketIsPrivate(t *testing.T) {
+	sockDir := shortTempDir(t)
+	j := startJail(t, Options{SocketDir: sockDir})
+	for _, p := range []string{sockDir, j.Socket()} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: others could reach the sandbox's PID 1", p, fi.Mode().Perm())
+		}
+	}
+	// And the sandbox cannot see it.
+	if code, _, _ := sh(t, j, "ls "+sockDir); code == 0 {
+		t.Errorf("the sandbox lists %s", sockDir)
+	}
+}
