@@ -53,6 +53,12 @@ func Main(args []string) int {
 	ctl := c.(*net.UnixConn)
 	defer ctl.Close()
 	report := func(r readyReport) { ctl.WriteMsgUnix(mustJSON(r), nil, nil) }
+	// Being pid 1 means namespaces: the root can be readied while waiting.
+	var root string
+	var rootErr error
+	if os.Getpid() == 1 {
+		root, rootErr = prepareRoot()
+	}
 	report(readyReport{Waiting: true})
 
 	// Wait, started ahead, for the configuration that makes us a sandbox;
@@ -73,7 +79,11 @@ func Main(args []string) int {
 	if cfg.Tree {
 		tree = int(files[1].Fd())
 	}
-	p, err := setUp(&cfg, tree)
+	if rootErr != nil {
+		report(readyReport{Error: rootErr.Error()})
+		return 1
+	}
+	p, err := setUp(&cfg, root, tree)
 	if err != nil {
 		report(readyReport{Error: err.Error()})
 		return 1
@@ -106,7 +116,7 @@ type pid1 struct {
 
 // setUp turns the fresh process into the sandbox: namespaces' contents,
 // file system, limits, Landlock.
-func setUp(cfg *initConfig, tree int) (*pid1, error) {
+func setUp(cfg *initConfig, root string, tree int) (*pid1, error) {
 	p := &pid1{cfg: *cfg, spawn: make(chan spawnReq), tmp: "/tmp", waited: map[int]bool{}}
 	p.iso = Isolation{Level: cfg.Level, Network: cfg.Network || cfg.Level != LevelNamespaces}
 	if cfg.Level == LevelNamespaces {
@@ -116,7 +126,10 @@ func setUp(cfg *initConfig, tree int) (*pid1, error) {
 				return nil, fmt.Errorf("bringing loopback up: %w", err)
 			}
 		}
-		if err := buildRoot(cfg.Dir, tree); err != nil {
+		if root == "" {
+			return nil, fmt.Errorf("PID 1 has no namespaces of its own")
+		}
+		if err := finishRoot(root, cfg.Dir, tree); err != nil {
 			return nil, err
 		}
 	} else {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,25 +25,20 @@ var etcAllowed = []string{
 // devNodes are bound from the host's /dev.
 var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-// buildRoot makes a tmpfs the process's root, with the sandbox directory
-// at /workspace, and drops every other view of the host.
-func buildRoot(dir string, tree int) error {
+// rootMount is where the new root is assembled before pivot_root: a
+// directory no sandbox directory can live under.
+const rootMount = "/sys"
+
+// prepareRoot assembles everything of the new root that does not depend on
+// the sandbox: a tmpfs with the system directories, /etc, /proc, /dev and
+// /tmp. A spare PID 1 does it while it waits, so Start does not pay for it.
+func prepareRoot() (string, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("making mounts private: %w", err)
+		return "", fmt.Errorf("making mounts private: %w", err)
 	}
-	dirFD := -1
-	if tree < 0 {
-		// Opened before /tmp is covered: the directory may live under it.
-		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("opening the sandbox directory: %w", err)
-		}
-		dirFD = fd
-		defer unix.Close(dirFD)
-	}
-	root := "/tmp"
+	root := rootMount
 	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
-		return fmt.Errorf("mounting the new root: %w", err)
+		return "", fmt.Errorf("mounting the new root: %w", err)
 	}
 	in := func(p string) string { return filepath.Join(root, p) }
 
@@ -57,19 +51,19 @@ func buildRoot(dir string, tree int) error {
 		if fi.Mode()&os.ModeSymlink != 0 {
 			target, err := os.Readlink(src)
 			if err != nil {
-				return err
+				return "", err
 			}
 			if err := os.Symlink(target, in(d)); err != nil {
-				return err
+				return "", err
 			}
 			continue
 		}
 		if err := bindReadOnly(src, in(d), true); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := os.Mkdir(in("etc"), 0o755); err != nil {
-		return err
+		return "", err
 	}
 	for _, name := range etcAllowed {
 		src := filepath.Join("/etc", name)
@@ -78,11 +72,34 @@ func buildRoot(dir string, tree int) error {
 			continue
 		}
 		if err := bindReadOnly(src, in("etc/"+name), fi.IsDir()); err != nil {
-			return err
+			return "", err
 		}
 	}
 
-	ws := in(Workspace)
+	if err := os.Mkdir(in("proc"), 0o555); err != nil {
+		return "", err
+	}
+	if err := unix.Mount("proc", in("proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return "", fmt.Errorf("mounting /proc: %w", err)
+	}
+	if err := buildDev(in("dev")); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(in("tmp"), 0o1777); err != nil {
+		return "", err
+	}
+	if err := unix.Mount("tmpfs", in("tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		return "", fmt.Errorf("mounting /tmp: %w", err)
+	}
+
+	return root, nil
+}
+
+// finishRoot puts the sandbox directory (tree, a detached copy of its
+// mount, or else its path) at /workspace in the prepared root, makes that
+// the process's root and drops every other view of the host.
+func finishRoot(root, dir string, tree int) error {
+	ws := filepath.Join(root, Workspace)
 	if err := os.Mkdir(ws, 0o755); err != nil {
 		return err
 	}
@@ -90,31 +107,15 @@ func buildRoot(dir string, tree int) error {
 		if err := unix.MoveMount(tree, "", unix.AT_FDCWD, ws, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fmt.Errorf("mounting the sandbox directory: %w", err)
 		}
-	} else if err := bind("/proc/self/fd/"+strconv.Itoa(dirFD), ws, true); err != nil {
+	} else if err := bind(dir, ws, true); err != nil {
 		return fmt.Errorf("binding the sandbox directory: %w", err)
 	}
 	if err := remount(ws, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
 		return err
 	}
 
-	if err := os.Mkdir(in("proc"), 0o555); err != nil {
-		return err
-	}
-	if err := unix.Mount("proc", in("proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mounting /proc: %w", err)
-	}
-	if err := buildDev(in("dev")); err != nil {
-		return err
-	}
-	if err := os.Mkdir(in("tmp"), 0o1777); err != nil {
-		return err
-	}
-	if err := unix.Mount("tmpfs", in("tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
-		return fmt.Errorf("mounting /tmp: %w", err)
-	}
-
 	// Swap roots and let the old one go: nothing of the host stays
-	// reachable but what was bound above.
+	// reachable but what was bound.
 	if err := unix.Chdir(root); err != nil {
 		return err
 	}
