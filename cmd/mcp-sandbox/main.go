@@ -25,6 +25,7 @@ import (
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
@@ -33,6 +34,10 @@ import (
 var version = "dev"
 
 func main() {
+	// A local sandbox's PID 1 is this binary in a hidden mode.
+	if jail.IsInit(os.Args) {
+		os.Exit(jail.Main(os.Args))
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
