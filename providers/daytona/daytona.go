@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -275,5 +274,3 @@ var _ providers.Provider = (*Provider)(nil)
 func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
-
-func minutes(d time.Duration) string { return strconv.Itoa(int(d / time.Minute)) }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -333,7 +332,3 @@ func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) (
 	}
 	return reaped, errors.Join(errs...)
 }
-
-var errNoWorkdir = errors.New("no working directory")
-
-func describe(d apiSandbox) string { return fmt.Sprintf("%s (%s)", d.ID, d.State) }

@@ -3,7 +3,6 @@ package daytona
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -207,5 +206,3 @@ func (c *conn) resolve(p string) string {
 	}
 	return c.workdir + "/" + p
 }
-
-func drain(r io.Reader) { io.Copy(io.Discard, io.LimitReader(r, 64<<10)) }

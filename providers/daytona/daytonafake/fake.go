@@ -62,6 +62,7 @@ type Server struct {
 	sandboxes map[string]*sandbox
 	faults    faults
 	creates   int
+	requests  int // API requests seen
 }
 
 // New makes a fake server.
@@ -124,6 +125,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/api/"):
+		s.mu.Lock()
+		s.requests++
+		s.mu.Unlock()
 		if f := s.takeAPIFault(); f.status != 0 {
 			if f.retryAfter > 0 {
 				w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
@@ -249,6 +253,13 @@ func (s *Server) Sandboxes() []SandboxInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out
+}
+
+// APIRequests counts requests to the API (under /api) with a valid key.
+func (s *Server) APIRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
 }
 
 // CreateRequests counts create requests received (failed ones included).
