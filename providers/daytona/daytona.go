@@ -37,24 +37,17 @@ const (
 	EnvDeleteOnClose   = "DAYTONA_DELETE_ON_CLOSE"
 	EnvSnapshot        = "MCP_SANDBOX_DAYTONA_SNAPSHOT"
 	EnvExpiry          = "MCP_SANDBOX_DAYTONA_EXPIRY"
-	EnvServerID        = "MCP_SANDBOX_SERVER_ID"
 )
 
-// Setting is one configuration value the driver declares.
-type Setting struct {
-	Env, Default, Usage string
-	Secret              bool
-}
-
-// Settings lists every setting the driver reads, for --help and the README.
-var Settings = []Setting{
-	{Env: EnvAPIKey, Usage: "Daytona API key, sent as a bearer token (required)", Secret: true},
+// Settings are the driver's settings, for --help, the README and Config.
+var Settings = []providers.Setting{
+	{Env: EnvAPIKey, Secret: true, Usage: "Daytona API key, sent as a bearer token (required)"},
 	{Env: EnvAPIURL, Default: DefaultAPIURL, Usage: "Daytona API endpoint (the /api prefix is part of it)"},
 	{Env: EnvTarget, Default: DefaultTarget, Usage: "target region, sent on create"},
 	{Env: EnvDisableAutoStop, Default: "false", Usage: "true: sandboxes never auto-stop (auto-stop interval 0)"},
 	{Env: EnvDeleteOnClose, Default: "false", Usage: "when the owning session ends: false stops the sandbox (a later session can find it), true deletes it"},
-	{Env: EnvSnapshot, Usage: "snapshot for sandboxes created without an image (default: the organization's default)"},
-	{Env: EnvExpiry, Default: DefaultExpiry.String(), Usage: "how long a sandbox is safe from the reaper"},
+	{Env: EnvSnapshot, Flag: "daytona-snapshot", Usage: "snapshot for sandboxes created without an image (default: the organization's default)"},
+	{Env: EnvExpiry, Flag: "daytona-expiry", Default: DefaultExpiry.String(), Usage: "how long a running sandbox is safe from the reaper"},
 }
 
 // MissingKeyMessage is the error when no API key is configured.
@@ -83,13 +76,13 @@ const (
 const imagePrefix = "image:"
 
 func init() {
-	providers.Register(Name, func(cfg providers.Config) (providers.Provider, error) {
+	providers.Register(Name, providers.Driver{Settings: Settings, Open: func(ctx context.Context, cfg providers.Config) (providers.Provider, error) {
 		opts, err := OptionsFromConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return New(opts)
-	})
+	}})
 }
 
 // Options configure the driver. Zero values take the defaults above.
@@ -122,43 +115,29 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
-// parseBool reads a boolean setting, naming the setting when it is bad.
-func parseBool(env, v string) (bool, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "", "false", "0", "no":
-		return false, nil
-	case "true", "1", "yes":
-		return true, nil
-	}
-	return false, fmt.Errorf("%s=%q is not a boolean; use true or false (1/0 and yes/no work too)", env, v)
-}
-
 // OptionsFromConfig reads the settings listed in Settings.
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
+	cfg = cfg.WithDefaults(Settings)
 	o := Options{
-		APIKey:   strings.TrimSpace(cfg.Get(EnvAPIKey)),
+		APIKey:   cfg.Get(EnvAPIKey),
 		APIURL:   cfg.Get(EnvAPIURL),
 		Target:   cfg.Get(EnvTarget),
 		Snapshot: cfg.Get(EnvSnapshot),
-		ServerID: cfg.Get(EnvServerID),
+		ServerID: cfg.ServerID,
 		Logger:   cfg.Logger,
 	}
 	if o.APIKey == "" {
 		return o, fmt.Errorf("%s", MissingKeyMessage)
 	}
 	var err error
-	if o.DisableAutoStop, err = parseBool(EnvDisableAutoStop, cfg.Get(EnvDisableAutoStop)); err != nil {
+	if o.DisableAutoStop, err = cfg.Bool(EnvDisableAutoStop); err != nil {
 		return o, err
 	}
-	if o.DeleteOnClose, err = parseBool(EnvDeleteOnClose, cfg.Get(EnvDeleteOnClose)); err != nil {
+	if o.DeleteOnClose, err = cfg.Bool(EnvDeleteOnClose); err != nil {
 		return o, err
 	}
-	if v := cfg.Get(EnvExpiry); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			return o, fmt.Errorf("%s=%q is not a duration of at least 1s (e.g. 24h)", EnvExpiry, v)
-		}
-		o.Expiry = d
+	if o.Expiry, err = cfg.Duration(EnvExpiry, time.Second, 0); err != nil {
+		return o, err
 	}
 	return o, nil
 }

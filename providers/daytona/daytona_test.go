@@ -2,6 +2,7 @@ package daytona
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -17,11 +18,11 @@ func env(kv ...string) providers.Config {
 	for i := 0; i < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
-	return providers.Config{Getenv: func(k string) string { return m[k] }}
+	return providers.Config{Getenv: func(k string) string { return m[k] }, ServerID: "test-server"}
 }
 
 func TestFactoryWithoutKey(t *testing.T) {
-	_, err := providers.Open(Name, env(EnvAPIURL, "http://127.0.0.1:1/api"))
+	_, err := providers.Open(context.Background(), Name, env(EnvAPIURL, "http://127.0.0.1:1/api"))
 	if err == nil || err.Error() != MissingKeyMessage {
 		t.Fatalf("got %v, want exactly %q", err, MissingKeyMessage)
 	}
@@ -40,7 +41,7 @@ func TestFactorySettings(t *testing.T) {
 		{"everything set", env(EnvAPIKey, "k", EnvAPIURL, "http://x/api/", EnvTarget, "us", EnvDisableAutoStop, "true", EnvDeleteOnClose, "1", EnvExpiry, "2h"), func(o Options) bool {
 			return o.APIURL == "http://x/api/" && o.Target == "us" && o.DisableAutoStop && o.DeleteOnClose && o.Expiry == 2*time.Hour
 		}, ""},
-		{"bad boolean", env(EnvAPIKey, "k", EnvDeleteOnClose, "maybe"), nil, `DAYTONA_DELETE_ON_CLOSE="maybe" is not a boolean; use true or false`},
+		{"bad boolean", env(EnvAPIKey, "k", EnvDeleteOnClose, "maybe"), nil, `invalid value "maybe" for DAYTONA_DELETE_ON_CLOSE (from the environment): use true or false`},
 		{"bad auto-stop boolean", env(EnvAPIKey, "k", EnvDisableAutoStop, "on"), nil, "DAYTONA_DISABLE_AUTO_STOP"},
 		{"bad expiry", env(EnvAPIKey, "k", EnvExpiry, "soon"), nil, EnvExpiry},
 	}
