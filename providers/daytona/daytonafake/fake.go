@@ -4,11 +4,13 @@
 // sandbox reports) closely enough for Daytona's official TypeScript SDK and
 // for the providers/daytona driver.
 //
-// Each fake sandbox is a temporary directory; commands really run there (in
-// their own process group, with a minimal environment), but on this machine:
-// the fake gives no isolation and must only run trusted test code. Paths given
-// to the file routes resolve inside the directory (relative ones from it,
-// absolute ones only below it); symlinks cannot lead out.
+// Each fake sandbox is a fakebox.Box: a temporary directory where commands
+// really run (in their own process group, with a minimal environment), but
+// on this machine: the fake gives no isolation and must only run trusted
+// test code. Paths given to the file routes resolve inside the directory
+// (relative ones from it, absolute ones only below it); symlinks cannot lead
+// out. Stopping a sandbox ends its commands' process groups and keeps its
+// files; processes that left their group run until it is deleted.
 //
 // Point clients at it with
 //
@@ -28,7 +30,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +37,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 )
 
 // Options configure a Server. The zero value is usable.
@@ -44,7 +47,7 @@ type Options struct {
 	// non-empty one is.
 	APIKey string
 	// BaseDir holds the sandboxes' directories; empty means a new temp dir
-	// that Close removes.
+	// that Close removes (fakebox.New).
 	BaseDir string
 	// Logger receives one line per request; nil discards.
 	Logger *slog.Logger
@@ -54,7 +57,8 @@ type Options struct {
 // Close it when done to kill every sandbox.
 type Server struct {
 	opts    Options
-	ownBase bool
+	boxes   *fakebox.Boxes
+	logDir  string // session command logs (the daemon keeps them in the sandbox)
 	api     *http.ServeMux
 	toolbox *http.ServeMux
 
@@ -71,12 +75,14 @@ func New(opts Options) (*Server, error) {
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if s.opts.BaseDir == "" {
-		d, err := os.MkdirTemp("", "daytonafake-")
-		if err != nil {
-			return nil, err
-		}
-		s.opts.BaseDir, s.ownBase = d, true
+	boxes, err := fakebox.New(opts.BaseDir)
+	if err != nil {
+		return nil, err
+	}
+	s.boxes = boxes
+	if s.logDir, err = os.MkdirTemp("", "daytonafake-logs-"); err != nil {
+		boxes.Close()
+		return nil, err
 	}
 	s.api = s.apiMux()
 	s.toolbox = s.toolboxMux()
@@ -93,12 +99,10 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	for _, sb := range all {
-		sb.destroy()
+		sb.stopAll()
 	}
-	if s.ownBase {
-		return os.RemoveAll(s.opts.BaseDir)
-	}
-	return nil
+	os.RemoveAll(s.logDir)
+	return s.boxes.Close()
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -165,18 +169,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// sandbox is one fake sandbox.
+// sandbox is one fake sandbox: a fakebox.Box (ID, Home, Env, processes)
+// and what Daytona keeps about it.
 type sandbox struct {
-	ID        string
+	*fakebox.Box
 	Name      string
 	Snapshot  string
 	Target    string
-	Env       map[string]string
 	Labels    map[string]string
 	AutoStop  int
-	Home      string
 	CreatedAt time.Time
-	baseURL   string // where its toolbox is, as the creating request saw the host
 
 	mu       sync.Mutex
 	state    string
@@ -197,8 +199,8 @@ func (sb *sandbox) setState(st string) {
 	sb.state, sb.updated = st, time.Now().UTC()
 }
 
-// stopAll ends every command the sandbox runs, as stopping its container
-// does; files stay.
+// stopAll ends the sandbox's sessions and every command they run (their
+// process groups); files stay.
 func (sb *sandbox) stopAll() {
 	sb.mu.Lock()
 	sessions := sb.sessions
@@ -207,26 +209,6 @@ func (sb *sandbox) stopAll() {
 	for _, se := range sessions {
 		se.kill()
 	}
-	killMarked(sb.ID)
-}
-
-// destroy ends every process and removes the sandbox's directory.
-func (sb *sandbox) destroy() {
-	sb.stopAll()
-	removeAll(sb.Home)
-}
-
-func removeAll(dir string) {
-	if os.RemoveAll(dir) == nil {
-		return
-	}
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	os.RemoveAll(dir)
 }
 
 // SandboxInfo is what tests can see of a fake sandbox.
@@ -364,9 +346,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id := uuid.NewString()
-	home := filepath.Join(s.opts.BaseDir, id)
-	if err := os.Mkdir(home, 0o755); err != nil {
+	box, err := s.boxes.CreateID(uuid.NewString(), req.Env)
+	if err != nil {
 		apiError(w, r, http.StatusInternalServerError, "cannot create sandbox: %v", err)
 		return
 	}
@@ -383,23 +364,19 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	name := req.Name
 	if name == "" {
-		name = id
+		name = box.ID
 	}
 	now := time.Now().UTC()
-	sb := &sandbox{ID: id, Name: name, Snapshot: snapshot, Target: req.Target, Env: req.Env, Labels: req.Labels,
-		AutoStop: autoStop, Home: home, CreatedAt: now, baseURL: toolboxURL(r),
-		state: "started", updated: now, stuck: fail.stuck, sessions: map[string]*session{}}
+	sb := &sandbox{Box: box, Name: name, Snapshot: snapshot, Target: req.Target, Labels: req.Labels,
+		AutoStop: autoStop, CreatedAt: now, state: "started", updated: now, stuck: fail.stuck, sessions: map[string]*session{}}
 	if sb.stuck {
 		sb.state = "creating"
 	}
 	if sb.Labels == nil {
 		sb.Labels = map[string]string{}
 	}
-	if sb.Env == nil {
-		sb.Env = map[string]string{}
-	}
 	s.mu.Lock()
-	s.sandboxes[id] = sb
+	s.sandboxes[sb.ID] = sb
 	s.mu.Unlock()
 	if fail.status != 0 { // created, but the answer is lost
 		apiError(w, r, fail.status, "injected failure after the sandbox was created")
@@ -514,7 +491,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	}
 	d := sb.dto(r)
 	d["desiredState"] = "destroyed"
-	sb.destroy()
+	sb.stopAll()
+	s.boxes.Remove(sb.ID)
 	writeJSON(w, http.StatusOK, d)
 }
 

@@ -1,32 +1,21 @@
 package daytonafake
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 )
-
-// basePath is the PATH commands get; the fake's own environment (and its
-// secrets) never reaches them.
-const basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// markerVar tags every process a sandbox starts, so stopping or deleting
-// the sandbox finds the ones that left their process group.
-const markerVar = "DAYTONAFAKE_SANDBOX_ID"
 
 // The daemon's stream markers in a session command's log.
 var (
@@ -41,45 +30,6 @@ func withSandbox(ctx context.Context, sb *sandbox) context.Context {
 }
 
 func sandboxFrom(ctx context.Context) *sandbox { return ctx.Value(ctxKey{}).(*sandbox) }
-
-// killMarked kills every process carrying the sandbox's marker (Linux).
-func killMarked(id string) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	want := []byte(markerVar + "=" + id + "\x00")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-func (sb *sandbox) environ(extra map[string]string) []string {
-	env := map[string]string{"PATH": basePath, "HOME": sb.Home, "USER": "daytona", "LOGNAME": "daytona", "LANG": "C.UTF-8"}
-	for k, v := range sb.Env {
-		env[k] = v
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	env[markerVar] = sb.ID
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // splitCommand splits a command line the way the daemon's execute route
 // does: at spaces outside quotes, where a quote of either kind runs to the
@@ -132,45 +82,50 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		toolboxError(w, r, http.StatusBadRequest, "BAD_REQUEST", "empty command")
 		return
 	}
-	dir := sb.Home
-	if req.Cwd != "" {
-		rel, err := sb.rel(req.Cwd)
-		if err != nil {
-			toolboxError(w, r, http.StatusBadRequest, "BAD_REQUEST", "cwd %s: %v", req.Cwd, err)
-			return
-		}
-		dir = sb.dir(rel)
-	}
 	timeout := 360 * time.Second
 	if req.Timeout != nil && *req.Timeout > 0 {
 		timeout = time.Duration(*req.Timeout) * time.Second
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir, cmd.Env = dir, sb.environ(req.Envs)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	var out lockedBuffer
+	p, err := sb.Start(fakebox.Spec{Argv: argv, Cwd: req.Cwd, Env: req.Envs, Stdout: &out, Stderr: &out})
+	if err != nil {
 		writeJSON(w, http.StatusOK, map[string]any{"exitCode": -1, "result": err.Error()})
 		return
 	}
-	var timedOut bool
-	var mu sync.Mutex
-	t := time.AfterFunc(timeout, func() {
-		mu.Lock()
-		timedOut = true
-		mu.Unlock()
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	})
-	cmd.Wait()
-	t.Stop()
-	mu.Lock()
-	defer mu.Unlock()
-	if timedOut {
+	select {
+	case <-p.Done():
+	case <-time.After(timeout):
+		p.Signal(syscall.SIGKILL)
+		p.Wait()
 		toolboxError(w, r, http.StatusRequestTimeout, "REQUEST_TIMEOUT", "command execution timeout")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"exitCode": cmd.ProcessState.ExitCode(), "result": out.String()})
+	writeJSON(w, http.StatusOK, map[string]any{"exitCode": exitCode(p.Wait()), "result": out.String()})
+}
+
+// exitCode is the status a shell reports: 128+N after signal N.
+func exitCode(e fakebox.Exit) int {
+	if e.Signal != 0 {
+		return 128 + int(e.Signal)
+	}
+	return e.Code
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // session is a daemon session: commands run one after another.
@@ -196,7 +151,7 @@ type command struct {
 	finished   chan struct{}
 	mu         sync.Mutex
 	stdin      io.WriteCloser
-	pgid       int
+	proc       *fakebox.Proc
 	exitCode   *int
 	logWritten int64
 }
@@ -222,10 +177,11 @@ func (se *session) kill() {
 	close(se.done)
 	for _, c := range cmds {
 		c.mu.Lock()
-		if c.pgid > 0 && c.exitCode == nil {
-			syscall.Kill(-c.pgid, syscall.SIGKILL)
+		if c.proc != nil && c.exitCode == nil {
+			c.proc.Signal(syscall.SIGKILL)
 		}
 		c.mu.Unlock()
+		os.Remove(c.logPath) // a follower still reading keeps its open file
 	}
 }
 
@@ -329,7 +285,7 @@ func (s *Server) sessionExec(w http.ResponseWriter, r *http.Request) {
 		toolboxError(w, r, http.StatusBadRequest, "BAD_REQUEST", "command cannot be empty")
 		return
 	}
-	logf, err := os.CreateTemp(s.opts.BaseDir, ".session-log-*")
+	logf, err := os.CreateTemp(s.logDir, "session-log-*")
 	if err != nil {
 		toolboxError(w, r, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "%v", err)
 		return
@@ -425,71 +381,72 @@ func (s *Server) runCommand(sb *sandbox, se *session, c *command) {
 		return
 	}
 	defer logf.Close()
-	cmd := exec.Command("/bin/sh", "-c", c.text)
-	cmd.Dir, cmd.Env = sb.Home, sb.environ(nil)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, _ := cmd.StdoutPipe()
-	stderr, _ := cmd.StderrPipe()
-	var stdin io.WriteCloser
-	if c.stdinOpen {
-		stdin, _ = cmd.StdinPipe()
-	}
-	if err := cmd.Start(); err != nil {
+	var logMu sync.Mutex
+	stdout := &labeler{prefix: stdoutPrefix, log: logf, mu: &logMu}
+	stderr := &labeler{prefix: stderrPrefix, log: logf, mu: &logMu}
+	p, err := sb.Start(fakebox.Spec{Argv: []string{"/bin/sh", "-c", c.text}, Stdin: c.stdinOpen, Stdout: stdout, Stderr: stderr})
+	if err != nil {
 		fail(127)
 		return
 	}
 	c.mu.Lock()
-	c.pgid, c.stdin = cmd.Process.Pid, stdin
+	c.proc, c.stdin = p, p.Stdin
 	c.mu.Unlock()
 	close(c.started)
-	var logMu sync.Mutex
-	var wg sync.WaitGroup
-	for _, p := range []struct {
-		r      io.Reader
-		prefix []byte
-	}{{stdout, stdoutPrefix}, {stderr, stderrPrefix}} {
-		wg.Go(func() { label(p.r, p.prefix, logf, &logMu, c) })
-	}
-	wg.Wait() // the pipes close when every holder (background children too) is gone or the session is killed
-	err = cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		code = 128 + int(ws.Signal())
-	}
-	_ = err
+	code := exitCode(p.Wait())
+	stdout.flush()
+	stderr.flush()
 	c.mu.Lock()
 	c.exitCode, c.stdin = &code, nil
 	c.mu.Unlock()
-	if stdin != nil {
-		stdin.Close()
+	if p.Stdin != nil {
+		p.Stdin.Close()
 	}
 }
 
-// label copies r into the log line by line, each line behind prefix and
-// ending in a newline (one is added to a last line without one), without
-// NUL bytes: what the daemon's `read -r` loops produce. A line longer than
-// the buffer goes in pieces, each behind the prefix.
-func label(r io.Reader, prefix []byte, log *os.File, mu *sync.Mutex, c *command) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			out := make([]byte, 0, len(prefix)+len(line)+1)
-			out = append(out, prefix...)
-			out = append(out, bytes.ReplaceAll(line, []byte{0}, nil)...)
-			if err == io.EOF && line[len(line)-1] != '\n' {
-				out = append(out, '\n')
+// labeler writes a stream into the log line by line, each line behind
+// prefix and ending in a newline (flush adds one to a last line without
+// one), without NUL bytes: what the daemon's `read -r` loops produce. A
+// line longer than 64 KiB goes in pieces, each behind the prefix.
+type labeler struct {
+	prefix []byte
+	log    *os.File
+	mu     *sync.Mutex
+	buf    []byte
+}
+
+func (l *labeler) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			l.buf = append(l.buf, bytes.ReplaceAll(b, []byte{0}, nil)...)
+			if len(l.buf) >= 64<<10 {
+				l.emit(l.buf)
+				l.buf = l.buf[:0]
 			}
-			mu.Lock()
-			n, _ := log.Write(out)
-			mu.Unlock()
-			c.mu.Lock()
-			c.logWritten += int64(n)
-			c.mu.Unlock()
+			break
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
-		}
+		l.buf = append(l.buf, bytes.ReplaceAll(b[:i+1], []byte{0}, nil)...)
+		l.emit(l.buf)
+		l.buf = l.buf[:0]
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+func (l *labeler) emit(line []byte) {
+	out := make([]byte, 0, len(l.prefix)+len(line))
+	out = append(append(out, l.prefix...), line...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log.Write(out)
+}
+
+func (l *labeler) flush() {
+	if len(l.buf) > 0 {
+		l.emit(append(l.buf, '\n'))
+		l.buf = nil
 	}
 }
 

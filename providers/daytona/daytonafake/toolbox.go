@@ -11,7 +11,6 @@ import (
 	"net/textproto"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,9 +72,6 @@ func (s *Server) toolboxMux() *http.ServeMux {
 	return m
 }
 
-// errOutside is a path that would leave the sandbox's directory.
-var errOutside = errors.New("path leads outside the sandbox")
-
 // rel turns a path the client sent into one relative to the sandbox's
 // directory: relative paths start there (the daemon's working directory),
 // absolute ones must lie below it.
@@ -83,22 +79,8 @@ func (sb *sandbox) rel(p string) (string, error) {
 	if p == "" {
 		return "", errors.New("path is required")
 	}
-	if strings.HasPrefix(p, "/") {
-		clean := path.Clean(p)
-		if clean == sb.Home {
-			return ".", nil
-		}
-		r, ok := strings.CutPrefix(clean, sb.Home+"/")
-		if !ok {
-			return "", errOutside
-		}
-		return r, nil
-	}
-	r := path.Clean(p)
-	if r == ".." || strings.HasPrefix(r, "../") {
-		return "", errOutside
-	}
-	return r, nil
+	rel, _, err := sb.Resolve(p)
+	return rel, err
 }
 
 // fsError answers a file-system failure the way the daemon does.
@@ -112,10 +94,6 @@ func fsError(w http.ResponseWriter, r *http.Request, p string, err error) {
 		toolboxError(w, r, http.StatusBadRequest, "BAD_REQUEST", "%s: %v", p, err)
 	}
 }
-
-// root opens the sandbox's directory as an os.Root: no path, symlink or
-// ".." resolved through it can leave the directory.
-func (sb *sandbox) root() (*os.Root, error) { return os.OpenRoot(sb.Home) }
 
 type fileInfoJSON struct {
 	Name        string `json:"name"`
@@ -150,7 +128,7 @@ func withPath(w http.ResponseWriter, r *http.Request, param string) (*sandbox, *
 		toolboxError(w, r, http.StatusBadRequest, "BAD_REQUEST", "%s: %v", p, err)
 		return nil, nil, "", false
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		fsError(w, r, p, err)
 		return nil, nil, "", false
@@ -360,7 +338,7 @@ func (s *Server) bulkDownload(w http.ResponseWriter, r *http.Request) {
 		toolboxError(w, r, http.StatusBadRequest, "INVALID_REQUEST_BODY", "body must be {\"paths\": [...]}")
 		return
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		fsError(w, r, ".", err)
 		return
@@ -425,7 +403,7 @@ func (s *Server) bulkUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"errors": []string{"invalid multipart form"}})
 		return
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		fsError(w, r, ".", err)
 		return
@@ -459,7 +437,7 @@ func (s *Server) bulkUpload(w http.ResponseWriter, r *http.Request) {
 				errs = append(errs, fmt.Sprintf("file[%s]: missing .path metadata", idx))
 				continue
 			}
-			n, err := writeUpload(root, sb, dest, part)
+			n, err := writeUpload(sb, dest, part)
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", dest, err))
 				continue
@@ -474,37 +452,27 @@ func (s *Server) bulkUpload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"files": files})
 }
 
-func writeUpload(root *os.Root, sb *sandbox, dest string, src io.Reader) (int64, error) {
+// writeUpload writes through a temp file renamed over the destination
+// (fakebox.Box.WriteFile), mode 0644, and counts the bytes.
+func writeUpload(sb *sandbox, dest string, src io.Reader) (int64, error) {
 	rel, err := sb.rel(dest)
 	if err != nil {
 		return 0, err
 	}
-	if dir := path.Dir(rel); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return 0, fmt.Errorf("mkdir %s: %w", dir, err)
-		}
-	}
-	tmp := path.Join(path.Dir(rel), ".daytona-upload-"+randomHex(6))
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return 0, fmt.Errorf("create temp: %w", err)
-	}
-	n, err := io.Copy(f, src)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = root.Rename(tmp, rel)
-	}
-	if err != nil {
-		root.Remove(tmp)
+	cr := &countingReader{r: src}
+	if err := sb.WriteFile(rel, cr, 0o644); err != nil {
 		return 0, err
 	}
-	return n, nil
+	return cr.n, nil
 }
 
-// home is where a sandbox's relative paths start, for commands.
-func (sb *sandbox) dir(rel string) string { return filepath.Join(sb.Home, rel) }
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
