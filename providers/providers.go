@@ -163,3 +163,11 @@ const LabelSession = "session"
 type Reaper interface {
 	Reap(ctx context.Context, live func(sessionID string) bool) (removed []string, err error)
 }
+
+// Releaser is implemented by drivers that decide what becomes of a sandbox
+// whose session ended (a hosted sandbox may be stopped, to be found again by
+// its labels, rather than deleted). The session manager calls Release
+// instead of Destroy when a session ends.
+type Releaser interface {
+	Release(ctx context.Context, id string) error
+}

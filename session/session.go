@@ -253,8 +253,8 @@ func (m *Manager) Destroy(ctx context.Context, sessionID, sandboxID string) erro
 	return nil
 }
 
-// End forgets a session; its sandboxes are destroyed unless the manager
-// keeps them. It is safe to call for unknown sessions and more than once.
+// End forgets a session; its sandboxes are destroyed (or released, when
+// the driver is a providers.Releaser) unless the manager keeps them. It is safe to call for unknown sessions and more than once.
 func (m *Manager) End(ctx context.Context, sessionID string) {
 	m.mu.Lock()
 	s, ok := m.sessions[sessionID]
@@ -271,11 +271,16 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 			m.cfg.Logger.Info("session ended; keeping sandbox", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 			continue
 		}
-		if err := m.cfg.Providers[h.Provider].Destroy(ctx, h.ID); err != nil && !errors.Is(err, providers.ErrNotFound) {
-			m.cfg.Logger.Error("session ended; sandbox not destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
+		p := m.cfg.Providers[h.Provider]
+		release, done := p.Destroy, "destroyed"
+		if r, ok := p.(providers.Releaser); ok {
+			release, done = r.Release, "released"
+		}
+		if err := release(ctx, h.ID); err != nil && !errors.Is(err, providers.ErrNotFound) {
+			m.cfg.Logger.Error("session ended; sandbox not "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
 			continue
 		}
-		m.cfg.Logger.Info("session ended; sandbox destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+		m.cfg.Logger.Info("session ended; sandbox "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 	}
 	s.sandboxes = map[string]Handle{}
 }
