@@ -47,7 +47,7 @@ var Settings = []providers.Setting{
 	{Env: EnvDisableAutoStop, Default: "false", Usage: "true: sandboxes never auto-stop (auto-stop interval 0)"},
 	{Env: EnvDeleteOnClose, Default: "false", Usage: "when the owning session ends: false stops the sandbox (a later session can find it), true deletes it"},
 	{Env: EnvSnapshot, Flag: "daytona-snapshot", Usage: "snapshot for sandboxes created without an image (default: the organization's default)"},
-	{Env: EnvExpiry, Flag: "daytona-expiry", Default: DefaultExpiry.String(), Usage: "how long a running sandbox is safe from the reaper"},
+	{Env: EnvExpiry, Flag: "daytona-expiry", Default: "24h", Usage: "how long a running sandbox is safe from the reaper"},
 }
 
 // MissingKeyMessage is the error when no API key is configured.
