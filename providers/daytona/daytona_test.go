@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -453,4 +454,54 @@ func TestDemux(t *testing.T) {
 			t.Fatalf("frames of %d: stdout %q, stderr %q, ended %v", size, out.String(), errOut.String(), d.ended())
 		}
 	}
+}
+
+// TestStdinIsStreamed: stdin reaches the command as it is written, not at
+// end-of-file, so a command can answer one line before the next comes.
+func TestStdinIsStreamed(t *testing.T) {
+	_, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	in, feed := io.Pipe()
+	out := &notifyingBuffer{seen: make(chan struct{}, 10)}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "read a; echo got $a; read b; echo got $b", Stdin: in, Stdout: out, Timeout: 20 * time.Second})
+		done <- err
+	}()
+	feed.Write([]byte("one\n"))
+	for deadline := time.After(10 * time.Second); !strings.Contains(out.String(), "got one"); {
+		select {
+		case <-out.seen:
+		case <-deadline:
+			t.Fatalf("the first line was not answered before the second was sent (stdout %q)", out.String())
+		}
+	}
+	feed.Write([]byte("two\n"))
+	feed.Close()
+	if err := <-done; err != nil || out.String() != "got one\ngot two\n" {
+		t.Fatalf("stdout %q, %v", out.String(), err)
+	}
+}
+
+type notifyingBuffer struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	seen chan struct{}
+}
+
+func (n *notifyingBuffer) Write(p []byte) (int, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case n.seen <- struct{}{}:
+	default:
+	}
+	return n.b.Write(p)
+}
+
+func (n *notifyingBuffer) String() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.b.String()
 }

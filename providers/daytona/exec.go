@@ -28,7 +28,9 @@ import (
 // stream ends with an end mark.
 // The driver undoes the escaping, so output arrives byte-exact and as it is
 // produced (a line at a time). Stdin travels through the session's input
-// route as base64 lines, ended by a "." line.
+// route as base64 lines, ended by a "." line; a short line is followed by
+// empty ones (which base64 -d skips) so that base64 -d, which decodes in
+// blocks, passes it on at once.
 //
 // Arguments: $1 scratch dir, $2 cwd, $3 command, $4 "1" when stdin comes,
 // then NAME=value pairs for env.
@@ -37,7 +39,7 @@ mkdir -p "$d" && : >"$d/out" && : >"$d/err" || exit 125
 if [ -n "$in" ]; then
 	mkfifo "$d/in" || exit 125
 	exec 3<&0 # an asynchronous list would read /dev/null
-	{ sed -n '/^\.$/q;p' | base64 -d >"$d/in"; } <&3 3<&- &
+	{ stdbuf -oL sed -n '/^\.$/q;p' | stdbuf -o0 base64 -d >"$d/in"; } <&3 3<&- &
 	exec 3<&-
 	in="$d/in"
 else
@@ -67,9 +69,12 @@ kill -9 -"$(cat "$1/pgid")"`
 // scratchDir holds each command's output files while it runs.
 const scratchDir = "/tmp/.mcp-sandbox-exec"
 
-// stdinChunk is how much stdin one input call carries (a multiple of 3, so
-// that the base64 lines decode as one stream).
+// stdinChunk is the most stdin one input call carries.
 const stdinChunk = 48 << 10
+
+// decodeBlock is what GNU base64 -d reads before it decodes (the base64
+// length of its 4200-byte block); a shorter line is padded with newlines.
+const decodeBlock = 5600
 
 func randomTag() string {
 	b := make([]byte, 12)
@@ -270,29 +275,27 @@ func (r *running) follow(out *demux) error {
 	}
 }
 
-// feed sends stdin as base64 lines, then the "." end line.
+// feed sends stdin as base64 lines (each read its own, padded: GNU base64
+// -d decodes concatenated ones), then the "." end line.
 func (r *running) feed(ctx context.Context, in io.Reader) {
 	buf := make([]byte, stdinChunk)
-	keep := 0 // bytes carried over to keep every line a multiple of 3 bytes
 	send := func(line string) bool {
+		data := line + "\n"
+		if len(data) < decodeBlock {
+			data += strings.Repeat("\n", decodeBlock-len(data))
+		}
 		err := r.p.do(ctx, http.MethodPost, r.c.base+"/process/session/"+r.session+"/command/"+r.cmdID+"/input",
-			map[string]string{"data": line + "\n"}, nil)
+			map[string]string{"data": data}, nil)
 		if err != nil {
 			r.p.log.Debug("daytona: stdin not fully delivered", "sandbox", r.id, "err", err)
 		}
 		return err == nil
 	}
 	for {
-		n, err := in.Read(buf[keep:])
-		n += keep
-		full := n - n%3
-		if err != nil {
-			full = n // at the end, padding is fine
-		}
-		if full > 0 && !send(base64.StdEncoding.EncodeToString(buf[:full])) {
+		n, err := in.Read(buf)
+		if n > 0 && !send(base64.StdEncoding.EncodeToString(buf[:n])) {
 			return
 		}
-		keep = copy(buf, buf[full:n])
 		if err != nil {
 			send(".")
 			return
