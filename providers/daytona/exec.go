@@ -32,42 +32,44 @@ import (
 // empty ones (which base64 -d skips) so that base64 -d, which decodes in
 // blocks, passes it on at once.
 //
-// Arguments: $1 scratch dir, $2 cwd, $3 command, $4 "1" when stdin comes,
-// then NAME=value pairs for env.
+// Arguments: $1 scratch path prefix, $2 cwd, $3 command, $4 "1" when
+// stdin comes, then NAME=value pairs for env. Forks are few: each costs
+// time on a busy sandbox.
 const wrapper = `d=$1 cwd=$2 cmd=$3 in=$4; shift 4
-mkdir -p "$d" && : >"$d/out" && : >"$d/err" || exit 125
+: >"$d.out" && : >"$d.err" || exit 125
 if [ -n "$in" ]; then
-	mkfifo "$d/in" || exit 125
+	mkfifo "$d.in" || exit 125
 	exec 3<&0 # an asynchronous list would read /dev/null
-	{ stdbuf -oL sed -n '/^\.$/q;p' | stdbuf -o0 base64 -d >"$d/in"; } <&3 3<&- &
+	{ stdbuf -oL sed -n '/^\.$/q;p' | stdbuf -o0 base64 -d >"$d.in"; } <&3 3<&- &
 	exec 3<&-
-	in="$d/in"
+	in="$d.in"
 else
 	in=/dev/null
 fi
 cd -- "$cwd" || exit 125
-setsid env -- "$@" sh -c 'echo $$ >"$1/pgid"; exec sh -c "$2" <"$3" >>"$1/out" 2>>"$1/err"' sh "$d" "$cmd" "$in" &
+[ $# -eq 0 ] || set -- env -- "$@"
+setsid "$@" sh -c 'echo $$ >"$1.pgid"; exec sh -c "$2" <"$3" >>"$1.out" 2>>"$1.err"' sh "$d" "$cmd" "$in" &
 pid=$!
 E='s/\\/\\\\/g;s/\x00/\\0/g;s/\x01/\\1/g;s/\x02/\\2/g'
-tail -s 0.05 -c +1 -f --pid=$pid "$d/out" | stdbuf -oL sed "$E" &
+tail -s 0.05 -c +1 -f --pid=$pid "$d.out" | stdbuf -oL sed "$E" &
 o=$!
-tail -s 0.05 -c +1 -f --pid=$pid "$d/err" | stdbuf -oL sed "$E" >&2 &
+tail -s 0.05 -c +1 -f --pid=$pid "$d.err" | stdbuf -oL sed "$E" >&2 &
 e=$!
 wait $pid; rc=$?
 wait $o; wait $e
 printf '\\e\n'; printf '\\e\n' >&2
-rm -rf "$d"
+rm -f "$d.out" "$d.err" "$d.in" "$d.pgid" >/dev/null 2>&1 &
 exit $rc`
 
-// killScript kills the process group recorded in $1/pgid, waiting briefly
+// killScript kills the process group recorded in $1.pgid, waiting briefly
 // for the command to record it.
 const killScript = `for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-	[ -s "$1/pgid" ] && break; sleep 0.05
+	[ -s "$1.pgid" ] && break; sleep 0.05
 done
-kill -9 -"$(cat "$1/pgid")"`
+kill -9 -"$(cat "$1.pgid")"`
 
-// scratchDir holds each command's output files while it runs.
-const scratchDir = "/tmp/.mcp-sandbox-exec"
+// scratchPrefix starts the names of each command's files while it runs.
+const scratchPrefix = "/tmp/.mcp-sandbox-exec-"
 
 // stdinChunk is the most stdin one input call carries.
 const stdinChunk = 48 << 10
@@ -98,7 +100,7 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		}
 	}
 	tag := randomTag()
-	dir := scratchDir + "/" + tag
+	dir := scratchPrefix + tag
 	args := []string{dir, cwd, req.Command, ""}
 	if req.Stdin != nil {
 		args[3] = "1"
