@@ -36,6 +36,7 @@ const (
 	EnvDisableAutoStop = "DAYTONA_DISABLE_AUTO_STOP"
 	EnvDeleteOnClose   = "DAYTONA_DELETE_ON_CLOSE"
 	EnvSnapshot        = "MCP_SANDBOX_DAYTONA_SNAPSHOT"
+	EnvAllowed         = "MCP_SANDBOX_DAYTONA_ALLOWED_IMAGES"
 	EnvExpiry          = "MCP_SANDBOX_DAYTONA_EXPIRY"
 )
 
@@ -47,6 +48,7 @@ var Settings = []providers.Setting{
 	{Env: EnvDisableAutoStop, Default: "false", Usage: "true: sandboxes never auto-stop (auto-stop interval 0)"},
 	{Env: EnvDeleteOnClose, Default: "false", Usage: "when the owning session ends: false stops the sandbox (a later session can find it), true deletes it"},
 	{Env: EnvSnapshot, Flag: "daytona-snapshot", Usage: "snapshot for sandboxes created without an image (default: the organization's default)"},
+	{Env: EnvAllowed, Flag: "daytona-allowed-images", Usage: "comma-separated patterns (* matches anything) of the snapshots, and image:REF images, sandbox_create may use besides the default"},
 	{Env: EnvExpiry, Flag: "daytona-expiry", Default: "24h", Usage: "how long a running sandbox is safe from the reaper"},
 }
 
@@ -93,8 +95,11 @@ type Options struct {
 	DisableAutoStop bool
 	DeleteOnClose   bool
 	Snapshot        string
-	Expiry          time.Duration
-	ServerID        string
+	// AllowedImages are patterns of the snapshots (and image:REF images)
+	// sandbox_create may name besides Snapshot (see providers.ImagePolicy).
+	AllowedImages string
+	Expiry        time.Duration
+	ServerID      string
 	// Capabilities overrides what the driver declares (tests against a fake
 	// that does not isolate processes); nil means Daytona's.
 	Capabilities providers.Capabilities
@@ -119,12 +124,13 @@ type Options struct {
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
 	cfg = cfg.WithDefaults(Settings)
 	o := Options{
-		APIKey:   cfg.Get(EnvAPIKey),
-		APIURL:   cfg.Get(EnvAPIURL),
-		Target:   cfg.Get(EnvTarget),
-		Snapshot: cfg.Get(EnvSnapshot),
-		ServerID: cfg.ServerID,
-		Logger:   cfg.Logger,
+		APIKey:        cfg.Get(EnvAPIKey),
+		APIURL:        cfg.Get(EnvAPIURL),
+		Target:        cfg.Get(EnvTarget),
+		Snapshot:      cfg.Get(EnvSnapshot),
+		AllowedImages: cfg.Get(EnvAllowed),
+		ServerID:      cfg.ServerID,
+		Logger:        cfg.Logger,
 	}
 	if o.APIKey == "" {
 		return o, fmt.Errorf("%s", MissingKeyMessage)

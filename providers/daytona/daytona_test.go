@@ -90,7 +90,7 @@ func TestWrongAPIKey(t *testing.T) {
 func TestCreateSettingsReachDaytona(t *testing.T) {
 	fake, url := startFake(t)
 	o := fakeOptions(url)
-	o.Target, o.DisableAutoStop = "us", true
+	o.Target, o.DisableAutoStop, o.AllowedImages = "us", true, "my-*, image:python:*"
 	p := newDriver(t, o)
 	sb := create(t, p, providers.CreateOptions{Name: "n", Image: "my-snapshot", Env: map[string]string{"A": "1"}, Labels: map[string]string{"session": "s1"}})
 	got := fake.Sandboxes()[0]
@@ -103,10 +103,13 @@ func TestCreateSettingsReachDaytona(t *testing.T) {
 	if sb.Image != "my-snapshot" || sb.Labels[labelServer] != "" {
 		t.Errorf("returned %+v: want the snapshot and the caller's labels only", sb)
 	}
-	create(t, newDriver(t, fakeOptions(url)), providers.CreateOptions{Image: "image:python:3.12"})
+	o.DisableAutoStop = false
+	create(t, newDriver(t, o), providers.CreateOptions{Image: "image:python:3.12"})
 	if got := fake.Sandboxes()[1]; got.Snapshot != "python:3.12" || got.AutoStop != 15 {
 		t.Errorf("from an image: %+v", got)
 	}
+	o.AllowedImages = "*"
+	p = newDriver(t, o)
 	for _, opts := range []providers.CreateOptions{{Image: "image:"}, {Labels: map[string]string{labelServer: "x"}}} {
 		if _, err := p.Create(ctxT(t), opts); !errors.Is(err, providers.ErrInvalidArgument) {
 			t.Errorf("Create(%+v): %v, want ErrInvalidArgument", opts, err)
@@ -504,4 +507,24 @@ func (n *notifyingBuffer) String() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.b.String()
+}
+
+// Snapshots and images an agent may name are the operator's choice; a
+// refused one never reaches the API.
+func TestImagesAreTheOperatorsPolicy(t *testing.T) {
+	fake, url := startFake(t)
+	o := fakeOptions(url)
+	o.Snapshot = "default-snap"
+	for _, image := range []string{"costly-gpu", "image:python:3.12"} {
+		_, err := newDriver(t, o).Create(ctxT(t), providers.CreateOptions{Image: image})
+		if !errors.Is(err, providers.ErrInvalidArgument) || !strings.Contains(err.Error(), EnvAllowed) {
+			t.Fatalf("%s: want a refusal naming %s, got %v", image, EnvAllowed, err)
+		}
+	}
+	if n := fake.CreateRequests(); n != 0 {
+		t.Fatalf("a refused image reached the API (%d creates)", n)
+	}
+	create(t, newDriver(t, o), providers.CreateOptions{Image: "default-snap"})
+	o.AllowedImages = "costly-*"
+	create(t, newDriver(t, o), providers.CreateOptions{Image: "costly-gpu"})
 }

@@ -41,6 +41,13 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	if err := providers.ValidateEnv(opts.Env); err != nil {
 		return providers.Sandbox{}, err
 	}
+	// Snapshots and images cost money and time: which ones an agent may
+	// start is the operator's choice.
+	if policy := providers.NewImagePolicy(p.o.Snapshot, p.o.AllowedImages); opts.Image != "" && !policy.Allowed(opts.Image) {
+		return providers.Sandbox{}, providers.Errorf(providers.ErrInvalidArgument,
+			"image %q is not allowed on this server: the operator allows the default snapshot and snapshots or images matching %s (%q); omit image to use the default",
+			opts.Image, EnvAllowed, policy.Patterns())
+	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {
 		if strings.HasPrefix(k, labelPrefix) {
