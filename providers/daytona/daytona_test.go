@@ -354,6 +354,9 @@ func TestStoppedSandboxIsStartedOnUse(t *testing.T) {
 		t.Fatalf("after Release the sandbox is %s, want stopped", st)
 	}
 	other := newDriver(t, fakeOptions(url))
+	if got, err := other.Get(ctxT(t), sb.ID); err != nil || got.ID != sb.ID || fake.Sandboxes()[0].State != "stopped" {
+		t.Fatalf("Get of a stopped sandbox: %+v, %v (state %s); want it described, not started", got, err, fake.Sandboxes()[0].State)
+	}
 	found, err := other.List(ctxT(t), map[string]string{"session": "s1"})
 	if err != nil || len(found) != 1 || found[0].ID != sb.ID {
 		t.Fatalf("a later server cannot find the stopped sandbox by label: %+v, %v", found, err)

@@ -188,6 +188,13 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Sandbox, error
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
+	if d.State != "started" { // describing a stopped sandbox does not start it
+		workdir := ""
+		if c := p.cached(id); c != nil {
+			workdir = c.workdir
+		}
+		return p.sandboxFrom(d, workdir), nil
+	}
 	c, err := p.conn(ctx, id)
 	if err != nil {
 		return providers.Sandbox{}, err
