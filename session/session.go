@@ -23,9 +23,18 @@ import (
 // sandboxes on a shared backend can be told apart by server.
 const LabelServer = "server"
 
-// ErrLimit is returned when a session already holds as many sandboxes as
-// allowed.
-var ErrLimit = errors.New("sandbox limit reached")
+// Errors the manager returns, for callers to word (the manager knows
+// nothing of the tools that reach it). Each also matches the providers
+// error kind that fits it.
+var (
+	// ErrLimit: the session already holds as many sandboxes as allowed.
+	ErrLimit = errors.New("sandbox limit reached")
+	// ErrEnded: the session has ended; nothing more is done for it.
+	ErrEnded = errors.New("session has ended")
+	// ErrUnknownSandbox: the session owns no sandbox by that ID (another
+	// session's reads the same, so its existence is never confirmed).
+	ErrUnknownSandbox = errors.New("no such sandbox in this session")
+)
 
 // Handle names one sandbox: the provider that holds it and its ID there.
 type Handle struct {
@@ -144,14 +153,15 @@ func (m *Manager) Create(ctx context.Context, sessionID, provider string, opts p
 
 func (m *Manager) create(ctx context.Context, s *state, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
 	if s.ended {
-		return providers.Sandbox{}, providers.Errorf(providers.ErrNotFound, "this session has ended; start a new one")
+		return providers.Sandbox{}, &providers.Error{Kind: providers.ErrNotFound, Msg: "this session has ended", Err: ErrEnded}
 	}
 	p, err := m.Provider(provider)
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
 	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
-		return providers.Sandbox{}, fmt.Errorf("%w: this session already has %d sandboxes (the limit); destroy one with sandbox_destroy first", ErrLimit, len(s.sandboxes))
+		return providers.Sandbox{}, &providers.Error{Kind: providers.ErrInvalidArgument, Err: ErrLimit,
+			Msg: fmt.Sprintf("this session already has %d sandboxes, the most it may hold", len(s.sandboxes))}
 	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {
@@ -196,8 +206,7 @@ func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*pr
 }
 
 func notFound(id string) error {
-	return providers.Errorf(providers.ErrNotFound,
-		"sandbox %q not found in this session; call sandbox_list to see yours, or omit sandbox_id to use the current one", id)
+	return &providers.Error{Kind: providers.ErrNotFound, Msg: fmt.Sprintf("sandbox %q not found in this session", id), Err: ErrUnknownSandbox}
 }
 
 // List describes the session's sandboxes, oldest first, and names the current one.
