@@ -23,9 +23,18 @@ import (
 // sandboxes on a shared backend can be told apart by server.
 const LabelServer = "server"
 
-// ErrLimit is returned when a session already holds as many sandboxes as
-// allowed.
-var ErrLimit = errors.New("sandbox limit reached")
+// Errors the manager returns, for callers to word (the manager knows
+// nothing of the tools that reach it). Each also matches the providers
+// error kind that fits it.
+var (
+	// ErrLimit: the session already holds as many sandboxes as allowed.
+	ErrLimit = errors.New("sandbox limit reached")
+	// ErrEnded: the session has ended; nothing more is done for it.
+	ErrEnded = errors.New("session has ended")
+	// ErrUnknownSandbox: the session owns no sandbox by that ID (another
+	// session's reads the same, so its existence is never confirmed).
+	ErrUnknownSandbox = errors.New("no such sandbox in this session")
+)
 
 // Handle names one sandbox: the provider that holds it and its ID there.
 type Handle struct {
@@ -36,7 +45,7 @@ type Handle struct {
 // Config sets up a Manager.
 type Config struct {
 	// Providers are the backends sessions may use, by name.
-	Providers map[string]providers.Provider
+	Providers map[string]*providers.Backend
 	// Default is the provider used when a call names none.
 	Default string
 	// ServerID labels every sandbox this server creates.
@@ -122,7 +131,7 @@ func (m *Manager) session(id string) *state {
 }
 
 // Provider returns a configured provider by name ("" for the default).
-func (m *Manager) Provider(name string) (providers.Provider, error) {
+func (m *Manager) Provider(name string) (*providers.Backend, error) {
 	if name == "" {
 		name = m.cfg.Default
 	}
@@ -144,14 +153,15 @@ func (m *Manager) Create(ctx context.Context, sessionID, provider string, opts p
 
 func (m *Manager) create(ctx context.Context, s *state, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
 	if s.ended {
-		return providers.Sandbox{}, providers.Errorf(providers.ErrNotFound, "this session has ended; start a new one")
+		return providers.Sandbox{}, &providers.Error{Kind: providers.ErrNotFound, Msg: "this session has ended", Err: ErrEnded}
 	}
 	p, err := m.Provider(provider)
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
 	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
-		return providers.Sandbox{}, fmt.Errorf("%w: this session already has %d sandboxes (the limit); destroy one with sandbox_destroy first", ErrLimit, len(s.sandboxes))
+		return providers.Sandbox{}, &providers.Error{Kind: providers.ErrInvalidArgument, Err: ErrLimit,
+			Msg: fmt.Sprintf("this session already has %d sandboxes, the most it may hold", len(s.sandboxes))}
 	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {
@@ -174,7 +184,7 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 // Resolve finds the sandbox a call means: sandboxID if the session owns it,
 // else (when sandboxID is empty) the session's current sandbox, created on
 // first use with the default provider.
-func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (providers.Provider, string, error) {
+func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*providers.Backend, string, error) {
 	s := m.session(sessionID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,8 +206,7 @@ func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (pro
 }
 
 func notFound(id string) error {
-	return providers.Errorf(providers.ErrNotFound,
-		"sandbox %q not found in this session; call sandbox_list to see yours, or omit sandbox_id to use the current one", id)
+	return &providers.Error{Kind: providers.ErrNotFound, Msg: fmt.Sprintf("sandbox %q not found in this session", id), Err: ErrUnknownSandbox}
 }
 
 // List describes the session's sandboxes, oldest first, and names the current one.
@@ -253,8 +262,9 @@ func (m *Manager) Destroy(ctx context.Context, sessionID, sandboxID string) erro
 	return nil
 }
 
-// End forgets a session; its sandboxes are destroyed (or released, when
-// the driver is a providers.Releaser) unless the manager keeps them. It is safe to call for unknown sessions and more than once.
+// End forgets a session; its sandboxes are released (destroyed, unless the
+// driver is a providers.Releaser that decides otherwise) unless the manager
+// keeps them. It is safe to call for unknown sessions and more than once.
 func (m *Manager) End(ctx context.Context, sessionID string) {
 	m.mu.Lock()
 	s, ok := m.sessions[sessionID]
@@ -271,16 +281,12 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 			m.cfg.Logger.Info("session ended; keeping sandbox", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 			continue
 		}
-		p := m.cfg.Providers[h.Provider]
-		release, done := p.Destroy, "destroyed"
-		if r, ok := p.(providers.Releaser); ok {
-			release, done = r.Release, "released"
-		}
-		if err := release(ctx, h.ID); err != nil && !errors.Is(err, providers.ErrNotFound) {
-			m.cfg.Logger.Error("session ended; sandbox not "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
+		destroyed, err := m.cfg.Providers[h.Provider].Release(ctx, h.ID)
+		if err != nil && !errors.Is(err, providers.ErrNotFound) {
+			m.cfg.Logger.Error("session ended; sandbox not released", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
 			continue
 		}
-		m.cfg.Logger.Info("session ended; sandbox "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+		m.cfg.Logger.Info("session ended; sandbox released", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "destroyed", destroyed)
 	}
 	s.sandboxes = map[string]Handle{}
 }

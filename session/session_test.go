@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -17,7 +18,7 @@ func newManager(t *testing.T, mutate func(*session.Config)) (*session.Manager, p
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := session.Config{Providers: map[string]providers.Provider{"local": p}, Default: "local", ServerID: "srv"}
+	cfg := session.Config{Providers: providers.Wrap(map[string]providers.Provider{"local": p}), Default: "local", ServerID: "srv"}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -149,10 +150,11 @@ func (r *releasingProvider) Destroy(ctx context.Context, id string) error {
 func TestEndReleasesWhenTheDriverDecides(t *testing.T) {
 	ctx := context.Background()
 	var rp *releasingProvider
-	m, _ := newManager(t, func(c *session.Config) {
-		rp = &releasingProvider{Provider: c.Providers["local"]}
-		c.Providers["local"] = rp
+	m, inner := newManager(t, func(c *session.Config) {
+		rp = &releasingProvider{}
+		c.Providers = providers.Wrap(map[string]providers.Provider{"local": rp})
 	})
+	rp.Provider = inner
 	a, err := m.Create(ctx, "s1", "", providers.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -168,5 +170,26 @@ func TestEndReleasesWhenTheDriverDecides(t *testing.T) {
 	m.End(ctx, "s1")
 	if len(rp.released) != 1 || rp.released[0] != a.ID || len(rp.destroyed) != 1 || rp.destroyed[0] != b.ID {
 		t.Errorf("released %v, destroyed %v; want %s released and %s destroyed", rp.released, rp.destroyed, a.ID, b.ID)
+	}
+}
+
+// The manager's refusals are typed, so the tools can word them; their
+// messages name no tool.
+func TestRefusalsAreTyped(t *testing.T) {
+	ctx := context.Background()
+	m, _ := newManager(t, func(c *session.Config) { c.MaxSandboxes = 1 })
+	m.Create(ctx, "s", "", providers.CreateOptions{})
+	_, limitErr := m.Create(ctx, "s", "", providers.CreateOptions{})
+	_, _, unknownErr := m.Resolve(ctx, "s", "someone-elses")
+	for _, tc := range []struct {
+		err        error
+		want, kind error
+	}{
+		{limitErr, session.ErrLimit, providers.ErrInvalidArgument},
+		{unknownErr, session.ErrUnknownSandbox, providers.ErrNotFound},
+	} {
+		if !errors.Is(tc.err, tc.want) || !errors.Is(tc.err, tc.kind) || strings.Contains(tc.err.Error(), "sandbox_") {
+			t.Errorf("got %v, want %v of kind %v naming no tool", tc.err, tc.want, tc.kind)
+		}
 	}
 }

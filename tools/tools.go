@@ -234,6 +234,12 @@ func errorResult(err error) *mcp.CallToolResult {
 		msg = "the call was cancelled"
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = "the call timed out: " + msg
+	case errors.Is(err, session.ErrUnknownSandbox):
+		msg += "; call sandbox_list to see yours, or omit sandbox_id to use the current one"
+	case errors.Is(err, session.ErrLimit):
+		msg += "; destroy one with sandbox_destroy first"
+	case errors.Is(err, session.ErrEnded):
+		msg += "; reconnect to start a new session"
 	case errors.Is(err, providers.ErrUnavailable):
 		msg = "the sandbox provider failed: " + msg + " (this may be temporary; retry, or create a new sandbox)"
 	}
