@@ -445,7 +445,7 @@ func TestSandboxDeletedElsewhere(t *testing.T) {
 // TestDemux: the labelled, escaped log splits back into the exact bytes,
 // whatever the frame boundaries.
 func TestDemux(t *testing.T) {
-	log := []byte("\x01\x01\x01a\\\\b\\0\\1\\2\n\x02\x02\x02err\\0\n\x01\x01\x01\xff tail\\e\n\x02\x02\x02\\e\n")
+	log := []byte("\x01\x01\x01a\\\\b\\0\\1\\2\n\x02\x02\x02err\\0\n\x01\x01\x01\xff tail\\e137\n\x02\x02\x02\\e\n")
 	for size := 1; size <= len(log); size++ {
 		var out, errOut bytes.Buffer
 		d := newDemux(&out, &errOut)
@@ -456,8 +456,9 @@ func TestDemux(t *testing.T) {
 			}
 			b = b[n:]
 		}
-		if out.String() != "a\\b\x00\x01\x02\n\xff tail" || errOut.String() != "err\x00\n" || !d.ended() {
-			t.Fatalf("frames of %d: stdout %q, stderr %q, ended %v", size, out.String(), errOut.String(), d.ended())
+		code, ok := d.exitCode()
+		if out.String() != "a\\b\x00\x01\x02\n\xff tail" || errOut.String() != "err\x00\n" || !d.ended() || !ok || code != 137 {
+			t.Fatalf("frames of %d: stdout %q, stderr %q, ended %v, exit %d %v", size, out.String(), errOut.String(), d.ended(), code, ok)
 		}
 	}
 }

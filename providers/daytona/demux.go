@@ -3,11 +3,13 @@ package daytona
 import (
 	"bytes"
 	"io"
+	"strconv"
 )
 
 // demux splits the daemon's labelled log into stdout and stderr and undoes
 // the wrapper's escaping (see wrapper): in each stream, \\ \0 \1 \2 stand
-// for a backslash and the bytes 0, 1 and 2, and \e ends the stream. The
+// for a backslash and the bytes 0, 1 and 2, and \e ends the stream (on
+// stdout, followed by the exit status and a newline). The
 // escaped streams hold no byte 1 or 2, so every such byte is part of a
 // marker (three of them: stdout 1 1 1, stderr 2 2 2).
 type demux struct {
@@ -21,6 +23,16 @@ func newDemux(stdout, stderr io.Writer) *demux {
 
 // ended reports whether both streams reached their end mark.
 func (d *demux) ended() bool { return d.streams[0].done && d.streams[1].done }
+
+// exitCode is the status stdout's end mark carried.
+func (d *demux) exitCode() (int, bool) {
+	u := d.streams[0]
+	if !u.done || !u.codeEnd {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(u.code))
+	return n, err == nil
+}
 
 func (d *demux) write(b []byte) error {
 	for len(b) > 0 {
@@ -46,15 +58,28 @@ func (d *demux) emit(b []byte) error {
 
 // unescaper decodes one stream.
 type unescaper struct {
-	w    io.Writer
-	esc  bool // the previous chunk ended in a backslash
-	done bool
-	out  []byte
+	w       io.Writer
+	esc     bool // the previous chunk ended in a backslash
+	done    bool
+	code    []byte // what follows the end mark, up to its newline
+	codeEnd bool
+	out     []byte
 }
 
 func (u *unescaper) write(b []byte) error {
 	if u.done {
-		return nil // the newline after the end mark
+		if !u.codeEnd {
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				i = len(b)
+			} else {
+				u.codeEnd = true
+			}
+			if len(u.code)+i <= 12 {
+				u.code = append(u.code, b[:i]...)
+			}
+		}
+		return nil
 	}
 	u.out = u.out[:0]
 	for len(b) > 0 {
@@ -69,7 +94,9 @@ func (u *unescaper) write(b []byte) error {
 				u.out = append(u.out, 2)
 			case 'e':
 				u.done = true
-				return u.flush()
+				err := u.flush()
+				u.write(b[1:]) // the exit status after the mark
+				return err
 			default:
 				u.out = append(u.out, b[0])
 			}

@@ -25,7 +25,7 @@ import (
 // is wrapped: it runs in its own process group (setsid) with its output in
 // files, which tail --pid follows until it exits; sed escapes the bytes the
 // labelling would lose or misread (a line at a time: stdbuf -oL), and each
-// stream ends with an end mark.
+// stream ends with an end mark (stdout's carries the exit status).
 // The driver undoes the escaping, so output arrives byte-exact and as it is
 // produced (a line at a time). Stdin travels through the session's input
 // route as base64 lines, ended by a "." line; a short line is followed by
@@ -57,7 +57,7 @@ tail -s 0.05 -c +1 -f --pid=$pid "$d.err" | stdbuf -oL sed "$E" >&2 &
 e=$!
 wait $pid; rc=$?
 wait $o; wait $e
-printf '\\e\n'; printf '\\e\n' >&2
+printf '\\e%s\n' "$rc"; printf '\\e\n' >&2
 rm -f "$d.out" "$d.err" "$d.in" "$d.pgid" >/dev/null 2>&1 &
 exit $rc`
 
@@ -119,7 +119,7 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	if err != nil {
 		return providers.ExecResult{}, err
 	}
-	defer r.close()
+	defer func() { go r.close() }() // the caller need not wait for the session's deletion
 
 	runCtx, cancel := ctx, context.CancelFunc(func() {})
 	if req.Timeout > 0 {
@@ -167,7 +167,11 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		return res, providers.Errorf(providers.ErrUnavailable,
 			"the output stream of the command in sandbox %s %s before the command ended; the command was killed, run it again (if this repeats, the sandbox's image may lack GNU tail, sed, stdbuf, setsid or base64)", id, why)
 	}
-	code, err := r.exitCode(ctx)
+	if code, ok := out.exitCode(); ok {
+		res.ExitCode = code
+		return res, nil
+	}
+	code, err := r.exitCode(ctx) // the daemon's record, when the mark lacks it
 	if err != nil {
 		return res, p.toolboxErr(ctx, id, "run command in", cwd, err)
 	}
