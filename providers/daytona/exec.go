@@ -48,7 +48,7 @@ else
 fi
 cd -- "$cwd" || exit 125
 [ $# -eq 0 ] || set -- env -- "$@"
-setsid "$@" sh -c 'echo $$ >"$1.pgid"; exec sh -c "$2" <"$3" >>"$1.out" 2>>"$1.err"' sh "$d" "$cmd" "$in" &
+setsid "$@" sh -c 'echo $$ >"$1.pgid"; exec <"$3" >>"$1.out" 2>>"$1.err"; eval "set --; $2"' sh "$d" "$cmd" "$in" &
 pid=$!
 E='s/\\/\\\\/g;s/\x00/\\0/g;s/\x01/\\1/g;s/\x02/\\2/g'
 tail -s 0.05 -c +1 -f --pid=$pid "$d.out" | stdbuf -oL sed "$E" &
