@@ -50,7 +50,7 @@ func (h *handlers) runCommand() server.ServerTool {
 			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %v, at most %v), or when the call is cancelled. ", h.lim.DefaultTimeout, h.lim.MaxTimeout)+
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
-		hints(false, true, false, true))
+		behaviour{Destructive: true, OpenWorld: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleRunCommand)}
 }
 

@@ -101,7 +101,7 @@ func (h *handlers) processStart() server.ServerTool {
 			"its exit status stays readable after it exits, and it ends when the sandbox is destroyed. "+
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
-		hints(false, true, false, true))
+		behaviour{Destructive: true, OpenWorld: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
 		if strings.TrimSpace(a.Command) == "" {
 			return nil, invalid("command is empty; pass a shell command such as \"python3 -m http.server 8000\"")
@@ -139,7 +139,7 @@ func (h *handlers) processList() server.ServerTool {
 		"List this session's background processes, oldest first: those started with process_start and run_command calls that outlived their wait or had their output cut. "+
 			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed.",
 		processListArgs{}, processListResult{},
-		hints(true, false, true, false))
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
 		var sandboxes []string
 		if a.SandboxID != "" {
@@ -212,7 +212,7 @@ func (h *handlers) processOutput() server.ServerTool {
 			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d); wait_seconds is at most %v. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, h.lim.Wait)+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
-		hints(true, false, true, false))
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleProcessOutput)}
 }
 
@@ -292,7 +292,7 @@ func (h *handlers) processWriteStdin() server.ServerTool {
 		"Send text to the standard input of a background process started with keep_stdin_open (a REPL, an interactive installer). "+
 			"close=true then sends end-of-file. Read the response with process_output.",
 		processWriteStdinArgs{}, ProcessInfo{},
-		hints(false, true, false, false))
+		behaviour{Destructive: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
 		if a.Data == "" && !a.Close {
 			return nil, invalid("nothing to send: pass data, close=true, or both")
@@ -330,7 +330,7 @@ func (h *handlers) processKill() server.ServerTool {
 		"Send a signal (default TERM) to a background process and everything it started, then report its state: "+
 			"running=false with exit_code 128+N once signal N ended it. If TERM does not stop it, send KILL.",
 		processKillArgs{}, ProcessInfo{},
-		hints(false, true, false, false))
+		behaviour{Destructive: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
 		sig := a.Signal
 		if sig == "" {

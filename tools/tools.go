@@ -252,8 +252,13 @@ func invalid(format string, args ...any) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// hints sets every annotation explicitly: mcp-go's defaults (destructive,
-// open world) are wrong for most sandbox tools.
-func hints(readOnly, destructive, idempotent, openWorld bool) mcp.ToolAnnotation {
-	return mcp.ToolAnnotation{ReadOnlyHint: &readOnly, DestructiveHint: &destructive, IdempotentHint: &idempotent, OpenWorldHint: &openWorld}
+// behaviour is what a tool's annotations say of it. Every hint is set
+// explicitly, false included: mcp-go's defaults (destructive, open world)
+// are wrong for most sandbox tools.
+type behaviour struct {
+	ReadOnly, Destructive, Idempotent, OpenWorld bool
+}
+
+func (b behaviour) annotation() mcp.ToolAnnotation {
+	return mcp.ToolAnnotation{ReadOnlyHint: &b.ReadOnly, DestructiveHint: &b.Destructive, IdempotentHint: &b.Idempotent, OpenWorldHint: &b.OpenWorld}
 }

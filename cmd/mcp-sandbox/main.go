@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -25,10 +26,9 @@ import (
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/daytona"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
-	_ "github.com/mcp-sandbox/mcp-sandbox/providers/local"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
-	"github.com/mcp-sandbox/mcp-sandbox/tools/conformance"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -123,9 +123,14 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		}
 		a.providers[name] = p
 	}
+	stateDir := cfg.Getenv(local.EnvStateDir)
+	if stateDir == "" {
+		stateDir, _ = local.DefaultStateDir(cfg.Getenv) // none: liveness is unknown, sandboxes go by expiry
+	}
 	mgr, err := session.New(session.Config{
 		Providers: a.providers, Default: cfg.Provider, ServerID: cfg.ServerID,
 		KeepSandboxes: cfg.KeepSandboxes, MaxSandboxes: cfg.MaxSandboxes, Logger: logger,
+		InstanceDir: instanceDir(stateDir),
 	})
 	if err != nil {
 		a.close()
@@ -156,12 +161,16 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		opts = append(opts, server.WithLogger(logger)) // one line per request
 	}
 	if cfg.ConformanceFixtures {
-		opts = append(opts, conformance.ServerOptions()...)
+		if conformanceFixtures == nil {
+			a.close()
+			return nil, errors.New("--conformance-fixtures: this build has no conformance fixtures (they are built only with -tags conformance, for testing)")
+		}
+		opts = append(opts, conformanceFixtures.options()...)
 	}
 	a.mcp = server.NewMCPServer("mcp-sandbox", version, opts...)
 	tools.Register(a.mcp, mgr, cfg.Limits)
 	if cfg.ConformanceFixtures {
-		conformance.Register(a.mcp)
+		conformanceFixtures.register(a.mcp)
 		logger.Warn("serving the conformance suite's test tools, resources and prompts (--conformance-fixtures); do not use in production")
 	}
 	return a, nil
@@ -171,17 +180,26 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 // servers are looked for.
 const reapInterval = 5 * time.Minute
 
+// instanceDir is where servers sharing a state dir hold their liveness
+// locks (session.Config.InstanceDir).
+func instanceDir(stateDir string) string {
+	if stateDir == "" {
+		return ""
+	}
+	return filepath.Join(stateDir, "instances")
+}
+
 // reapLoop removes, on every provider that can outlive this process, the
-// expired sandboxes of sessions that are not live here: at start-up (what a
-// crashed predecessor left) and then on a timer.
+// sandboxes of servers that are gone and those expired whose owner is not
+// live: at start-up (what a crashed predecessor left) and then on a timer.
 func (a *app) reapLoop(ctx context.Context, every time.Duration) {
 	for {
 		for name, p := range a.providers {
-			removed, err := p.Reap(ctx, a.sessions.IsLive)
+			removed, err := p.Reap(ctx, a.sessions.Liveness)
 			if err != nil && ctx.Err() == nil {
 				a.log.Warn("reaping expired sandboxes failed", "provider", name, "err", err)
 			} else if len(removed) > 0 {
-				a.log.Info("reaped expired sandboxes", "provider", name, "count", len(removed))
+				a.log.Info("reaped sandboxes", "provider", name, "count", len(removed))
 			}
 		}
 		select {

@@ -388,25 +388,29 @@ func TestReleaseDeletesWhenAsked(t *testing.T) {
 	}
 }
 
-// TestReap: only this server's running sandboxes past expiry whose session
-// is not live are released; a stopped one (kept on purpose) is not touched.
+// TestReap: only this server's running sandboxes whose owner is gone (or
+// unknown, once expired) are released; a live owner's, another server's and
+// a stopped one (kept on purpose) are not touched.
 func TestReap(t *testing.T) {
+	owner := func(label string) providers.Liveness {
+		return map[string]providers.Liveness{"live": providers.OwnerLive, "gone": providers.OwnerDead}[label]
+	}
 	for _, deleteOnClose := range []bool{false, true} {
 		t.Run(map[bool]string{false: "stops", true: "deletes"}[deleteOnClose], func(t *testing.T) {
 			fake, url := startFake(t)
 			o := fakeOptions(url)
-			o.Expiry, o.DeleteOnClose = time.Millisecond, deleteOnClose
+			o.DeleteOnClose = deleteOnClose
 			p := newDriver(t, o)
 			orphan := create(t, p, providers.CreateOptions{Labels: map[string]string{"session": "gone"}})
 			liveOne := create(t, p, providers.CreateOptions{Labels: map[string]string{"session": "live"}})
+			unknown := create(t, p, providers.CreateOptions{Labels: map[string]string{"session": "elsewhere"}})
 			kept := create(t, p, providers.CreateOptions{Labels: map[string]string{"session": "gone"}})
 			if err := p.Stop(ctxT(t), kept.ID); err != nil {
 				t.Fatal(err)
 			}
 			o.ServerID = "another-server"
 			create(t, newDriver(t, o), providers.CreateOptions{Labels: map[string]string{"session": "gone"}})
-			time.Sleep(10 * time.Millisecond)
-			reaped, err := p.Reap(ctxT(t), func(s string) bool { return s == "live" })
+			reaped, err := p.Reap(ctxT(t), owner)
 			if err != nil || len(reaped) != 1 || reaped[0] != orphan.ID {
 				t.Fatalf("Reap = %v, %v; want only %s", reaped, err, orphan.ID)
 			}
@@ -414,12 +418,20 @@ func TestReap(t *testing.T) {
 			for _, s := range fake.Sandboxes() {
 				states[s.ID] = s.State
 			}
-			want, n := "stopped", 4
+			want, n := "stopped", 5
 			if deleteOnClose {
-				want, n = "", 3
+				want, n = "", 4
 			}
-			if states[orphan.ID] != want || states[liveOne.ID] != "started" || states[kept.ID] != "stopped" || len(states) != n {
+			if states[orphan.ID] != want || states[liveOne.ID] != "started" || states[unknown.ID] != "started" || states[kept.ID] != "stopped" || len(states) != n {
 				t.Errorf("after Reap: %v (orphan %s, want %q)", states, orphan.ID, want)
+			}
+			// Once expired, an owner that cannot be known no longer holds it.
+			o.ServerID, o.Expiry = "test-server", time.Millisecond
+			expiring := create(t, newDriver(t, o), providers.CreateOptions{Labels: map[string]string{"session": "elsewhere"}})
+			time.Sleep(5 * time.Millisecond)
+			reaped, err = p.Reap(ctxT(t), owner)
+			if err != nil || len(reaped) != 1 || reaped[0] != expiring.ID {
+				t.Fatalf("Reap after the expiry = %v, %v; want %s", reaped, err, expiring.ID)
 			}
 		})
 	}

@@ -36,6 +36,7 @@ type apiFileInfo struct {
 	Size    int64  `json:"size"`
 	IsDir   bool   `json:"isDir"`
 	ModTime string `json:"modTime"`
+	Mode    string `json:"mode"`
 	Perm    string `json:"permissions"`
 }
 
@@ -64,6 +65,12 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 	}
 	if fi.IsDir {
 		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: is a directory; use list_files", name)
+	}
+	// The daemon's mode reads like Go's FileMode.String(): "-rw-r--r--" for
+	// a regular file, "prw-..." for a FIFO, "Dcrw-..." for a device. Reading
+	// anything but a regular file could block or never end.
+	if !strings.HasPrefix(fi.Mode, "-") {
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: not a regular file (mode %s)", name, fi.Mode)
 	}
 	info := providers.FileInfo{Path: name, Type: providers.TypeFile, Size: fi.Size, Mode: parsePerm(fi.Perm)}
 	info.ModTime, _ = time.Parse(time.RFC3339Nano, fi.ModTime)

@@ -314,11 +314,12 @@ func (p *Provider) Release(ctx context.Context, id string) error {
 var _ providers.Reaper = (*Provider)(nil)
 
 // Reap releases this server's running sandboxes (label mcp-sandbox.server)
-// that are past their expiry and whose owning session (the
-// providers.LabelSession label) is not live: stopped, or deleted with
-// DAYTONA_DELETE_ON_CLOSE=true. A stopped sandbox is one kept on purpose and
-// is never touched. live may be nil: then no session is live.
-func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) ([]string, error) {
+// that providers.Reapable says may go: at once when their owner is known to
+// be gone, after their expiry (created + MCP_SANDBOX_DAYTONA_EXPIRY) when
+// it cannot be known or they are labelled keep. Released means stopped, or
+// deleted with DAYTONA_DELETE_ON_CLOSE=true. A stopped sandbox was kept on
+// purpose (or auto-stopped, costing no compute) and is never touched.
+func (p *Provider) Reap(ctx context.Context, owner func(label string) providers.Liveness) ([]string, error) {
 	found, err := p.list(ctx, map[string]string{labelServer: p.o.ServerID})
 	if err != nil {
 		return nil, p.typed(ctx, "", "list sandboxes to reap", err)
@@ -327,21 +328,25 @@ func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) (
 	var reaped []string
 	var errs []error
 	for _, s := range found {
-		if s.Labels[labelServer] != p.o.ServerID || s.State != "started" {
+		if s.Labels[labelServer] != p.o.ServerID || s.State != "started" { // whatever the API made of the filter
 			continue
+		}
+		labels := map[string]string{}
+		for k, v := range s.Labels {
+			if !strings.HasPrefix(k, labelPrefix) {
+				labels[k] = v
+			}
 		}
 		expires, err := time.Parse(time.RFC3339Nano, s.Labels[labelExpires])
-		if err != nil || now.Before(expires) {
-			continue
-		}
-		if owner := s.Labels[providers.LabelSession]; owner != "" && live != nil && live(owner) {
+		expired := err == nil && !now.Before(expires)
+		if !providers.Reapable(labels, expired, owner) {
 			continue
 		}
 		if err := p.Release(ctx, s.ID); err != nil && !errors.Is(err, providers.ErrNotFound) {
 			errs = append(errs, err)
 			continue
 		}
-		p.log.Info("reaped an expired sandbox", "sandbox", s.ID, "session", s.Labels[providers.LabelSession], "expired", expires, "deleted", p.o.DeleteOnClose)
+		p.log.Info("reaped a sandbox", "sandbox", s.ID, "owner", labels[providers.LabelSession], "expired", expired, "deleted", p.o.DeleteOnClose)
 		reaped = append(reaped, s.ID)
 	}
 	return reaped, errors.Join(errs...)

@@ -279,7 +279,7 @@ func (s *Server) setPermissions(w http.ResponseWriter, r *http.Request) {
 
 // openRegular opens a regular file (after symlinks) for download.
 func openRegular(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
-	f, err := root.Open(rel)
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0) // a FIFO must not block the open
 	if err != nil {
 		return nil, nil, err
 	}
@@ -288,9 +288,9 @@ func openRegular(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	if fi.IsDir() {
+	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, fmt.Errorf("is a directory")
+		return nil, nil, fmt.Errorf("not a regular file (%s)", fi.Mode())
 	}
 	return f, fi, nil
 }
