@@ -46,6 +46,14 @@ type refusal struct {
 
 func (r refusal) Error() string { return r.msg }
 
+// sandboxes counts in words: "1 sandbox", "2 sandboxes".
+func sandboxes(n int) string {
+	if n == 1 {
+		return "1 sandbox"
+	}
+	return fmt.Sprintf("%d sandboxes", n)
+}
+
 // Is matches both the reason (ErrLimit, ...) and the providers kind.
 func (r refusal) Is(target error) bool { return target == r.reason || target == r.kind }
 
@@ -199,7 +207,7 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 	}
 	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
 		return providers.Sandbox{}, refusal{ErrLimit, providers.ErrInvalidArgument,
-			fmt.Sprintf("this session already has %d sandboxes, the most it may hold", len(s.sandboxes))}
+			fmt.Sprintf("this session already holds %s, the limit per session", sandboxes(len(s.sandboxes)))}
 	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -99,6 +98,8 @@ type app struct {
 	providers map[string]*providers.Backend
 	// httpSessions counts live MCP sessions for the HTTP session cap.
 	httpSessions *httpguard.SessionLimiter
+	// calls knows the tool calls in flight, for the shutdown log.
+	calls callTracker
 }
 
 const instructions = `mcp-sandbox runs shell commands and edits files in isolated sandboxes.
@@ -141,6 +142,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	hooks := &server.Hooks{}
 	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions)
 	a.httpSessions.AddHooks(hooks)
+	a.calls.addHooks(hooks)
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
 		logger.Debug("session started", "session", s.SessionID())
 	})
@@ -210,24 +212,30 @@ func (a *app) reapLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
-// close ends every session (destroying their sandboxes unless kept) and
-// releases the providers.
-func (a *app) close() {
-	if a.sessions != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		a.sessions.Close(ctx)
-		cancel()
-	}
-	for _, p := range a.providers {
-		p.Close()
-	}
-}
+// closeTimeout bounds ending the sessions and releasing the providers at
+// exit: a driver stuck past it is left to the process's end.
+const closeTimeout = time.Minute
 
-func (a *app) serveStdio(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
-	s := server.NewStdioServer(a.mcp)
-	s.SetErrorLogger(log.New(&slogWriter{a.log}, "", 0))
-	a.log.Info("serving MCP over stdio", "provider", a.cfg.Provider, "version", version)
-	return s.Listen(ctx, stdin, stdout)
+// close ends every session (destroying their sandboxes unless kept) and
+// releases the providers, within closeTimeout.
+func (a *app) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if a.sessions != nil {
+			a.sessions.Close(ctx)
+		}
+		for _, p := range a.providers {
+			p.Close()
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		a.log.Error("ending the sessions did not finish in time; exiting anyway", "timeout", closeTimeout)
+	}
 }
 
 // httpHandler serves MCP at /mcp and liveness at /healthz, behind the guard
@@ -275,7 +283,11 @@ func (a *app) serveHTTP(ctx context.Context, addr string) error {
 	defer cancel()
 	// Refuse new requests and end GET streams, wait for in-flight tool
 	// calls, and only then end the sessions (their sandboxes go with them).
-	return httpguard.Shutdown(sctx, guard, srv, mcpHTTP, 10*time.Second)
+	err = httpguard.Shutdown(sctx, guard, srv, mcpHTTP, shutdownGrace)
+	if calls := a.calls.list(); len(calls) > 0 {
+		a.log.Error("tool calls did not end before shutdown; abandoning them", "calls", calls)
+	}
+	return err
 }
 
 // slogWriter forwards mcp-go's stdlib-log errors to slog.
