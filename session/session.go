@@ -311,7 +311,8 @@ func (m *Manager) Destroy(ctx context.Context, sessionID, sandboxID string) erro
 	return nil
 }
 
-// End forgets a session; its sandboxes are destroyed unless the manager
+// End forgets a session; its sandboxes are released (destroyed, unless the
+// driver is a providers.Releaser that decides otherwise) unless the manager
 // keeps them. It is safe to call for unknown sessions and more than once.
 func (m *Manager) End(ctx context.Context, sessionID string) {
 	m.mu.Lock()
@@ -329,11 +330,16 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 			m.cfg.Logger.Info("session ended; keeping sandbox", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 			continue
 		}
-		if err := m.cfg.Providers[h.Provider].Destroy(ctx, h.ID); err != nil && !errors.Is(err, providers.ErrNotFound) {
-			m.cfg.Logger.Error("session ended; sandbox not destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
+		destroyed, err := m.cfg.Providers[h.Provider].Release(ctx, h.ID)
+		if err != nil && !errors.Is(err, providers.ErrNotFound) {
+			m.cfg.Logger.Error("session ended; sandbox not released", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
 			continue
 		}
-		m.cfg.Logger.Info("session ended; sandbox destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+		done := "released"
+		if destroyed {
+			done = "destroyed"
+		}
+		m.cfg.Logger.Info("session ended; sandbox "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 	}
 	s.sandboxes = map[string]Handle{}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/daytona"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
