@@ -1,0 +1,610 @@
+// Package runloopfake is a fake of Runloop (runloop.ai): a real HTTP server
+// that speaks Runloop's devbox REST API (under /v1) closely enough for
+// Runloop's official TypeScript SDK and for the providers/runloop driver.
+//
+// Each fake devbox is a temporary directory, its home; commands really run
+// there (in their own process group, with a minimal environment), but on
+// this machine: the fake gives no isolation and must only run trusted test
+// code. File calls are confined to the home directory (relative paths and
+// "~/" resolve from it; absolute paths must lie inside it).
+//
+// Serve it with Server.HTTPServer, which speaks HTTP/1.1 and HTTP/2 over
+// cleartext (h2c), since the SDK uses HTTP/2 by default. Point clients at it
+// as Runloop's SDKs are configured:
+//
+//	RUNLOOP_BASE_URL=http://127.0.0.1:<port>
+//	RUNLOOP_API_KEY=<Options.APIKey>
+package runloopfake
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure a Server. The zero value is usable.
+type Options struct {
+	// APIKey, when set, is the only bearer token accepted; when empty any
+	// non-empty token is.
+	APIKey string
+	// BaseDir holds the devboxes' directories; empty means a new temp dir
+	// that Close removes.
+	BaseDir string
+	// ProvisionDelay is how long a new devbox stays in "provisioning".
+	ProvisionDelay time.Duration
+	// LongPoll caps how long a wait_for_status call holds before it
+	// answers 408, as Runloop's own long polls do (default 25s).
+	LongPoll time.Duration
+	// Logger receives one line per request; nil discards.
+	Logger *slog.Logger
+}
+
+// Server is the fake. Close it when done to kill every devbox.
+type Server struct {
+	opts    Options
+	ownBase bool
+	mux     *http.ServeMux
+
+	mu       sync.Mutex
+	devboxes map[string]*devbox
+	byKey    map[string]string // idempotency key (x-request-id) -> devbox ID
+	order    []string          // devbox IDs, oldest first
+	faults   faults
+	creates  int
+}
+
+// New makes a fake server.
+func New(opts Options) (*Server, error) {
+	s := &Server{opts: opts, devboxes: map[string]*devbox{}, byKey: map[string]string{}}
+	if s.opts.LongPoll <= 0 {
+		s.opts.LongPoll = 25 * time.Second
+	}
+	if s.opts.Logger == nil {
+		s.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.opts.BaseDir == "" {
+		d, err := os.MkdirTemp("", "runloopfake-")
+		if err != nil {
+			return nil, err
+		}
+		s.opts.BaseDir, s.ownBase = d, true
+	}
+	s.mux = s.routes()
+	return s, nil
+}
+
+// HTTPServer returns an http.Server for the fake that speaks HTTP/1.1 and
+// unencrypted HTTP/2 with prior knowledge, as Runloop's SDK uses for an
+// http:// base URL.
+func (s *Server) HTTPServer() *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Server{Handler: s, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// Close kills every devbox's commands and removes the directories the fake made.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	all := make([]*devbox, 0, len(s.devboxes))
+	for _, d := range s.devboxes {
+		all = append(all, d)
+	}
+	s.mu.Unlock()
+	for _, d := range all {
+		d.shutdown("api_shutdown")
+	}
+	if s.ownBase {
+		return os.RemoveAll(s.opts.BaseDir)
+	}
+	return nil
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.opts.Logger.Debug("runloopfake", "method", r.Method, "path", r.URL.Path, "proto", r.Proto)
+	if strings.HasPrefix(r.URL.Path, "/_fake/") {
+		s.controlHandler(w, r)
+		return
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" || (s.opts.APIKey != "" && token != s.opts.APIKey) {
+		apiError(w, http.StatusUnauthorized, "Invalid API key: the bearer token was not recognised")
+		return
+	}
+	if d := s.latency(); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f := s.takeRequestFault(r); f.status != 0 {
+		if f.retryAfter != "" {
+			w.Header().Set("Retry-After", f.retryAfter)
+		}
+		apiError(w, f.status, "injected failure")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) routes() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("POST /v1/devboxes", s.create(false))
+	m.HandleFunc("POST /v1/devboxes/create_and_await_running", s.create(true))
+	m.HandleFunc("GET /v1/devboxes", s.list)
+	m.HandleFunc("GET /v1/devboxes/{id}", s.withDevbox(false, s.get))
+	m.HandleFunc("POST /v1/devboxes/{id}", s.withDevbox(false, s.update))
+	m.HandleFunc("POST /v1/devboxes/{id}/wait_for_status", s.withDevbox(false, s.waitForStatus))
+	m.HandleFunc("POST /v1/devboxes/{id}/shutdown", s.withDevbox(false, s.shutdown))
+	m.HandleFunc("POST /v1/devboxes/{id}/keep_alive", s.withDevbox(true, s.keepAlive))
+	m.HandleFunc("POST /v1/devboxes/{id}/execute_sync", s.withDevbox(true, s.executeSync))
+	m.HandleFunc("POST /v1/devboxes/{id}/execute", s.withDevbox(true, s.execute))
+	m.HandleFunc("POST /v1/devboxes/{id}/execute_async", s.withDevbox(true, s.executeAsync))
+	m.HandleFunc("GET /v1/devboxes/{id}/executions/{eid}", s.withExecution(s.getExecution))
+	m.HandleFunc("POST /v1/devboxes/{id}/executions/{eid}/wait_for_status", s.withExecution(s.waitExecution))
+	m.HandleFunc("POST /v1/devboxes/{id}/executions/{eid}/kill", s.withExecution(s.killExecution))
+	m.HandleFunc("POST /v1/devboxes/{id}/executions/{eid}/send_std_in", s.withExecution(s.sendStdin))
+	m.HandleFunc("GET /v1/devboxes/{id}/executions/{eid}/stream_stdout_updates", s.withExecution(s.streamUpdates(stdout)))
+	m.HandleFunc("GET /v1/devboxes/{id}/executions/{eid}/stream_stderr_updates", s.withExecution(s.streamUpdates(stderr)))
+	m.HandleFunc("POST /v1/devboxes/{id}/write_file_contents", s.withDevbox(true, s.writeFileContents))
+	m.HandleFunc("POST /v1/devboxes/{id}/read_file_contents", s.withDevbox(true, s.readFileContents))
+	m.HandleFunc("POST /v1/devboxes/{id}/upload_file", s.withDevbox(true, s.uploadFile))
+	m.HandleFunc("POST /v1/devboxes/{id}/download_file", s.withDevbox(true, s.downloadFile))
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "no route for %s %s in the fake", r.Method, r.URL.Path)
+	})
+	return m
+}
+
+// apiError writes Runloop's error body; the SDK shows its "message".
+func apiError(w http.ResponseWriter, status int, format string, args ...any) {
+	// Permanent failures say so, or the SDK would retry a 409 five times.
+	if status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout {
+		w.Header().Set("X-Should-Retry", "false")
+	}
+	writeJSON(w, status, map[string]any{"message": fmt.Sprintf(format, args...)})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a JSON body; an empty body (the SDK sends one labelled
+// as JSON on shutdown, keep_alive...) is an empty object.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20))
+	if err := dec.Decode(v); err != nil && err.Error() != "EOF" {
+		apiError(w, http.StatusBadRequest, "invalid JSON body: %v", err)
+		return false
+	}
+	return true
+}
+
+func newID(prefix string) string {
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 21)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return prefix + string(b)
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+// Devbox statuses.
+const (
+	statusProvisioning = "provisioning"
+	statusRunning      = "running"
+	statusFailure      = "failure"
+	statusShutdown     = "shutdown"
+)
+
+type transition struct {
+	Status           string `json:"status"`
+	TransitionTimeMs int64  `json:"transition_time_ms"`
+}
+
+// devbox is one fake devbox.
+type devbox struct {
+	ID      string
+	Home    string
+	Created int64
+
+	mu          sync.Mutex
+	name        string
+	status      string
+	metadata    map[string]string
+	env         map[string]string
+	launch      map[string]any
+	blueprintID string
+	blueprint   string
+	snapshotID  string
+	endMs       *int64
+	reason      string
+	transitions []transition
+	changed     chan struct{} // closed and replaced at every status change
+	execs       map[string]*execution
+	execOrder   []string
+	keepAlives  int
+	lastKeep    time.Time
+}
+
+func (d *devbox) setStatus(status string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.setStatusLocked(status)
+}
+
+func (d *devbox) setStatusLocked(status string) {
+	if d.status == status {
+		return
+	}
+	d.status = status
+	d.transitions = append(d.transitions, transition{status, nowMs()})
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// shutdown ends the devbox: its commands are killed, its files removed.
+func (d *devbox) shutdown(reason string) bool {
+	d.mu.Lock()
+	if d.status == statusShutdown {
+		d.mu.Unlock()
+		return false
+	}
+	end := nowMs()
+	d.endMs, d.reason = &end, reason
+	d.setStatusLocked(statusShutdown)
+	execs := make([]*execution, 0, len(d.execs))
+	for _, e := range d.execs {
+		execs = append(execs, e)
+	}
+	d.mu.Unlock()
+	for _, e := range execs {
+		e.kill(true)
+	}
+	os.RemoveAll(d.Home)
+	return true
+}
+
+// view is Runloop's DevboxView.
+func (d *devbox) view() map[string]any {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := map[string]any{
+		"id":                d.ID,
+		"name":              d.name,
+		"status":            d.status,
+		"capabilities":      []string{},
+		"create_time_ms":    d.Created,
+		"end_time_ms":       d.endMs,
+		"launch_parameters": d.launch,
+		"metadata":          d.metadata,
+		"state_transitions": slices.Clone(d.transitions),
+		"initiator_type":    "api",
+		"tunnel":            nil,
+	}
+	if d.blueprintID != "" {
+		v["blueprint_id"] = d.blueprintID
+	}
+	if d.snapshotID != "" {
+		v["snapshot_id"] = d.snapshotID
+	}
+	if d.reason != "" {
+		v["shutdown_reason"] = d.reason
+	}
+	return v
+}
+
+// DevboxInfo describes a live devbox, for tests.
+type DevboxInfo struct {
+	ID         string            `json:"id"`
+	Status     string            `json:"status"`
+	Home       string            `json:"home"`
+	Metadata   map[string]string `json:"metadata"`
+	KeepAlives int               `json:"keep_alives"`
+	Launch     map[string]any    `json:"launch_parameters"`
+	Blueprint  string            `json:"blueprint,omitempty"`
+}
+
+// Devboxes lists the devboxes not shut down, oldest first.
+func (s *Server) Devboxes() []DevboxInfo {
+	s.mu.Lock()
+	ids := slices.Clone(s.order)
+	s.mu.Unlock()
+	var out []DevboxInfo
+	for _, id := range ids {
+		d := s.devbox(id)
+		d.mu.Lock()
+		if d.status != statusShutdown && d.status != statusFailure {
+			bp := d.blueprint
+			if bp == "" {
+				bp = d.blueprintID + d.snapshotID
+			}
+			out = append(out, DevboxInfo{ID: d.ID, Status: d.status, Home: d.Home, Metadata: d.metadata,
+				KeepAlives: d.keepAlives, Launch: d.launch, Blueprint: bp})
+		}
+		d.mu.Unlock()
+	}
+	return out
+}
+
+// Creates counts the create requests the fake has received.
+func (s *Server) Creates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.creates
+}
+
+func (s *Server) devbox(id string) *devbox {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.devboxes[id]
+}
+
+// withDevbox finds the devbox named in the path; running requires it to be
+// running, as commands and files do.
+func (s *Server) withDevbox(running bool, h func(http.ResponseWriter, *http.Request, *devbox)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d := s.devbox(r.PathValue("id"))
+		if d == nil {
+			apiError(w, http.StatusNotFound, "Devbox %s not found", r.PathValue("id"))
+			return
+		}
+		if running {
+			d.mu.Lock()
+			st := d.status
+			d.mu.Unlock()
+			if st != statusRunning {
+				apiError(w, http.StatusBadRequest, "Devbox %s is %s, not running", d.ID, st)
+				return
+			}
+		}
+		h(w, r, d)
+	}
+}
+
+type createParams struct {
+	Name          string            `json:"name"`
+	BlueprintID   string            `json:"blueprint_id"`
+	BlueprintName string            `json:"blueprint_name"`
+	SnapshotID    string            `json:"snapshot_id"`
+	Entrypoint    string            `json:"entrypoint"`
+	Env           map[string]string `json:"environment_variables"`
+	Metadata      map[string]string `json:"metadata"`
+	Launch        map[string]any    `json:"launch_parameters"`
+}
+
+func (s *Server) create(awaitRunning bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var p createParams
+		if !readJSON(w, r, &p) {
+			return
+		}
+		fault := s.takeCreateFault()
+		s.mu.Lock()
+		s.creates++
+		// A retried create carrying the same idempotency key gets the
+		// devbox the first attempt made, as Runloop's API does.
+		key := r.Header.Get("X-Request-Id")
+		if id, ok := s.byKey[key]; ok && key != "" && fault.status == 0 {
+			d := s.devboxes[id]
+			s.mu.Unlock()
+			writeJSON(w, http.StatusOK, d.view())
+			return
+		}
+		s.mu.Unlock()
+		if fault.status != 0 && !fault.afterCreate {
+			apiError(w, fault.status, "injected create failure")
+			return
+		}
+		d, err := s.newDevbox(p, key, fault.stuck)
+		if err != nil {
+			apiError(w, http.StatusInternalServerError, "cannot make the devbox: %v", err)
+			return
+		}
+		if fault.status != 0 {
+			apiError(w, fault.status, "injected failure after the devbox was made")
+			return
+		}
+		if awaitRunning {
+			s.holdFor(r, d, []string{statusRunning, statusFailure, statusShutdown}, 0)
+		}
+		writeJSON(w, http.StatusOK, d.view())
+	}
+}
+
+func (s *Server) newDevbox(p createParams, key string, stuck bool) (*devbox, error) {
+	id := newID("dbx_")
+	home := filepath.Join(s.opts.BaseDir, id)
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, err
+	}
+	if p.Metadata == nil {
+		p.Metadata = map[string]string{}
+	}
+	if p.Launch == nil {
+		p.Launch = map[string]any{}
+	}
+	d := &devbox{ID: id, Home: home, Created: nowMs(), name: p.Name, metadata: p.Metadata, env: p.Env,
+		launch: p.Launch, blueprintID: p.BlueprintID, blueprint: p.BlueprintName, snapshotID: p.SnapshotID,
+		changed: make(chan struct{}), execs: map[string]*execution{}, lastKeep: time.Now()}
+	d.setStatus(statusProvisioning)
+	s.mu.Lock()
+	s.devboxes[id] = d
+	s.order = append(s.order, id)
+	if key != "" {
+		s.byKey[key] = id
+	}
+	s.mu.Unlock()
+	if !stuck {
+		time.AfterFunc(s.opts.ProvisionDelay, func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if d.status == statusProvisioning {
+				d.setStatusLocked(statusRunning)
+			}
+		})
+	}
+	go s.watchKeepAlive(d)
+	return d, nil
+}
+
+// watchKeepAlive shuts the devbox down once it has gone
+// launch_parameters.keep_alive_time_seconds without a keep_alive call.
+func (s *Server) watchKeepAlive(d *devbox) {
+	secs, _ := d.launch["keep_alive_time_seconds"].(float64)
+	if secs <= 0 {
+		return
+	}
+	limit := time.Duration(secs * float64(time.Second))
+	for {
+		d.mu.Lock()
+		left := limit - time.Since(d.lastKeep)
+		done := d.status == statusShutdown
+		changed := d.changed
+		d.mu.Unlock()
+		if done {
+			return
+		}
+		if left <= 0 {
+			d.shutdown("keep_alive_timeout")
+			return
+		}
+		select {
+		case <-time.After(left):
+		case <-changed:
+		}
+	}
+}
+
+// holdFor waits until the devbox's status is one of statuses, the request
+// ends, or the long poll runs out; it reports whether the status was reached.
+func (s *Server) holdFor(r *http.Request, d *devbox, statuses []string, timeout time.Duration) bool {
+	hold := s.opts.LongPoll
+	if timeout > 0 && timeout < hold {
+		hold = timeout
+	}
+	deadline := time.NewTimer(hold)
+	defer deadline.Stop()
+	for {
+		d.mu.Lock()
+		st, changed := d.status, d.changed
+		d.mu.Unlock()
+		if slices.Contains(statuses, st) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false
+		case <-r.Context().Done():
+			return false
+		}
+	}
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, d *devbox) {
+	writeJSON(w, http.StatusOK, d.view())
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request, d *devbox) {
+	var p struct {
+		Name     *string           `json:"name"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	if !readJSON(w, r, &p) {
+		return
+	}
+	d.mu.Lock()
+	if p.Name != nil {
+		d.name = *p.Name
+	}
+	if p.Metadata != nil {
+		d.metadata = p.Metadata
+	}
+	d.mu.Unlock()
+	writeJSON(w, http.StatusOK, d.view())
+}
+
+// list pages by cursor (starting_after) and filters by status, as
+// GET /v1/devboxes does.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 20
+	if l, err := strconv.Atoi(q.Get("limit")); err == nil && l > 0 {
+		limit = min(l, 5000)
+	}
+	s.mu.Lock()
+	ids := slices.Clone(s.order)
+	s.mu.Unlock()
+	slices.Reverse(ids) // newest first
+	if after := q.Get("starting_after"); after != "" {
+		if i := slices.Index(ids, after); i >= 0 {
+			ids = ids[i+1:]
+		}
+	}
+	views := []map[string]any{}
+	more := false
+	for _, id := range ids {
+		v := s.devbox(id).view()
+		if st := q.Get("status"); st != "" && v["status"] != st {
+			continue
+		}
+		if len(views) == limit {
+			more = true
+			break
+		}
+		views = append(views, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devboxes": views, "has_more": more, "total_count": len(views)})
+}
+
+func (s *Server) waitForStatus(w http.ResponseWriter, r *http.Request, d *devbox) {
+	var p struct {
+		Statuses       []string `json:"statuses"`
+		TimeoutSeconds float64  `json:"timeout_seconds"`
+	}
+	if !readJSON(w, r, &p) {
+		return
+	}
+	if len(p.Statuses) == 0 {
+		apiError(w, http.StatusBadRequest, "statuses must name at least one status")
+		return
+	}
+	if s.takeLongPollFault() || !s.holdFor(r, d, p.Statuses, time.Duration(p.TimeoutSeconds*float64(time.Second))) {
+		w.Header().Set("X-Should-Retry", "true")
+		writeJSON(w, http.StatusRequestTimeout, map[string]any{"message": "the devbox did not reach the requested status in time; ask again"})
+		return
+	}
+	writeJSON(w, http.StatusOK, d.view())
+}
+
+func (s *Server) shutdown(w http.ResponseWriter, r *http.Request, d *devbox) {
+	if !d.shutdown("api_shutdown") {
+		apiError(w, http.StatusBadRequest, "Devbox %s is already shut down", d.ID)
+		return
+	}
+	writeJSON(w, http.StatusOK, d.view())
+}
+
+func (s *Server) keepAlive(w http.ResponseWriter, r *http.Request, d *devbox) {
+	d.mu.Lock()
+	d.keepAlives++
+	d.lastKeep = time.Now()
+	d.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
