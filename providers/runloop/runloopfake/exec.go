@@ -62,12 +62,13 @@ func (e *execution) append(s stream, b []byte) {
 	e.notifyLocked()
 }
 
-// kill ends the command, or its whole process group.
+// kill ends the command, or its whole process group (which may outlive
+// the command: `server &`).
 func (e *execution) kill(group bool) {
 	e.mu.Lock()
 	done := e.finished
 	e.mu.Unlock()
-	if done || e.process == nil {
+	if e.process == nil || (done && !group) {
 		return
 	}
 	if group {
@@ -81,6 +82,10 @@ func (e *execution) kill(group bool) {
 func (s *Server) start(d *devbox, command string, shell *string, attachStdin bool) (*execution, error) {
 	e := &execution{ID: newID("exe_"), devbox: d.ID, shell: shell, status: execRunning, changed: make(chan struct{})}
 	cmd := exec.Command("/bin/sh", "-c", command)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if s.isolate {
+		cmd = isolated(d.Home, d.Home+".tmp", command)
+	}
 	cmd.Dir = d.Home
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + d.Home, "USER=user", "LANG=C.UTF-8"}
 	d.mu.Lock()
@@ -88,7 +93,6 @@ func (s *Server) start(d *devbox, command string, shell *string, attachStdin boo
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	d.mu.Unlock()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var readers [2]*os.File
 	var writers []*os.File
 	for i := range readers {

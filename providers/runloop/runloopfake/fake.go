@@ -60,6 +60,8 @@ type Server struct {
 	order    []string          // devbox IDs, oldest first
 	faults   faults
 	creates  int
+	// isolate: commands run with a private /tmp (see isolate.go).
+	isolate bool
 }
 
 // New makes a fake server.
@@ -70,6 +72,11 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.opts.BaseDir == "" {
+		if base, ok := isolationBase(); ok {
+			s.opts.BaseDir, s.ownBase, s.isolate = base, true, true
+		}
 	}
 	if s.opts.BaseDir == "" {
 		d, err := os.MkdirTemp("", "runloopfake-")
@@ -277,6 +284,7 @@ func (d *devbox) shutdown(reason string) bool {
 		e.kill(true)
 	}
 	os.RemoveAll(d.Home)
+	os.RemoveAll(d.Home + ".tmp")
 	return true
 }
 
@@ -431,6 +439,9 @@ func (s *Server) newDevbox(p createParams, key string, stuck bool) (*devbox, err
 	id := newID("dbx_")
 	home := filepath.Join(s.opts.BaseDir, id)
 	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(home+".tmp", 0o1777); err != nil {
 		return nil, err
 	}
 	if p.Metadata == nil {
