@@ -36,7 +36,7 @@ type Handle struct {
 // Config sets up a Manager.
 type Config struct {
 	// Providers are the backends sessions may use, by name.
-	Providers map[string]providers.Provider
+	Providers map[string]*providers.Backend
 	// Default is the provider used when a call names none.
 	Default string
 	// ServerID labels every sandbox this server creates.
@@ -122,7 +122,7 @@ func (m *Manager) session(id string) *state {
 }
 
 // Provider returns a configured provider by name ("" for the default).
-func (m *Manager) Provider(name string) (providers.Provider, error) {
+func (m *Manager) Provider(name string) (*providers.Backend, error) {
 	if name == "" {
 		name = m.cfg.Default
 	}
@@ -174,7 +174,7 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 // Resolve finds the sandbox a call means: sandboxID if the session owns it,
 // else (when sandboxID is empty) the session's current sandbox, created on
 // first use with the default provider.
-func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (providers.Provider, string, error) {
+func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*providers.Backend, string, error) {
 	s := m.session(sessionID)
 	s.mu.Lock()
 	defer s.mu.Unlock()

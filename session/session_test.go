@@ -17,7 +17,7 @@ func newManager(t *testing.T, mutate func(*session.Config)) (*session.Manager, p
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := session.Config{Providers: map[string]providers.Provider{"local": p}, Default: "local", ServerID: "srv"}
+	cfg := session.Config{Providers: providers.Wrap(map[string]providers.Provider{"local": p}), Default: "local", ServerID: "srv"}
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -110,7 +110,7 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 }
 
 // readWhole reads a file up to the size cap.
-func (h *handlers) readWhole(ctx context.Context, p providers.Provider, id, path string) ([]byte, int64, error) {
+func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path string) ([]byte, int64, error) {
 	rc, fi, err := p.ReadFile(ctx, id, path)
 	if err != nil {
 		return nil, 0, err

@@ -20,7 +20,7 @@ import (
 func processHandle(sandboxID, proc string) string { return sandboxID + ":" + proc }
 
 // resolveProcess checks the handle and the session's ownership of its sandbox.
-func (h *handlers) resolveProcess(ctx context.Context, sid, handle string) (providers.Processes, string, string, error) {
+func (h *handlers) resolveProcess(ctx context.Context, sid, handle string) (*providers.Backend, string, string, error) {
 	i := strings.LastIndexByte(handle, ':')
 	if i <= 0 || i == len(handle)-1 {
 		return nil, "", "", invalid("process_id %q is not a process handle; pass a process_id returned by run_command, process_start or process_list (it looks like <sandbox_id>:<number>)", handle)
@@ -32,20 +32,7 @@ func (h *handlers) resolveProcess(ctx context.Context, sid, handle string) (prov
 	if err != nil {
 		return nil, "", "", err
 	}
-	pp, err := processes(p)
-	if err != nil {
-		return nil, "", "", err
-	}
-	return pp, id, handle[i+1:], nil
-}
-
-func processes(p providers.Provider) (providers.Processes, error) {
-	pp, ok := providers.AsProcesses(p)
-	if !ok {
-		return nil, providers.Errorf(providers.ErrUnsupported,
-			"the %s provider cannot run background processes; use run_command, which waits up to timeout_seconds, or start the program with `nohup cmd > log 2>&1 &` and read the log with read_file", p.Name())
-	}
-	return pp, nil
+	return p, id, handle[i+1:], nil
 }
 
 func processNotFound(handle string) error {
@@ -127,11 +114,7 @@ func (h *handlers) processStart() server.ServerTool {
 		if err != nil {
 			return nil, err
 		}
-		pp, err := processes(p)
-		if err != nil {
-			return nil, err
-		}
-		in, err := pp.StartProcess(ctx, id, providers.ProcessSpec{
+		in, err := p.StartProcess(ctx, id, providers.ProcessSpec{
 			Command: a.Command, Cwd: a.Cwd, Env: a.Env, Stdin: []byte(a.Stdin), OpenStdin: a.KeepStdinOpen,
 			Timeout: timeout, OutputLimit: h.lim.MaxProcessOutputBytes,
 		})
@@ -180,11 +163,10 @@ func (h *handlers) processList() server.ServerTool {
 			if err != nil {
 				continue // destroyed meanwhile
 			}
-			pp, ok := providers.AsProcesses(p)
-			if !ok {
+			if !p.HasProcesses() {
 				continue
 			}
-			infos, err := pp.ListProcesses(ctx, id)
+			infos, err := p.ListProcesses(ctx, id)
 			if err != nil {
 				return nil, err
 			}

@@ -45,7 +45,7 @@ const (
 	EnvSandboxURL = "E2B_SANDBOX_URL"
 	EnvTemplate   = "MCP_SANDBOX_E2B_TEMPLATE"
 	EnvTimeout    = "MCP_SANDBOX_E2B_TIMEOUT"
-	EnvServerID   = "MCP_SANDBOX_SERVER_ID"
+	EnvAllowed    = "MCP_SANDBOX_E2B_ALLOWED_TEMPLATES"
 )
 
 // MissingKeyMessage is the error when no API key is configured; it is the
@@ -70,14 +70,25 @@ const (
 	metaNonce   = metaPrefix + "create-nonce"
 )
 
+// Settings are the driver's settings, for --help, the README and Config.
+var Settings = []providers.Setting{
+	{Env: EnvAPIKey, Secret: true, Usage: "E2B API key (required)"},
+	{Env: EnvDomain, Default: DefaultDomain, Usage: "E2B domain; the API is https://api.<domain>"},
+	{Env: EnvAPIURL, Usage: "API URL, overriding the domain's (self-hosted E2B, or e2bfake)"},
+	{Env: EnvSandboxURL, Usage: "envd URL for every sandbox, routing by headers (self-hosted E2B, or e2bfake)"},
+	{Env: EnvTemplate, Flag: "e2b-template", Default: DefaultTemplate, Usage: "template for sandboxes created without an image"},
+	{Env: EnvAllowed, Flag: "e2b-allowed-templates", Usage: "comma-separated template patterns (* matches anything) sandbox_create may use besides the default template"},
+	{Env: EnvTimeout, Flag: "e2b-timeout", Default: DefaultTimeout.String(), Usage: "idle lifetime of a sandbox (1m to 24h), extended while it is used"},
+}
+
 func init() {
-	providers.Register(Name, func(cfg providers.Config) (providers.Provider, error) {
+	providers.Register(Name, providers.Driver{Settings: Settings, Open: func(ctx context.Context, cfg providers.Config) (providers.Provider, error) {
 		opts, err := OptionsFromConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return New(opts)
-	})
+	}})
 }
 
 // Options configure the driver. Zero values take the defaults above.
@@ -87,6 +98,9 @@ type Options struct {
 	APIURL     string
 	SandboxURL string
 	Template   string
+	// AllowedTemplates are patterns of the templates sandbox_create may
+	// name besides Template (see providers.ImagePolicy).
+	AllowedTemplates string
 	// Timeout is how long an unused sandbox lives; the driver extends it
 	// while the sandbox is used, so a working sandbox is not killed.
 	Timeout  time.Duration
@@ -106,26 +120,23 @@ type Options struct {
 
 // OptionsFromConfig reads the settings listed in the package comment.
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
+	cfg = cfg.WithDefaults(Settings)
 	o := Options{
-		APIKey:     cfg.Get(EnvAPIKey),
-		Domain:     cfg.Get(EnvDomain),
-		APIURL:     cfg.Get(EnvAPIURL),
-		SandboxURL: cfg.Get(EnvSandboxURL),
-		Template:   cfg.Get(EnvTemplate),
-		ServerID:   cfg.Get(EnvServerID),
-		Logger:     cfg.Logger,
+		APIKey:           cfg.Get(EnvAPIKey),
+		Domain:           cfg.Get(EnvDomain),
+		APIURL:           cfg.Get(EnvAPIURL),
+		SandboxURL:       cfg.Get(EnvSandboxURL),
+		Template:         cfg.Get(EnvTemplate),
+		AllowedTemplates: cfg.Get(EnvAllowed),
+		ServerID:         cfg.ServerID,
+		Logger:           cfg.Logger,
 	}
 	if o.APIKey == "" {
 		return o, fmt.Errorf("%s", MissingKeyMessage)
 	}
-	if t := cfg.Get(EnvTimeout); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d < time.Minute || d > 24*time.Hour {
-			return o, fmt.Errorf("%s=%q is not a duration between 1m and 24h (e.g. 10m)", EnvTimeout, t)
-		}
-		o.Timeout = d
-	}
-	return o, nil
+	d, err := cfg.Duration(EnvTimeout, time.Minute, 24*time.Hour)
+	o.Timeout = d
+	return o, err
 }
 
 // Provider is the E2B driver.
