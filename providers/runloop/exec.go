@@ -45,16 +45,18 @@ shift
 RUN
 rc=$?
 rm -f "$d.o" "$d.e"
-{ sleep 1; kill $o $e; } >/dev/null 2>&1 </dev/null &
-k=$!
-wait $o $e
-kill $k 2>/dev/null
+if [ -n "$o$e" ]; then
+  { sleep 1; kill $o $e; } >/dev/null 2>&1 </dev/null &
+  k=$!
+  wait $o $e
+  kill $k 2>/dev/null
+fi
 echo "!exit $rc"
 exit $rc`
 
 const (
-	runNoStdin = `env "$@" /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e" </dev/null`
-	runStdin   = `while IFS= read -r l; do printf '%s\n' "$l" | base64 -d 2>/dev/null || exit 1; done | env "$@" /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e"`
+	runNoStdin = `ENV /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e" </dev/null`
+	runStdin   = `while IFS= read -r l; do printf '%s\n' "$l" | base64 -d 2>/dev/null || exit 1; done | ENV /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e"`
 )
 
 // stdinChunk is how much stdin one send_std_in call carries (as base64).
@@ -68,7 +70,25 @@ func wrap(req providers.ExecRequest) string {
 	if req.Stdin != nil {
 		run = runStdin
 	}
+	if len(req.Env) > 0 {
+		run = strings.Replace(run, "ENV", `env "$@"`, 1)
+	} else {
+		run = strings.Replace(run, "ENV ", "", 1)
+	}
+	// A stream nobody reads needs no relay.
+	if req.Stdout == nil {
+		run = strings.Replace(run, `>"$d.o"`, `>/dev/null`, 1)
+	}
+	if req.Stderr == nil {
+		run = strings.Replace(run, `2>"$d.e"`, `2>/dev/null`, 1)
+	}
 	script := strings.Replace(wrapScript, "RUN", run, 1)
+	if req.Stdout == nil {
+		script = strings.Replace(script, "sh -c \"$enc\" <\"$d.o\" 2>/dev/null & o=$!", "o=", 1)
+	}
+	if req.Stderr == nil {
+		script = strings.Replace(script, "sh -c \"$enc\" <\"$d.e\" >&2 2>/dev/null & e=$!", "e=", 1)
+	}
 	var b strings.Builder
 	b.WriteString("CMD=" + shellQuote(req.Command) + " sh -c " + shellQuote(script) + " mcp-sandbox " + shellQuote(req.Cwd))
 	keys := make([]string, 0, len(req.Env))
@@ -240,7 +260,10 @@ func (r *run) follow(ctx context.Context, stream string, w io.Writer) error {
 	for attempt := 0; ; attempt++ {
 		err := r.stream(ctx, stream, &offset, d)
 		if err == nil {
-			return d.flush()
+			if err = d.flush(); err == nil {
+				return nil
+			}
+			// Ended mid-line: the stream was cut, though cleanly.
 		}
 		if ctx.Err() != nil || attempt >= maxReconnects || errors.Is(err, errWriter) || errors.Is(err, errRelay) {
 			return err
@@ -368,8 +391,8 @@ func (d *decoder) line(l []byte) error {
 }
 
 func (d *decoder) flush() error {
-	if len(bytes.TrimSpace(d.pending)) > 0 {
-		return fmt.Errorf("the output stream ended in the middle of a line: %q", d.pending)
+	if len(d.pending) > 0 {
+		return fmt.Errorf("the output stream ended in the middle of a line (%d bytes)", len(d.pending))
 	}
 	return nil
 }

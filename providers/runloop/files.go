@@ -102,32 +102,42 @@ func (p *Provider) fileErr(op, name string, err error) error {
 	return err
 }
 
+// ReadFile downloads the file straight away; only when that fails, or the
+// API does not say the size, does a stat (a command) say why or how big.
 func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser, providers.FileInfo, error) {
 	if err := checkPath("read", name); err != nil {
 		return nil, providers.FileInfo{}, err
 	}
-	info, err := p.Stat(ctx, id, name)
-	if err != nil {
+	if err := checkID(id); err != nil {
 		return nil, providers.FileInfo{}, err
 	}
-	switch info.Type {
-	case providers.TypeDir:
-		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: is a directory; use list_files", name)
-	case providers.TypeFile, providers.TypeSymlink:
-	default:
-		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: not a regular file", name)
-	}
+	p.touched(id)
 	d := &download{ctx: ctx, p: p, id: id, name: name, size: -1}
+	err := d.open()
+	if err == nil && d.size >= 0 {
+		return d, providers.FileInfo{Path: name, Type: providers.TypeFile, Size: d.size, Mode: 0o644}, nil
+	}
+	if err != nil && !errors.Is(err, providers.ErrInvalidArgument) && !errors.Is(err, providers.ErrNotFound) {
+		return nil, providers.FileInfo{}, err
+	}
+	info, serr := p.Stat(ctx, id, name)
+	switch {
+	case serr != nil:
+		if d.body != nil {
+			d.Close()
+		}
+		return nil, providers.FileInfo{}, serr
+	case info.Type == providers.TypeDir:
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: is a directory; use list_files", name)
+	case err != nil && info.Type != providers.TypeFile && info.Type != providers.TypeSymlink:
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: not a regular file", name)
+	case err != nil:
+		return nil, providers.FileInfo{}, err
+	}
 	if info.Type == providers.TypeFile {
 		d.size = info.Size
 	}
-	if err := d.open(); err != nil {
-		return nil, providers.FileInfo{}, err
-	}
-	if info.Type == providers.TypeSymlink { // report what is read
-		info.Type, info.Mode = providers.TypeFile, info.Mode&^fs.ModeSymlink
-		info.Size = d.size
-	}
+	info.Type, info.Mode, info.Size = providers.TypeFile, info.Mode&^fs.ModeSymlink, d.size
 	return d, info, nil
 }
 
@@ -150,13 +160,15 @@ func (d *download) open() error {
 	resp, cancel, err := d.p.open(d.ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + d.id + "/download_file",
 		json: map[string]string{"path": d.name}, accept: "application/octet-stream", stream: true})
 	if err != nil {
-		if statusOf(err) == http.StatusNotFound {
+		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusBadRequest {
 			if _, gerr := d.p.devbox(d.ctx, d.id); gerr != nil {
 				return gerr
 			}
-			return providers.Errorf(providers.ErrNotFound, "read %q: no such file", d.name)
+			if s == http.StatusNotFound {
+				return providers.Errorf(providers.ErrNotFound, "read %q: no such file", d.name)
+			}
 		}
-		return d.p.typed(d.ctx, d.id, fmt.Sprintf("read %q", d.name), err)
+		return d.p.typed(d.ctx, "", fmt.Sprintf("read %q", d.name), err)
 	}
 	if d.size < 0 {
 		d.size = resp.ContentLength

@@ -87,7 +87,9 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	// second devbox for a request whose answer was lost; should it make
 	// one anyway, the nonce in its metadata finds it below.
 	var d devboxView
-	err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes", json: body, key: meta[metaNonce]}, &d)
+	// create_and_await_running holds until the devbox runs (or a long
+	// poll's worth of time passed), saving a round trip on a quick start.
+	err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/create_and_await_running", json: body, key: meta[metaNonce], hold: p.o.LongPoll}, &d)
 	if err != nil {
 		p.shutdownNonce(ctx, meta[metaNonce])
 		return providers.Sandbox{}, p.typed(ctx, "", what, err)
@@ -292,18 +294,21 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	d, err := p.devbox(ctx, id)
-	if err != nil {
-		return err
-	}
 	p.forget(id)
-	err = p.shutdown(ctx, d.ID)
-	if errors.Is(err, providers.ErrNotFound) {
-		// Shut down between our look and our request: by someone else, or
-		// by an earlier attempt of ours whose answer was lost.
+	var d devboxView
+	err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/shutdown"}, &d)
+	if err == nil {
 		return nil
 	}
-	return err
+	// A 4xx may mean it was already shut down: by someone else (not
+	// found), or by an earlier attempt of ours whose answer was lost.
+	if _, gerr := p.devbox(ctx, id); gerr != nil {
+		if errors.Is(gerr, providers.ErrNotFound) && statusOf(err) >= 500 {
+			return nil
+		}
+		return gerr
+	}
+	return p.typed(ctx, id, "shut down devbox "+id, err)
 }
 
 func (p *Provider) forget(id string) {

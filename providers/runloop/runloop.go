@@ -37,7 +37,6 @@ const (
 	EnvKeepAlive    = "MCP_SANDBOX_RUNLOOP_KEEP_ALIVE"
 	EnvCreateWait   = "MCP_SANDBOX_RUNLOOP_CREATE_TIMEOUT"
 	EnvExpiry       = "MCP_SANDBOX_RUNLOOP_EXPIRY"
-	EnvServerID     = "MCP_SANDBOX_SERVER_ID"
 )
 
 // MissingKeyMessage is the error when no API key is configured.
@@ -56,22 +55,15 @@ const (
 	DefaultExpiry = 24 * time.Hour
 )
 
-// Setting is one configuration value the driver declares.
-type Setting struct {
-	Env, Default, Usage string
-	Secret              bool
-}
-
-// Settings lists what the driver reads, for --help and the README.
-var Settings = []Setting{
-	{Env: EnvAPIKey, Usage: "Runloop API key, sent as a bearer token (required)", Secret: true},
-	{Env: EnvBaseURL, Default: DefaultBaseURL, Usage: "Runloop API URL (the runloopfake command prints one for local testing)"},
-	{Env: EnvBlueprint, Usage: "blueprint for devboxes created without an image: a bpt_ ID, a snp_ snapshot ID, or a blueprint name (default: Runloop's standard image)"},
-	{Env: EnvResourceSize, Default: DefaultResourceSize, Usage: "devbox size: X_SMALL, SMALL, MEDIUM, LARGE, X_LARGE or XX_LARGE"},
-	{Env: EnvKeepAlive, Default: DefaultKeepAlive.String(), Usage: "an unused devbox shuts down after this long (1m to 48h); use renews it"},
-	{Env: EnvCreateWait, Default: DefaultCreateWait.String(), Usage: "longest wait for a new devbox to be running"},
-	{Env: EnvExpiry, Default: DefaultExpiry.String(), Usage: "how long a devbox is safe from the reaper when its session is gone"},
-	{Env: EnvServerID, Usage: "names this server in each devbox's metadata (default: the host name)"},
+// Settings lists what the driver reads; the server shows them in --help.
+var Settings = []providers.Setting{
+	{Env: EnvAPIKey, Secret: true, Usage: "Runloop API key, sent as a bearer token (required)"},
+	{Env: EnvBaseURL, Default: DefaultBaseURL, Usage: "Runloop API URL (runloopfake prints one for local testing)"},
+	{Env: EnvBlueprint, Flag: "runloop-blueprint", Usage: "image for devboxes created without one: a bpt_ blueprint ID, a snp_ snapshot ID or a blueprint name (default: Runloop's standard image)"},
+	{Env: EnvResourceSize, Flag: "runloop-resource-size", Default: DefaultResourceSize, Usage: "devbox size: X_SMALL, SMALL, MEDIUM, LARGE, X_LARGE or XX_LARGE"},
+	{Env: EnvKeepAlive, Flag: "runloop-keep-alive", Default: DefaultKeepAlive.String(), Usage: "an unused devbox shuts down after this long (1m to 48h); use renews it"},
+	{Env: EnvCreateWait, Flag: "runloop-create-timeout", Default: DefaultCreateWait.String(), Usage: "longest wait for a new devbox to be running (10s to 1h)"},
+	{Env: EnvExpiry, Flag: "runloop-expiry", Default: DefaultExpiry.String(), Usage: "how long a devbox is safe from the reaper once its session is gone (at least 1s)"},
 }
 
 var resourceSizes = []string{"X_SMALL", "SMALL", "MEDIUM", "LARGE", "X_LARGE", "XX_LARGE"}
@@ -88,13 +80,13 @@ const (
 )
 
 func init() {
-	providers.Register(Name, func(cfg providers.Config) (providers.Provider, error) {
+	providers.Register(Name, providers.Driver{Settings: Settings, Open: func(ctx context.Context, cfg providers.Config) (providers.Provider, error) {
 		opts, err := OptionsFromConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return New(opts)
-	})
+	}})
 }
 
 // Options configure the driver. Zero values take the defaults above.
@@ -126,57 +118,35 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
-func get(cfg providers.Config, env string) string {
-	if v := strings.TrimSpace(cfg.Get(env)); v != "" {
-		return v
-	}
-	for _, s := range Settings {
-		if s.Env == env {
-			return s.Default
-		}
-	}
-	return ""
-}
-
-func duration(cfg providers.Config, env string, lo, hi time.Duration) (time.Duration, error) {
-	v := get(cfg, env)
-	d, err := time.ParseDuration(v)
-	if err != nil || d < lo || d > hi {
-		return 0, fmt.Errorf("%s=%q is not a duration between %v and %v (e.g. %v)", env, v, lo, hi, lo*10)
-	}
-	return d, nil
-}
-
 // OptionsFromConfig reads the settings in Settings.
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
+	cfg = cfg.WithDefaults(Settings)
 	o := Options{
 		APIKey:       cfg.Get(EnvAPIKey),
-		BaseURL:      get(cfg, EnvBaseURL),
-		Blueprint:    get(cfg, EnvBlueprint),
-		ResourceSize: strings.ToUpper(get(cfg, EnvResourceSize)),
-		ServerID:     get(cfg, EnvServerID),
+		BaseURL:      cfg.Get(EnvBaseURL),
+		Blueprint:    cfg.Get(EnvBlueprint),
+		ResourceSize: strings.ToUpper(cfg.Get(EnvResourceSize)),
+		ServerID:     cfg.ServerID,
 		Logger:       cfg.Logger,
 	}
 	if o.APIKey == "" {
 		return o, fmt.Errorf("%s", MissingKeyMessage)
 	}
 	if !slices.Contains(resourceSizes, o.ResourceSize) {
-		return o, fmt.Errorf("%s=%q is not one of %s", EnvResourceSize, o.ResourceSize, strings.Join(resourceSizes, ", "))
-	}
-	var err error
-	if o.KeepAlive, err = duration(cfg, EnvKeepAlive, time.Minute, 48*time.Hour); err != nil {
-		return o, err
-	}
-	if o.CreateWait, err = duration(cfg, EnvCreateWait, 10*time.Second, time.Hour); err != nil {
-		return o, err
-	}
-	if o.Expiry, err = duration(cfg, EnvExpiry, time.Minute, 30*24*time.Hour); err != nil {
-		return o, err
+		return o, cfg.Invalid(EnvResourceSize, "use one of "+strings.Join(resourceSizes, ", "))
 	}
 	if !strings.HasPrefix(o.BaseURL, "https://") && !strings.HasPrefix(o.BaseURL, "http://") {
-		return o, fmt.Errorf("%s=%q is not an http:// or https:// URL", EnvBaseURL, o.BaseURL)
+		return o, cfg.Invalid(EnvBaseURL, "use an http:// or https:// URL")
 	}
-	return o, nil
+	var err error
+	if o.KeepAlive, err = cfg.Duration(EnvKeepAlive, time.Minute, 48*time.Hour); err != nil {
+		return o, err
+	}
+	if o.CreateWait, err = cfg.Duration(EnvCreateWait, 10*time.Second, time.Hour); err != nil {
+		return o, err
+	}
+	o.Expiry, err = cfg.Duration(EnvExpiry, time.Second, 0)
+	return o, err
 }
 
 // Provider is the Runloop driver.

@@ -467,7 +467,10 @@ func (s *Server) streamUpdates(which stream) func(http.ResponseWriter, *http.Req
 						if end > off {
 							writeEvent(w, out[off:end], off)
 						}
-						return // cut mid-stream: the client must resume by offset
+						if flusher != nil {
+							flusher.Flush()
+						}
+						panic(http.ErrAbortHandler) // cut mid-stream: the client must resume by offset
 					}
 					if err := writeEvent(w, out[off:end], off); err != nil {
 						return
