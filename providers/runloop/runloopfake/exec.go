@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +12,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 )
 
 type stream int
@@ -29,23 +29,18 @@ const (
 	execCompleted = "completed"
 )
 
-// drainGrace is how long output is still read after a command's shell
-// exited: a background child (`server &`) holding the pipes open must not
-// keep the execution running.
-const drainGrace = 200 * time.Millisecond
-
 // execution is one command run in a devbox.
 type execution struct {
-	ID      string
-	devbox  string
-	shell   *string
-	process *os.Process
+	ID     string
+	devbox string
+	shell  *string
+	proc   *fakebox.Proc
 
 	mu       sync.Mutex
 	out      [2][]byte
 	status   string
 	exit     int
-	stdin    *os.File // nil unless attach_stdin
+	stdin    io.WriteCloser // nil unless attach_stdin, and after EOF
 	changed  chan struct{}
 	finished bool
 }
@@ -55,11 +50,18 @@ func (e *execution) notifyLocked() {
 	e.changed = make(chan struct{})
 }
 
-func (e *execution) append(s stream, b []byte) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.out[s] = append(e.out[s], b...)
-	e.notifyLocked()
+// output collects one stream as it comes.
+type output struct {
+	e *execution
+	s stream
+}
+
+func (o output) Write(b []byte) (int, error) {
+	o.e.mu.Lock()
+	defer o.e.mu.Unlock()
+	o.e.out[o.s] = append(o.e.out[o.s], b...)
+	o.e.notifyLocked()
+	return len(b), nil
 }
 
 // kill ends the command, or its whole process group (which may outlive
@@ -68,92 +70,40 @@ func (e *execution) kill(group bool) {
 	e.mu.Lock()
 	done := e.finished
 	e.mu.Unlock()
-	if e.process == nil || (done && !group) {
-		return
-	}
-	if group {
-		syscall.Kill(-e.process.Pid, syscall.SIGKILL)
-	} else {
-		e.process.Signal(syscall.SIGKILL)
+	switch {
+	case e.proc == nil:
+	case group:
+		e.proc.Signal(syscall.SIGKILL)
+	case !done:
+		syscall.Kill(e.proc.PID, syscall.SIGKILL)
 	}
 }
 
-// start runs command with /bin/sh in the devbox's home.
+// start runs command with /bin/sh in the devbox's home, through fakebox
+// (which ends the command's streams 200ms after it exits even when a
+// background child holds them).
 func (s *Server) start(d *devbox, command string, shell *string, attachStdin bool) (*execution, error) {
 	e := &execution{ID: newID("exe_"), devbox: d.ID, shell: shell, status: execRunning, changed: make(chan struct{})}
-	cmd := exec.Command("/bin/sh", "-c", command)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	argv := []string{"/bin/sh", "-c", command}
 	if s.isolate {
-		cmd = isolated(d.Home, d.Home+".tmp", command)
+		argv = isolated(d.Home+".tmp", command)
 	}
-	cmd.Dir = d.Home
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + d.Home, "USER=user", "LANG=C.UTF-8"}
-	d.mu.Lock()
-	for k, v := range d.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	d.mu.Unlock()
-	var readers [2]*os.File
-	var writers []*os.File
-	for i := range readers {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		readers[i] = r
-		writers = append(writers, w)
-	}
-	cmd.Stdout, cmd.Stderr = writers[0], writers[1]
-	if attachStdin {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		cmd.Stdin, e.stdin = r, w
-		writers = append(writers, r)
-	}
-	err := cmd.Start()
-	for _, f := range writers {
-		f.Close()
-	}
+	p, err := d.box.Start(fakebox.Spec{Argv: argv, Stdin: attachStdin, Stdout: output{e, stdout}, Stderr: output{e, stderr}})
 	if err != nil {
-		readers[0].Close()
-		readers[1].Close()
 		return nil, err
 	}
-	e.process = cmd.Process
+	e.proc, e.stdin = p, p.Stdin
 	d.mu.Lock()
 	d.execs[e.ID] = e
 	d.execOrder = append(d.execOrder, e.ID)
 	d.mu.Unlock()
-
-	var copying sync.WaitGroup
-	for i, r := range readers {
-		copying.Go(func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := r.Read(buf)
-				if n > 0 {
-					e.append(stream(i), buf[:n])
-				}
-				if err != nil {
-					return
-				}
-			}
-		})
-	}
 	go func() {
-		st, _ := cmd.Process.Wait()
-		drained := make(chan struct{})
-		go func() { copying.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-time.After(drainGrace):
-		}
-		readers[0].Close()
-		readers[1].Close()
+		ex := p.Wait()
 		e.mu.Lock()
-		e.exit = exitStatus(st)
+		e.exit = ex.Code
+		if ex.Signal != 0 {
+			e.exit = 128 + int(ex.Signal)
+		}
 		e.status, e.finished = execCompleted, true
 		if e.stdin != nil {
 			e.stdin.Close()
@@ -163,17 +113,6 @@ func (s *Server) start(d *devbox, command string, shell *string, attachStdin boo
 		e.mu.Unlock()
 	}()
 	return e, nil
-}
-
-// exitStatus follows the shell's convention: 128+n after signal n.
-func exitStatus(st *os.ProcessState) int {
-	if st == nil {
-		return -1
-	}
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return st.ExitCode()
 }
 
 // view is Runloop's DevboxAsyncExecutionDetailView. Output is set once the
@@ -421,7 +360,7 @@ func (s *Server) sendStdin(w http.ResponseWriter, r *http.Request, e *execution)
 			}
 			e.mu.Unlock()
 		case "INTERRUPT":
-			syscall.Kill(-e.process.Pid, syscall.SIGINT)
+			e.proc.Signal(syscall.SIGINT)
 		default:
 			apiError(w, http.StatusBadRequest, "signal %q is not EOF or INTERRUPT", *p.Signal)
 			return

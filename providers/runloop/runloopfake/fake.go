@@ -2,11 +2,14 @@
 // that speaks Runloop's devbox REST API (under /v1) closely enough for
 // Runloop's official TypeScript SDK and for the providers/runloop driver.
 //
-// Each fake devbox is a temporary directory, its home; commands really run
-// there (in their own process group, with a minimal environment), but on
-// this machine: the fake gives no isolation and must only run trusted test
-// code. File calls are confined to the home directory (relative paths and
-// "~/" resolve from it; absolute paths must lie inside it).
+// Devboxes, their commands and their files are providers/internal/fakebox
+// sandboxes: each is a temporary directory, its home, where commands really
+// run (in their own process group, with a minimal environment) on this
+// machine, with no isolation but a private /tmp where the kernel allows
+// (isolate.go): the fake must only run trusted test code. File calls are
+// confined to the home directory (relative paths and "~/" resolve from it;
+// absolute paths must lie inside it). This package is Runloop's wire
+// protocol in front of it.
 //
 // Serve it with Server.HTTPServer, which speaks HTTP/1.1 and HTTP/2 over
 // cleartext (h2c), since the SDK uses HTTP/2 by default. Point clients at it
@@ -23,12 +26,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 )
 
 // Options configure a Server. The zero value is usable.
@@ -53,6 +57,7 @@ type Server struct {
 	opts    Options
 	ownBase bool
 	mux     *http.ServeMux
+	boxes   *fakebox.Boxes
 
 	mu       sync.Mutex
 	devboxes map[string]*devbox
@@ -78,13 +83,11 @@ func New(opts Options) (*Server, error) {
 			s.opts.BaseDir, s.ownBase, s.isolate = base, true, true
 		}
 	}
-	if s.opts.BaseDir == "" {
-		d, err := os.MkdirTemp("", "runloopfake-")
-		if err != nil {
-			return nil, err
-		}
-		s.opts.BaseDir, s.ownBase = d, true
+	boxes, err := fakebox.New(s.opts.BaseDir)
+	if err != nil {
+		return nil, err
 	}
+	s.boxes = boxes
 	s.mux = s.routes()
 	return s, nil
 }
@@ -110,10 +113,11 @@ func (s *Server) Close() error {
 	for _, d := range all {
 		d.shutdown("api_shutdown")
 	}
+	err := s.boxes.Close()
 	if s.ownBase {
-		return os.RemoveAll(s.opts.BaseDir)
+		err = os.RemoveAll(s.opts.BaseDir)
 	}
-	return nil
+	return err
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -224,17 +228,18 @@ type transition struct {
 	TransitionTimeMs int64  `json:"transition_time_ms"`
 }
 
-// devbox is one fake devbox.
+// devbox is one fake devbox: a fakebox sandbox and Runloop's view of it.
 type devbox struct {
 	ID      string
 	Home    string
 	Created int64
+	box     *fakebox.Box
+	remove  func() // kills everything in the sandbox and deletes it
 
 	mu          sync.Mutex
 	name        string
 	status      string
 	metadata    map[string]string
-	env         map[string]string
 	launch      map[string]any
 	blueprintID string
 	blueprint   string
@@ -283,7 +288,7 @@ func (d *devbox) shutdown(reason string) bool {
 	for _, e := range execs {
 		e.kill(true)
 	}
-	os.RemoveAll(d.Home)
+	d.remove()
 	os.RemoveAll(d.Home + ".tmp")
 	return true
 }
@@ -437,11 +442,13 @@ func (s *Server) create(awaitRunning bool) http.HandlerFunc {
 
 func (s *Server) newDevbox(p createParams, key string, stuck bool) (*devbox, error) {
 	id := newID("dbx_")
-	home := filepath.Join(s.opts.BaseDir, id)
-	if err := os.MkdirAll(home, 0o755); err != nil {
+	box, err := s.boxes.CreateID(id, p.Env)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(home+".tmp", 0o1777); err != nil {
+	home := box.Home
+	if err := os.Mkdir(home+".tmp", 0o1777); err != nil {
+		s.boxes.Remove(id)
 		return nil, err
 	}
 	if p.Metadata == nil {
@@ -450,7 +457,7 @@ func (s *Server) newDevbox(p createParams, key string, stuck bool) (*devbox, err
 	if p.Launch == nil {
 		p.Launch = map[string]any{}
 	}
-	d := &devbox{ID: id, Home: home, Created: nowMs(), name: p.Name, metadata: p.Metadata, env: p.Env,
+	d := &devbox{ID: id, Home: home, box: box, remove: func() { s.boxes.Remove(id) }, Created: nowMs(), name: p.Name, metadata: p.Metadata,
 		launch: p.Launch, blueprintID: p.BlueprintID, blueprint: p.BlueprintName, snapshotID: p.SnapshotID,
 		changed: make(chan struct{}), execs: map[string]*execution{}, lastKeep: time.Now()}
 	d.setStatus(statusProvisioning)

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -22,19 +20,9 @@ func (d *devbox) resolve(p string) (string, error) {
 	if rest, ok := strings.CutPrefix(p, "~/"); ok || p == "~" {
 		p = rest
 	}
-	if strings.HasPrefix(p, "/") {
-		rel, err := filepath.Rel(d.Home, path.Clean(p))
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return "", errors.New("path " + strconv.Quote(p) + " is outside the devbox's home directory, the only tree this fake serves")
-		}
-		p = rel
-	}
-	return path.Clean(p), nil
+	rel, _, err := d.box.Resolve(p)
+	return rel, err
 }
-
-// open opens the devbox's home as an os.Root, which refuses to follow
-// ".." or symlinks out of it.
-func (d *devbox) root() (*os.Root, error) { return os.OpenRoot(d.Home) }
 
 func fileError(w http.ResponseWriter, name string, err error) {
 	switch {
@@ -47,39 +35,13 @@ func fileError(w http.ResponseWriter, name string, err error) {
 	}
 }
 
-// writeFile replaces name atomically (a temp file renamed over it),
-// creating missing parent directories.
+// writeFile replaces name atomically, creating missing parent directories.
 func (d *devbox) writeFile(name string, r io.Reader) error {
 	rel, err := d.resolve(name)
 	if err != nil {
 		return err
 	}
-	root, err := d.root()
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	if dir := path.Dir(rel); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	tmp := path.Join(path.Dir(rel), "."+path.Base(rel)+".upload-"+newID(""))
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, rel)
-	}
-	if err != nil {
-		root.Remove(tmp)
-	}
-	return err
+	return d.box.WriteFile(rel, r, 0o644)
 }
 
 func (d *devbox) openFile(name string) (*os.File, error) {
@@ -87,7 +49,7 @@ func (d *devbox) openFile(name string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := d.root()
+	root, err := d.box.Root() // no path, ".." or symlink leaves it
 	if err != nil {
 		return nil, err
 	}

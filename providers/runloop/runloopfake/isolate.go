@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // A real devbox is its own machine; the fake's commands run on this one.
@@ -14,17 +13,24 @@ import (
 // devbox's own directory, so commands neither see nor touch this machine's
 // temporary files, where tests keep theirs. The rest of the file system is
 // shared: the fake is no sandbox.
-const isolateScript = `mount --make-rprivate / 2>/dev/null
-for t in /tmp "$2"; do [ -d "$t" ] && { mount --bind "$1" "$t" || exit 125; }; done
+const isolateScript = `for t in /tmp "$2"; do [ -d "$t" ] && { mount --bind "$1" "$t" || exit 125; }; done
 shift 2
 cd "$HOME" && exec /bin/sh -c "$1"`
 
 // hiddenTmp is this machine's temporary directory besides /tmp.
 func hiddenTmp() string { return filepath.Clean(os.TempDir()) }
 
+// unshare is util-linux's unshare, which gives a command its own mount
+// namespace (private propagation) and, when not root, a user namespace
+// mapping this user to root so that it may mount there.
+var unshare, _ = exec.LookPath("unshare")
+
 // isolationBase picks a base directory outside the directories hidden from
 // commands, and reports whether commands can be isolated at all.
 func isolationBase() (string, bool) {
+	if unshare == "" {
+		return "", false
+	}
 	base, err := os.MkdirTemp("/var/tmp", "runloopfake-")
 	if err != nil {
 		return "", false
@@ -43,7 +49,8 @@ func isolationBase() (string, bool) {
 	}
 	marker.Close()
 	defer os.Remove(marker.Name())
-	cmd := isolated(base, base, "test ! -e "+shellQuote(marker.Name()))
+	argv := isolated(base, "test ! -e "+shellQuote(marker.Name()))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + base}
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(base)
@@ -52,19 +59,14 @@ func isolationBase() (string, bool) {
 	return base, true
 }
 
-// isolated is command run with tmp mounted over /tmp in a new mount
-// namespace (and a user namespace when not root).
-func isolated(home, tmp, command string) *exec.Cmd {
-	cmd := exec.Command("/bin/sh", "-c", isolateScript, "runloopfake", tmp, hiddenTmp(), command)
-	cmd.Dir = home
-	attr := &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWNS}
-	if uid, gid := os.Geteuid(), os.Getegid(); uid != 0 {
-		attr.Cloneflags |= syscall.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+// isolated is the argv that runs command with tmp mounted over /tmp (and
+// $TMPDIR) in a mount namespace of its own.
+func isolated(tmp, command string) []string {
+	argv := []string{unshare, "--mount"}
+	if os.Geteuid() != 0 {
+		argv = append(argv, "--map-root-user")
 	}
-	cmd.SysProcAttr = attr
-	return cmd
+	return append(argv, "/bin/sh", "-c", isolateScript, "runloopfake", tmp, hiddenTmp(), command)
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
