@@ -37,9 +37,9 @@ const wrapScript = `mcp_cmd=$CMD; unset CMD
 if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || { if [ -e "$1" ]; then echo '!notdir'; else echo '!nodir'; fi; exit 1; }; fi
 d=${TMPDIR:-/tmp}/.mcp-sandbox-exec.$$
 mkfifo -m 600 "$d.o" "$d.e" 2>/dev/null || { echo '!nofifo'; exit 1; }
-enc='while c=$(dd bs=65536 count=1 2>/dev/null | base64) && [ -n "$c" ]; do printf "%s\n" "$c"; done'
-sh -c "$enc" <"$d.o" 2>/dev/null & o=$!
-sh -c "$enc" <"$d.e" >&2 2>/dev/null & e=$!
+enc() { while c=$(dd bs=65536 count=1 2>/dev/null | base64) && [ -n "$c" ]; do printf '%s\n' "$c"; done; }
+(exec <"$d.o" 2>/dev/null; enc) & o=$!
+(exec <"$d.e" >&2 2>/dev/null; enc) & e=$!
 exec 2>/dev/null
 shift
 RUN
@@ -84,10 +84,10 @@ func wrap(req providers.ExecRequest) string {
 	}
 	script := strings.Replace(wrapScript, "RUN", run, 1)
 	if req.Stdout == nil {
-		script = strings.Replace(script, "sh -c \"$enc\" <\"$d.o\" 2>/dev/null & o=$!", "o=", 1)
+		script = strings.Replace(script, "(exec <\"$d.o\" 2>/dev/null; enc) & o=$!", "o=", 1)
 	}
 	if req.Stderr == nil {
-		script = strings.Replace(script, "sh -c \"$enc\" <\"$d.e\" >&2 2>/dev/null & e=$!", "e=", 1)
+		script = strings.Replace(script, "(exec <\"$d.e\" >&2 2>/dev/null; enc) & e=$!", "e=", 1)
 	}
 	var b strings.Builder
 	b.WriteString("CMD=" + shellQuote(req.Command) + " sh -c " + shellQuote(script) + " mcp-sandbox " + shellQuote(req.Cwd))
