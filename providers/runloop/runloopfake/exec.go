@@ -85,7 +85,10 @@ func (e *execution) kill(group bool) {
 func (s *Server) start(d *devbox, command string, shell *string, attachStdin bool) (*execution, error) {
 	e := &execution{ID: newID("exe_"), devbox: d.ID, shell: shell, status: execRunning, changed: make(chan struct{})}
 	argv := []string{"/bin/sh", "-c", command}
-	if s.isolate {
+	switch {
+	case d.holder != 0:
+		argv = joined(d.holder, d.Home, command)
+	case s.isolate:
 		argv = isolated(d.Home+".tmp", command)
 	}
 	p, err := d.box.Start(fakebox.Spec{Argv: argv, Stdin: attachStdin, Stdout: output{e, stdout}, Stderr: output{e, stderr}})

@@ -248,6 +248,7 @@ type devbox struct {
 	reason      string
 	transitions []transition
 	changed     chan struct{} // closed and replaced at every status change
+	holder      int           // PID holding the devbox's mount namespace, or 0
 	execs       map[string]*execution
 	execOrder   []string
 	keepAlives  int
@@ -461,6 +462,18 @@ func (s *Server) newDevbox(p createParams, key string, stuck bool) (*devbox, err
 		launch: p.Launch, blueprintID: p.BlueprintID, blueprint: p.BlueprintName, snapshotID: p.SnapshotID,
 		changed: make(chan struct{}), execs: map[string]*execution{}, lastKeep: time.Now()}
 	d.setStatus(statusProvisioning)
+	if argv := holder(home + ".tmp"); s.isolate && argv != nil {
+		ready := make(chan struct{})
+		h, err := box.Start(fakebox.Spec{Argv: argv, Stdout: readyWriter(ready)})
+		if err == nil {
+			select {
+			case <-ready:
+				d.holder = h.PID
+			case <-h.Done():
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}
 	s.mu.Lock()
 	s.devboxes[id] = d
 	s.order = append(s.order, id)
@@ -479,6 +492,18 @@ func (s *Server) newDevbox(p createParams, key string, stuck bool) (*devbox, err
 	}
 	go s.watchKeepAlive(d)
 	return d, nil
+}
+
+// readyWriter closes ready at the first output.
+type readyWriter chan struct{}
+
+func (r readyWriter) Write(b []byte) (int, error) {
+	select {
+	case <-r:
+	default:
+		close(r)
+	}
+	return len(b), nil
 }
 
 // watchKeepAlive shuts the devbox down once it has gone

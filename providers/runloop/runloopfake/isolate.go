@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -19,6 +20,16 @@ cd "$HOME" && exec /bin/sh -c "$1"`
 
 // hiddenTmp is this machine's temporary directory besides /tmp.
 func hiddenTmp() string { return filepath.Clean(os.TempDir()) }
+
+// holdScript keeps a devbox's mount namespace, with its /tmp mounted, for
+// the commands that join it (nsenter), so that a command costs no mount.
+const holdScript = `for t in /tmp "$2"; do [ -d "$t" ] && { mount --bind "$1" "$t" || exit 125; }; done
+echo ready
+exec sleep 2147483647`
+
+// nsenter is util-linux's nsenter, used as root to join a devbox's mount
+// namespace.
+var nsenter, _ = exec.LookPath("nsenter")
 
 // unshare is util-linux's unshare, which gives a command its own mount
 // namespace (private propagation) and, when not root, a user namespace
@@ -57,6 +68,21 @@ func isolationBase() (string, bool) {
 		return "", false
 	}
 	return base, true
+}
+
+// holder is the argv of a devbox's namespace holder, when commands can
+// join it (root, with nsenter).
+func holder(tmp string) []string {
+	if os.Geteuid() != 0 || nsenter == "" {
+		return nil
+	}
+	return []string{unshare, "--mount", "/bin/sh", "-c", holdScript, "runloopfake", tmp, hiddenTmp()}
+}
+
+// joined is the argv that runs command in the holder's mount namespace,
+// from home (joining a mount namespace moves to its root otherwise).
+func joined(pid int, home, command string) []string {
+	return []string{nsenter, "--target", strconv.Itoa(pid), "--mount", "--wd=" + home, "--", "/bin/sh", "-c", command}
 }
 
 // isolated is the argv that runs command with tmp mounted over /tmp (and
