@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -23,9 +24,30 @@ import (
 // sandboxes on a shared backend can be told apart by server.
 const LabelServer = "server"
 
-// ErrLimit is returned when a session already holds as many sandboxes as
-// allowed.
-var ErrLimit = errors.New("sandbox limit reached")
+// Errors the manager returns, for callers to word (the manager knows
+// nothing of the tools that reach it). Each also matches the providers
+// error kind that fits it.
+var (
+	// ErrLimit: the session already holds as many sandboxes as allowed.
+	ErrLimit = errors.New("sandbox limit reached")
+	// ErrEnded: the session has ended; nothing more is done for it.
+	ErrEnded = errors.New("session has ended")
+	// ErrUnknownSandbox: the session owns no sandbox by that ID (another
+	// session's reads the same, so its existence is never confirmed).
+	ErrUnknownSandbox = errors.New("no such sandbox in this session")
+)
+
+// refusal is one of the errors above, with a message that says which
+// sandbox or limit it is about.
+type refusal struct {
+	reason, kind error
+	msg          string
+}
+
+func (r refusal) Error() string { return r.msg }
+
+// Is matches both the reason (ErrLimit, ...) and the providers kind.
+func (r refusal) Is(target error) bool { return target == r.reason || target == r.kind }
 
 // Handle names one sandbox: the provider that holds it and its ID there.
 type Handle struct {
@@ -41,8 +63,14 @@ type Config struct {
 	Default string
 	// ServerID labels every sandbox this server creates.
 	ServerID string
-	// KeepSandboxes leaves sandboxes running when their session ends.
+	// KeepSandboxes leaves sandboxes running when their session ends; they
+	// are labelled providers.LabelKeep, so reapers wait for their expiry.
 	KeepSandboxes bool
+	// InstanceDir, when set, is where server processes on this machine hold
+	// a lock while they run, so each can tell whether the server owning a
+	// sandbox is gone (see Liveness). Servers sharing a machine should
+	// share it (the state dir's "instances").
+	InstanceDir string
 	// MaxSandboxes caps the sandboxes one session may hold (0: no cap).
 	MaxSandboxes int
 	Logger       *slog.Logger
@@ -51,7 +79,8 @@ type Config struct {
 // Manager tracks sessions and their sandboxes. It is safe for concurrent use.
 type Manager struct {
 	cfg      Config
-	instance string // tells this process's sessions from others' ("stdio" is everyone's)
+	instance string   // tells this process's sessions from others' ("stdio" is everyone's)
+	lock     *os.File // held while this process runs (Config.InstanceDir)
 	mu       sync.Mutex
 	sessions map[string]*state
 }
@@ -71,7 +100,18 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, instance: uuid.NewString(), sessions: map[string]*state{}}, nil
+	m := &Manager{cfg: cfg, instance: uuid.NewString(), sessions: map[string]*state{}}
+	if cfg.InstanceDir != "" {
+		lock, err := lockInstance(cfg.InstanceDir, m.instance)
+		if err != nil {
+			// Other servers will not know whether this one runs, and wait
+			// for its sandboxes' expiry: worse reaping, not a reason to stop.
+			cfg.Logger.Warn("servers on this machine cannot tell whether this one runs", "err", err)
+		}
+		m.lock = lock
+		pruneInstances(cfg.InstanceDir, time.Now())
+	}
+	return m, nil
 }
 
 // Owner is the value of the providers.LabelSession label on the session's
@@ -81,17 +121,24 @@ func (m *Manager) Owner(sessionID string) string {
 	return sessionID + "@" + m.instance
 }
 
-// IsLive reports whether an owner label names a live session of this
-// manager; pass it to providers.Reaper.
-func (m *Manager) IsLive(owner string) bool {
+// Liveness tells a reaper what is known of the owner a LabelSession label
+// names: a session of this process is live until it ends; another process's
+// is dead once that process is gone (its instance lock is free), and
+// unknown when no lock of it is on this machine.
+func (m *Manager) Liveness(owner string) providers.Liveness {
 	id, instance, ok := strings.Cut(owner, "@")
-	if !ok || instance != m.instance {
-		return false
+	if !ok {
+		return providers.OwnerUnknown
+	}
+	if instance != m.instance {
+		return instanceLiveness(m.cfg.InstanceDir, instance)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, ok := m.sessions[id]
-	return ok && !s.ended
+	if s, ok := m.sessions[id]; ok && !s.ended {
+		return providers.OwnerLive
+	}
+	return providers.OwnerDead
 }
 
 // ProviderNames lists the providers a session may choose from, sorted.
@@ -144,14 +191,15 @@ func (m *Manager) Create(ctx context.Context, sessionID, provider string, opts p
 
 func (m *Manager) create(ctx context.Context, s *state, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
 	if s.ended {
-		return providers.Sandbox{}, providers.Errorf(providers.ErrNotFound, "this session has ended; start a new one")
+		return providers.Sandbox{}, refusal{ErrEnded, providers.ErrNotFound, "this session has ended"}
 	}
 	p, err := m.Provider(provider)
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
 	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
-		return providers.Sandbox{}, fmt.Errorf("%w: this session already has %d sandboxes (the limit); destroy one with sandbox_destroy first", ErrLimit, len(s.sandboxes))
+		return providers.Sandbox{}, refusal{ErrLimit, providers.ErrInvalidArgument,
+			fmt.Sprintf("this session already has %d sandboxes, the most it may hold", len(s.sandboxes))}
 	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {
@@ -159,6 +207,9 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 	}
 	labels[LabelServer] = m.cfg.ServerID
 	labels[providers.LabelSession] = m.Owner(sessionID)
+	if m.cfg.KeepSandboxes {
+		labels[providers.LabelKeep] = "true"
+	}
 	opts.Labels = labels
 	start := time.Now()
 	sb, err := p.Create(ctx, opts)
@@ -196,8 +247,7 @@ func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*pr
 }
 
 func notFound(id string) error {
-	return providers.Errorf(providers.ErrNotFound,
-		"sandbox %q not found in this session; call sandbox_list to see yours, or omit sandbox_id to use the current one", id)
+	return refusal{ErrUnknownSandbox, providers.ErrNotFound, fmt.Sprintf("sandbox %q not found in this session", id)}
 }
 
 // List describes the session's sandboxes, oldest first, and names the current one.
@@ -280,8 +330,16 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 	s.sandboxes = map[string]Handle{}
 }
 
-// Close ends every session (at shutdown).
+// Close ends every session (at shutdown) and gives up the instance lock.
 func (m *Manager) Close(ctx context.Context) {
+	defer func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.lock != nil {
+			unlockInstance(m.lock)
+			m.lock = nil
+		}
+	}()
 	m.mu.Lock()
 	ids := make([]string, 0, len(m.sessions))
 	for id := range m.sessions {

@@ -85,13 +85,13 @@ func (pi ProcessInfo) status() string {
 }
 
 type processStartArgs struct {
-	Command        string            `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c, e.g. a dev server or a watcher."`
-	SandboxID      string            `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
-	Cwd            string            `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
-	Env            map[string]string `json:"env,omitempty" jsonschema_description:"Extra environment variables for this process."`
-	Stdin          string            `json:"stdin,omitempty" jsonschema_description:"Text written to its standard input first."`
-	KeepStdinOpen  bool              `json:"keep_stdin_open,omitempty" jsonschema_description:"Keep standard input open for process_write_stdin (for REPLs and interactive programs). Otherwise it reads end-of-file after stdin."`
-	TimeoutSeconds float64           `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill it (and everything it started) after this many seconds. Default: it runs until process_kill or until the sandbox is destroyed."`
+	Command        string  `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c, e.g. a dev server or a watcher."`
+	SandboxID      string  `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
+	Cwd            string  `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
+	Env            envVars `json:"env,omitempty" jsonschema_description:"Extra environment variables for this process."`
+	Stdin          string  `json:"stdin,omitempty" jsonschema_description:"Text written to its standard input first."`
+	KeepStdinOpen  bool    `json:"keep_stdin_open,omitempty" jsonschema_description:"Keep standard input open for process_write_stdin (for REPLs and interactive programs). Otherwise it reads end-of-file after stdin."`
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill it (and everything it started) after this many seconds. Default: it runs until process_kill or until the sandbox is destroyed."`
 }
 
 func (h *handlers) processStart() server.ServerTool {
@@ -101,10 +101,10 @@ func (h *handlers) processStart() server.ServerTool {
 			"its exit status stays readable after it exits, and it ends when the sandbox is destroyed. "+
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
-		hints(false, true, false, true))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
-		if strings.TrimSpace(a.Command) == "" {
-			return nil, invalid("command is empty; pass a shell command such as \"python3 -m http.server 8000\"")
+		behaviour{Destructive: true, OpenWorld: true}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
+		if err := checkCommand(a.Command, "python3 -m http.server 8000"); err != nil {
+			return nil, err
 		}
 		timeout, err := seconds("timeout_seconds", a.TimeoutSeconds, 0, h.lim.MaxTimeout)
 		if err != nil {
@@ -139,8 +139,8 @@ func (h *handlers) processList() server.ServerTool {
 		"List this session's background processes, oldest first: those started with process_start and run_command calls that outlived their wait or had their output cut. "+
 			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed.",
 		processListArgs{}, processListResult{},
-		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
 		var sandboxes []string
 		if a.SandboxID != "" {
 			if _, _, err := h.m.Resolve(ctx, sid, a.SandboxID); err != nil {
@@ -186,8 +186,8 @@ func (h *handlers) processList() server.ServerTool {
 type processOutputArgs struct {
 	ProcessID   string  `json:"process_id" jsonschema_description:"The process, as returned by run_command, process_start or process_list."`
 	Stream      string  `json:"stream,omitempty" jsonschema:"enum=stdout,enum=stderr" jsonschema_description:"Which stream to read. Default stdout."`
-	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
-	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
+	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0,maximum=9007199254740991" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
+	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
 	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0."`
 }
 
@@ -212,8 +212,8 @@ func (h *handlers) processOutput() server.ServerTool {
 			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d); wait_seconds is at most %v. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, h.lim.Wait)+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
-		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(h.handleProcessOutput)}
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleProcessOutput)}
 }
 
 func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a processOutputArgs) (*mcp.CallToolResult, error) {
@@ -224,9 +224,6 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	case providers.Stdout, providers.Stderr:
 	default:
 		return nil, invalid("stream must be \"stdout\" or \"stderr\", not %q", a.Stream)
-	}
-	if a.Offset < 0 || a.Limit < 0 {
-		return nil, invalid("offset and limit must not be negative")
 	}
 	limit := min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes)
 	if a.Limit > 0 {
@@ -292,8 +289,8 @@ func (h *handlers) processWriteStdin() server.ServerTool {
 		"Send text to the standard input of a background process started with keep_stdin_open (a REPL, an interactive installer). "+
 			"close=true then sends end-of-file. Read the response with process_output.",
 		processWriteStdinArgs{}, ProcessInfo{},
-		hints(false, true, false, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
+		behaviour{Destructive: true}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
 		if a.Data == "" && !a.Close {
 			return nil, invalid("nothing to send: pass data, close=true, or both")
 		}
@@ -330,8 +327,8 @@ func (h *handlers) processKill() server.ServerTool {
 		"Send a signal (default TERM) to a background process and everything it started, then report its state: "+
 			"running=false with exit_code 128+N once signal N ended it. If TERM does not stop it, send KILL.",
 		processKillArgs{}, ProcessInfo{},
-		hints(false, true, false, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
+		behaviour{Destructive: true}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
 		sig := a.Signal
 		if sig == "" {
 			sig = "TERM"

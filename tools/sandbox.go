@@ -13,10 +13,10 @@ import (
 )
 
 type sandboxCreateArgs struct {
-	Provider string            `json:"provider,omitempty" jsonschema_description:"Which provider to create the sandbox on. Omit to use the server's default; sandbox_list shows which are enabled."`
-	Name     string            `json:"name,omitempty" jsonschema_description:"A label for the sandbox, shown by sandbox_list."`
-	Image    string            `json:"image,omitempty" jsonschema_description:"Provider-specific image or template (e.g. a Docker image). Omit for the provider's default."`
-	Env      map[string]string `json:"env,omitempty" jsonschema_description:"Environment variables set for every command run in this sandbox."`
+	Provider string  `json:"provider,omitempty" jsonschema_description:"Which provider to create the sandbox on. Omit to use the server's default; sandbox_list shows which are enabled."`
+	Name     string  `json:"name,omitempty" jsonschema_description:"A label for the sandbox, shown by sandbox_list."`
+	Image    string  `json:"image,omitempty" jsonschema_description:"Provider-specific image or template (e.g. a Docker image). Omit for the provider's default."`
+	Env      envVars `json:"env,omitempty" jsonschema_description:"Environment variables set for every command run in this sandbox."`
 }
 
 // SandboxInfo describes one sandbox in results.
@@ -41,8 +41,8 @@ func (h *handlers) sandboxCreate() server.ServerTool {
 			"Create one explicitly to pick a provider or image, to set environment variables for all commands, "+
 			"or to work in several isolated sandboxes at once. Sandboxes are destroyed when the session ends.",
 		sandboxCreateArgs{}, SandboxInfo{},
-		hints(false, false, false, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
+		behaviour{}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
 		sb, err := h.m.Create(ctx, sid, a.Provider, providers.CreateOptions{Name: a.Name, Image: a.Image, Env: a.Env})
 		if err != nil {
 			return nil, err
@@ -65,8 +65,8 @@ func (h *handlers) sandboxList() server.ServerTool {
 	tool := newTool("sandbox_list", "List sandboxes",
 		"List this session's sandboxes (oldest first), which one is current, and which providers can be used with sandbox_create.",
 		sandboxListArgs{}, sandboxListResult{},
-		hints(true, false, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
 		sbs, current, err := h.m.List(ctx, sid)
 		if err != nil {
 			return nil, err
@@ -102,8 +102,8 @@ func (h *handlers) sandboxDestroy() server.ServerTool {
 	tool := newTool("sandbox_destroy", "Destroy sandbox",
 		"Destroy one of this session's sandboxes: its processes are killed and its files deleted. This cannot be undone.",
 		sandboxDestroyArgs{}, sandboxDestroyResult{},
-		hints(false, true, true, false))
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
+		behaviour{Destructive: true, Idempotent: true}.annotation())
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
 		if a.SandboxID == "" {
 			return nil, invalid("sandbox_id is required; call sandbox_list to see this session's sandboxes")
 		}

@@ -321,10 +321,10 @@ func (p *Provider) forget(id string) {
 var _ providers.Reaper = (*Provider)(nil)
 
 // Reap shuts down this server's devboxes (metadata mcp-sandbox.server, from
-// MCP_SANDBOX_SERVER_ID) that are past their expiry and whose owning
-// session (the providers.LabelSession label) is not live. live may be nil:
-// then no session is live. It is safe to run from several replicas at once.
-func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) ([]string, error) {
+// MCP_SANDBOX_SERVER_ID) that providers.Reapable says may go: a dead
+// owner's at once, an unknown owner's once past its expiry. It is safe to
+// run from several replicas at once.
+func (p *Provider) Reap(ctx context.Context, owner func(label string) providers.Liveness) ([]string, error) {
 	found, err := p.list(ctx)
 	if err != nil {
 		return nil, p.typed(ctx, "", "list devboxes to reap", err)
@@ -340,10 +340,7 @@ func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) (
 		if err != nil {
 			expires = time.UnixMilli(d.CreateTimeMs).Add(p.o.Expiry)
 		}
-		if now.Before(expires) {
-			continue
-		}
-		if s := d.Metadata[providers.LabelSession]; s != "" && live != nil && live(s) {
+		if !providers.Reapable(d.Metadata, !now.Before(expires), owner) {
 			continue
 		}
 		p.forget(d.ID)

@@ -256,7 +256,12 @@ func TestReap(t *testing.T) {
 	theirs := create(t, newDriver(t, other), providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "gone"}})
 	time.Sleep(10 * time.Millisecond)
 
-	removed, err := p.Reap(ctxT(t), func(s string) bool { return s == "live" })
+	removed, err := p.Reap(ctxT(t), func(s string) providers.Liveness {
+		if s == "live" {
+			return providers.OwnerLive
+		}
+		return providers.OwnerUnknown // expired, so reaped all the same
+	})
 	if err != nil || len(removed) != 1 || removed[0] != dead.ID {
 		t.Fatalf("Reap removed %v (%v), want only %s", removed, err, dead.ID)
 	}
@@ -266,6 +271,23 @@ func TestReap(t *testing.T) {
 	}
 	if strings.Join(ids, ",") != live.ID+","+theirs.ID {
 		t.Fatalf("left %v, want the live session's and the other server's", ids)
+	}
+	// A dead owner's devbox goes before its expiry; an unknown owner's stays.
+	o.Expiry = time.Hour
+	later := newDriver(t, o)
+	orphan := create(t, later, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "dead"}})
+	unsure := create(t, later, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "unsure"}})
+	removed, err = later.Reap(ctxT(t), func(s string) providers.Liveness {
+		switch s {
+		case "dead":
+			return providers.OwnerDead
+		case "live":
+			return providers.OwnerLive
+		}
+		return providers.OwnerUnknown
+	})
+	if err != nil || len(removed) != 1 || removed[0] != orphan.ID {
+		t.Fatalf("Reap removed %v (%v), want only the dead owner's %s (not %s)", removed, err, orphan.ID, unsure.ID)
 	}
 	for _, d := range fake.Devboxes() {
 		if d.Metadata["mcp-sandbox.server"] == "" || d.Metadata["mcp-sandbox.expires"] == "" || d.Metadata[providers.LabelSession] == "" {
