@@ -42,6 +42,7 @@ enc() { while c=$(dd bs=65536 count=1 2>/dev/null | base64) && [ -n "$c" ]; do p
 (exec <"$d.e" >&2 2>/dev/null; enc) & e=$!
 exec 2>/dev/null
 shift
+echo '!run'
 RUN
 rc=$?
 rm -f "$d.o" "$d.e"
@@ -135,7 +136,7 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		return providers.ExecResult{}, p.execErr(ctx, id, err)
 	}
 	defer p.keepAliveWhile(id)()
-	r := &run{p: p, devbox: id, exec: ex.ExecutionID}
+	r := &run{p: p, devbox: id, exec: ex.ExecutionID, started: make(chan struct{})}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -149,20 +150,32 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	ended := make(chan struct{})
 	go func() { streams.Wait(); close(ended) }()
 
+	// The timeout counts from the command's start, which the wrapper
+	// reports: the round trips and the devbox's own start-up are not the
+	// command's time.
 	var timeout <-chan time.Time
-	if req.Timeout > 0 {
-		t := time.NewTimer(req.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
+	started := r.started
 	res := providers.ExecResult{ExitCode: -1}
-	select {
-	case <-ended:
-	case <-timeout:
-		r.kill(ctx)
-		res.TimedOut = true
-	case <-ctx.Done():
-		r.kill(ctx)
+wait:
+	for {
+		select {
+		case <-ended:
+			break wait
+		case <-started:
+			started = nil
+			if req.Timeout > 0 {
+				t := time.NewTimer(req.Timeout)
+				defer t.Stop()
+				timeout = t.C
+			}
+		case <-timeout:
+			r.kill(ctx)
+			res.TimedOut = true
+			break wait
+		case <-ctx.Done():
+			r.kill(ctx)
+			break wait
+		}
 	}
 	// Output already produced is delivered, but nothing is written once
 	// Exec returns.
@@ -210,9 +223,11 @@ type run struct {
 	p      *Provider
 	devbox string
 	exec   string
-	// Set by the stdout follower before it returns.
-	report string
-	exit   *int
+	// Set by the stdout follower: started is closed when the command
+	// starts; report and exit are set before it returns.
+	started chan struct{}
+	report  string
+	exit    *int
 }
 
 func (r *run) path() string { return "/v1/devboxes/" + r.devbox + "/executions/" + r.exec }
@@ -371,6 +386,14 @@ func (d *decoder) line(l []byte) error {
 	}
 	if l[0] == '!' && d.stdout {
 		report := string(l[1:])
+		if report == "run" {
+			select {
+			case <-d.run.started:
+			default:
+				close(d.run.started)
+			}
+			return nil
+		}
 		if code, ok := strings.CutPrefix(report, "exit "); ok {
 			if n, err := strconv.Atoi(code); err == nil {
 				d.run.exit = &n
