@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // Name is the registry name.
@@ -142,6 +143,9 @@ type Provider struct {
 
 	mu    sync.Mutex
 	conns map[string]*conn // cache of connection details, by sandbox ID
+
+	// Background processes: the shared in-sandbox supervisor, over Exec.
+	*supervisor.Supervisor
 }
 
 // New makes a driver; it fails when the API key is missing.
@@ -165,7 +169,7 @@ func New(o Options) (*Provider, error) {
 		// Each sandbox is its own VM. Timeouts end the command envd started;
 		// whether its background children die is up to envd, so kill-tree
 		// is not promised.
-		o.Capabilities = providers.Capabilities{providers.CapStdin, providers.CapProcessIsolation}
+		o.Capabilities = providers.Capabilities{providers.CapStdin, providers.CapProcessIsolation, providers.CapProcesses}
 	}
 	if o.Retries <= 0 {
 		o.Retries = 4
@@ -180,6 +184,7 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{o: o, http: o.HTTPClient, log: o.Logger, conns: map[string]*conn{}}
+	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: o.Logger})
 	if p.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 16

@@ -41,7 +41,7 @@ func fakeOptions(url string) Options {
 	return Options{
 		APIKey: testKey, APIURL: url, SandboxURL: url,
 		ServerID:     "test-server",
-		Capabilities: providers.Capabilities{providers.CapStdin},
+		Capabilities: providers.Capabilities{providers.CapStdin, providers.CapProcesses},
 		RetryBase:    10 * time.Millisecond,
 	}
 }

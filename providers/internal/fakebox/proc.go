@@ -82,7 +82,7 @@ func (p *Proc) Signal(sig syscall.Signal) error { return syscall.Kill(-p.PID, si
 // Environ is the environment a command gets: a minimal base, the sandbox's
 // variables, then extra.
 func (b *Box) Environ(extra map[string]string) []string {
-	env := map[string]string{"PATH": BasePath, "HOME": b.Home, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8"}
+	env := map[string]string{"PATH": BasePath, "HOME": b.Home, "TMPDIR": b.Tmp, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8"}
 	for k, v := range b.Env {
 		env[k] = v
 	}
