@@ -18,10 +18,15 @@ import (
 // leaves no record, so a quick run costs one exec, like Exec; one still
 // running at req.Wait is left running, its record kept.
 func (s *Supervisor) RunProcess(ctx context.Context, id string, req providers.RunRequest) (providers.RunResult, error) {
+	return s.runProcess(ctx, id, req, false)
+}
+
+func (s *Supervisor) runProcess(ctx context.Context, id string, req providers.RunRequest, retry bool) (providers.RunResult, error) {
 	args, stdin, err := startArgs(req.ProcessSpec)
 	if err != nil {
 		return providers.RunResult{}, err
 	}
+	args[2] = s.helperArg(ctx, id)
 	wait := max(req.Wait, 0)
 	argv := append([]string{"/bin/sh", "-c", procRunScript, "mcp-sandbox-run"}, args...)
 	argv = append(argv, strconv.FormatInt(int64(wait/(10*time.Millisecond)), 10), strconv.FormatInt(max(req.KeepAfter, 0), 10))
@@ -70,6 +75,11 @@ func (s *Supervisor) RunProcess(ctx context.Context, id string, req providers.Ru
 	res := providers.RunResult{ExecResult: providers.ExecResult{ExitCode: -1, Duration: time.Since(start)}}
 	if fw.cwdErr != "" {
 		return res, startError([]byte("cwd "+fw.cwdErr), req.Cwd)
+	}
+	if fw.startErr == "nohelper" && fw.procID() == "" && !retry {
+		// The helper was removed from the sandbox: upload it again.
+		s.forgetHelper(id)
+		return s.runProcess(ctx, id, req, true)
 	}
 	if fw.startErr != "" {
 		if fw.procID() == "" {

@@ -7,7 +7,8 @@ package supervisor
 //
 //	spec            "<started unix ns> <open stdin 0|1> <timeout s> <head cap> <tail cap> <marker> <command, Go-quoted>"
 //	run.sh          cd + env + exec of the command, written by the driver
-//	state           "<command pid = pgid> <supervisor pid> <its start time> <uptime cs at start> <stdin holder pid>", once running
+//	state           "<command pid = pgid> <supervisor pid> <its start time> <uptime cs at start> <stdin holder pid> [reaper]", once running;
+//	                "reaper" when the supervisor is the uploaded helper (see helper.go)
 //	exit            "<status> <timed out 0|1> <uptime cs at end>", once ended and its output drained
 //	stdout.<offset> output segments named by the absolute offset of their
 //	stderr.<offset> first byte: the head, then at most two tail segments
@@ -58,10 +59,12 @@ desc() {
   return 0
 }
 segs() { stat -c 'seg %n %s' "$@" 2>/dev/null; return 0; }
-# killtree TOKEN PGID kills the group, then whatever else carries the
-# process's marker (children that left the group).
+# killtree TOKEN PGID SUP KIND kills the group, then everything else the
+# command started: the helper (KIND reaper) finds all its descendants; the
+# shell supervisor can only hunt the process's marker.
 killtree() {
   kill -KILL -"$2" 2>/dev/null
+  if [ "$4" = reaper ]; then kill -USR2 "$3" 2>/dev/null; return 0; fi
   for i in 1 2 3 4 5; do
     k=$(grep -lzxF "` + marker + `=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
     [ -z "$k" ] && return 0
@@ -121,7 +124,7 @@ if [ "$mode" = copy ]; then
   exit 0
 fi
 if [ "$mode" = timer ]; then
-  set +f; sleep "$4"; : >"$d/timedout"; killtree "$5" "$6"; exit 0
+  set +f; sleep "$4"; : >"$d/timedout"; killtree "$5" "$6" 0 shell; exit 0
 fi
 fail() { printf '%s\n' "$*" >"$d/fail"; exit 1; }
 read -r x <"$d/spec"; set -- $x
@@ -182,6 +185,8 @@ start() {
   for x in setsid mkfifo dd stat; do
     command -v $x >/dev/null 2>&1 || { echo "error the sandbox has no $x, which background processes need"; exit 0; }
   done
+  h=
+  case $3 in helper:*) h=$b/.bin/${3#helper:}; [ -x "$h" ] || { echo "error nohelper"; exit 0; };; esac
   mkdir -p "$b/.gone" 2>/dev/null
   [ -d "$b/.gone" ] && [ -w "$b" ] || { echo "error cannot write $b: the image needs a writable /tmp"; exit 0; }
   n=1; [ -f "$b/next" ] && read -r n <"$b/next"
@@ -209,7 +214,11 @@ start() {
     read -r l </proc/$$/stat; l=${l##*) }; set -- x $l; shift 20
     printf '%s %s\n' "$$" "$1" >"$d/.follow"
   fi
-  env -u ` + marker + ` setsid /bin/sh -c "$sup" mcp-sandbox-proc "$sup" sup "$d" </dev/null >/dev/null 2>&1 &
+  if [ -n "$h" ]; then
+    env -u ` + marker + ` setsid "$h" sup "$d" </dev/null >/dev/null 2>&1 &
+  else
+    env -u ` + marker + ` setsid /bin/sh -c "$sup" mcp-sandbox-proc "$sup" sup "$d" </dev/null >/dev/null 2>&1 &
+  fi
   i=0; sl=0.001
   while [ ! -f "$d/state" ]; do
     if [ -f "$d/fail" ]; then read -r x <"$d/fail"; : >"$b/.gone/$n"; rm -rf "$d"; echo "error $x"; exit 0; fi
@@ -361,9 +370,10 @@ exit 0`
 // procSignalScript sends signal $2 to the process group of process $1.
 const procSignalScript = procPrelude + `
 found "$1"; sig=$2
+read -r x <"$d/spec"; set -f; set -- $x; set +f; token=$6
 read -r x <"$d/state"; set -- $x
 [ ! -f "$d/exit" ] && alive "$2" "$3" || { echo exited; desc "$d"; exit 0; }
-kill -"$sig" -"$1" 2>/dev/null
+if [ "$sig" = KILL ]; then killtree "$token" "$1" "$2" "$6"; else kill -"$sig" -"$1" 2>/dev/null; fi
 echo ok`
 
 // procStdinScript writes its stdin to process $1 when $3 is 1, then closes
@@ -396,10 +406,11 @@ const procRemoveScript = procPrelude + `
 found "$1"
 read -r x <"$d/spec"; set -f; set -- $x; set +f; token=$6
 read -r x <"$d/state"; set -- $x
-if [ ! -f "$d/exit" ] && alive "$2" "$3"; then
-  killtree "$token" "$1"
+# The helper outlives the command while something it started lives on.
+if [ "$6" = reaper ] && alive "$2" "$3" || [ ! -f "$d/exit" ] && alive "$2" "$3"; then
+  killtree "$token" "$1" "$2" "$6"
   i=0
-  while [ ! -f "$d/exit" ] && [ "$i" -lt 200 ] && alive "$2" "$3"; do i=$((i + 1)); sleep 0.01; done
+  while [ "$i" -lt 200 ] && alive "$2" "$3" && { [ "$6" = reaper ] || [ ! -f "$d/exit" ]; }; do i=$((i + 1)); sleep 0.01; done
 fi
 : >"$b/.gone/${d##*/}"
 rm -rf "$d"

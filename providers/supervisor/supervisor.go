@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
@@ -55,6 +56,9 @@ type Supervisor struct {
 	r    Runner
 	argv ArgvRunner
 	log  *slog.Logger
+	// helpers caches, per sandbox, the start function's SUPERVISOR
+	// argument (see helperArg).
+	helpers sync.Map
 }
 
 // New returns a supervisor running its scripts through r (through r's
@@ -199,13 +203,22 @@ func (s *Supervisor) StartProcess(ctx context.Context, id string, spec providers
 	// on to the end on its own context, and is short.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	var in io.Reader
-	if stdin != nil {
-		in = stdin
-	}
-	out, err := s.script(sctx, id, "start", procStartScript, maxProcScriptOutput, in, args...)
-	if err != nil {
-		return providers.ProcessInfo{}, err
+	var out []byte
+	for attempt := 0; ; attempt++ {
+		args[2] = s.helperArg(sctx, id)
+		var in io.Reader
+		if stdin != nil {
+			stdin.Seek(0, io.SeekStart)
+			in = stdin
+		}
+		if out, err = s.script(sctx, id, "start", procStartScript, maxProcScriptOutput, in, args...); err != nil {
+			return providers.ProcessInfo{}, err
+		}
+		if strings.TrimSpace(string(out)) == "error nohelper" && attempt == 0 {
+			s.forgetHelper(id) // removed from the sandbox: upload it again
+			continue
+		}
+		break
 	}
 	if err := startError(out, spec.Cwd); err != nil {
 		return providers.ProcessInfo{}, err
