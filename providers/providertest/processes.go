@@ -42,6 +42,7 @@ func RunProcesses(t *testing.T, newProvider func(t *testing.T) providers.Provide
 	t.Run("UnknownProcesses", s.testUnknown)
 	t.Run("DestroyEndsProcesses", s.testDestroy)
 	t.Run("ForegroundRun", s.testForeground)
+	t.Run("NothingEscapesAKill", s.testEscapes)
 }
 
 type procSuite struct {
