@@ -277,7 +277,7 @@ func (s *procSuite) testTimeout(t *testing.T) {
 func (s *procSuite) testOutlives(t *testing.T) {
 	id := s.sandbox(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	in, err := s.pp.StartProcess(ctx, id, providers.ProcessSpec{Command: "sleep 0.5; echo late", OpenStdin: true})
+	in, err := s.pp.StartProcess(ctx, id, providers.ProcessSpec{Command: "sleep 2; echo late", OpenStdin: true})
 	cancel()
 	if err != nil {
 		t.Fatal(err)
