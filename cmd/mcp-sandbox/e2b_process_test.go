@@ -28,13 +28,13 @@ func TestRunCommandPastWaitOnE2BFake(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	initialize(t, c)
 
-	start := time.Now()
+	if _, isErr, text := callTool(t, c, "sandbox_create", map[string]any{"name": "handles"}); isErr {
+		t.Fatalf("sandbox_create: %s", text)
+	}
+	// Still running when the call returns: it did not wait for the command.
 	run, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "sleep 3; echo done", "wait_seconds": 1})
 	if isErr || run["running"] != true || run["process_id"] == nil {
 		t.Fatalf("run_command: %s", text)
-	}
-	if took := time.Since(start); took > 2900*time.Millisecond {
-		t.Errorf("run_command took %v with wait_seconds 1: it waited for the command", took)
 	}
 	proc := run["process_id"].(string)
 	var out map[string]any
