@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor/internal/helper"
 )
 
 // The helper (internal/helper) is the supervisor of choice: a child
@@ -169,3 +170,9 @@ func (h *helperBin) sumOf() string {
 	_, sum := h.load()
 	return sum
 }
+
+// Main runs the in-sandbox helper (see internal/helper), for a binary that
+// wants to be it: the embedded copy is built from the same code, and a
+// driver whose sandbox shares this machine (local) can run its own
+// executable in this mode instead of uploading.
+func Main(args []string) int { return helper.Main(args) }
