@@ -38,6 +38,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // Name is the registry name.
@@ -183,6 +184,9 @@ type Provider struct {
 	pullMu sync.Mutex // one pull at a time; concurrent creates wait for it
 
 	listBudget int64 // see archiveListBudget
+
+	// Background processes: the shared in-sandbox supervisor, over RunArgv.
+	*supervisor.Supervisor
 }
 
 // New connects to the engine named by DOCKER_HOST (and DOCKER_API_VERSION,
@@ -241,7 +245,9 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 	}
 	log = log.With("provider", Name)
 	log.Debug("docker engine answers", "host", host, "api", cli.ClientVersion())
-	return &Provider{cli: cli, set: set, log: log, host: host, listBudget: archiveListBudget}, nil
+	p := &Provider{cli: cli, set: set, log: log, host: host, listBudget: archiveListBudget}
+	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: log})
+	return p, nil
 }
 
 func (p *Provider) Name() string { return Name }

@@ -129,3 +129,49 @@ func benchRunTrue(b *testing.B, p *docker.Provider, id string) {
 		}
 	}
 }
+
+// BenchmarkFirstStartProcess: what the supervisor helper costs a sandbox
+// once, against a start with the helper known: the first start by a fresh
+// driver that must upload it (1.9 MB), and one that only finds it in place
+// (a restarted server):
+//
+//	go test -run '^$' -bench FirstStartProcess -benchtime 5x -count 3 ./providers/docker/
+func BenchmarkFirstStartProcess(b *testing.B) {
+	set := settings()
+	p := open(b, set)
+	ctx := context.Background()
+	sb, err := p.Create(ctx, providers.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	start := func(b *testing.B, p *docker.Provider) {
+		if _, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "true"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start(b, p)
+	b.Run("helper-known", func(b *testing.B) {
+		for b.Loop() {
+			start(b, p)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		remove bool
+	}{{"helper-in-place", false}, {"helper-uploaded", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				if tc.remove {
+					if _, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: "rm -rf /tmp/.mcp-sandbox-procs/.bin"}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				fresh := open(b, set)
+				b.StartTimer()
+				start(b, fresh)
+			}
+		})
+	}
+}

@@ -102,3 +102,54 @@ func BenchmarkWriteRead64KiB(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkFirstStartProcess: what the supervisor helper costs a sandbox
+// once (see the docker driver's benchmark of the same name).
+func BenchmarkFirstStartProcess(b *testing.B) {
+	_, url := startFake(b)
+	p := newBenchDriver(b, url)
+	ctx := context.Background()
+	sb, err := p.Create(ctx, providers.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
+	start := func(b *testing.B, p *Provider) {
+		if _, err := p.StartProcess(ctx, sb.ID, providers.ProcessSpec{Command: "true"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start(b, p)
+	b.Run("helper-known", func(b *testing.B) {
+		for b.Loop() {
+			start(b, p)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		remove bool
+	}{{"helper-in-place", false}, {"helper-uploaded", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				if tc.remove {
+					if _, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Command: `rm -rf "$TMPDIR/.mcp-sandbox-procs/.bin"`}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				fresh := newBenchDriver(b, url)
+				b.StartTimer()
+				start(b, fresh)
+			}
+		})
+	}
+}
+
+func newBenchDriver(b *testing.B, url string) *Provider {
+	p, err := New(fakeOptions(url))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return p
+}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // Name is the registry name.
@@ -148,6 +149,9 @@ type Provider struct {
 
 	mu    sync.Mutex
 	conns map[string]*conn // cache of connection details, by sandbox ID
+
+	// Background processes: the shared in-sandbox supervisor, over Exec.
+	*supervisor.Supervisor
 }
 
 // New makes a driver; it fails when the API key is missing.
@@ -186,6 +190,7 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{o: o, http: o.HTTPClient, log: o.Logger, conns: map[string]*conn{}}
+	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: o.Logger})
 	if p.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 16

@@ -16,3 +16,12 @@ func TestProviderSuite(t *testing.T) {
 		return newDriver(t, fakeOptions(url))
 	})
 }
+
+// TestProcessesSuite runs the background-process checks: e2b has processes
+// through the shared in-sandbox supervisor, over Exec.
+func TestProcessesSuite(t *testing.T) {
+	url := externalFake(t)
+	providertest.RunProcesses(t, func(t *testing.T) providers.Provider {
+		return newDriver(t, fakeOptions(url))
+	})
+}

@@ -39,6 +39,7 @@ func RunProcesses(t *testing.T, newProvider func(t *testing.T) providers.Provide
 	t.Run("UnknownProcesses", s.testUnknown)
 	t.Run("DestroyEndsProcesses", s.testDestroy)
 	t.Run("ForegroundRun", s.testForeground)
+	t.Run("NothingEscapesAKill", s.testEscapes)
 }
 
 type procSuite struct {
@@ -273,7 +274,7 @@ func (s *procSuite) testTimeout(t *testing.T) {
 func (s *procSuite) testOutlives(t *testing.T) {
 	id := s.sandbox(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	in, err := s.pp.StartProcess(ctx, id, providers.ProcessSpec{Command: "sleep 0.5; echo late", OpenStdin: true})
+	in, err := s.pp.StartProcess(ctx, id, providers.ProcessSpec{Command: "sleep 2; echo late", OpenStdin: true})
 	cancel()
 	if err != nil {
 		t.Fatal(err)

@@ -60,12 +60,22 @@ func (bs *Boxes) CreateID(id string, env map[string]string) (*Box, error) {
 	if err := os.Mkdir(home, 0o755); err != nil {
 		return nil, err
 	}
+	// Sandboxes share this machine's /tmp: each gets its own TMPDIR, as
+	// a VM or container has its own /tmp.
+	tmp := filepath.Join(bs.base, ".tmp", id)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		os.Remove(home)
+		return nil, err
+	}
 	// Commands and paths see the directory by its real name, so that
 	// `pwd` and the paths the fake reports agree.
 	if real, err := filepath.EvalSymlinks(home); err == nil {
 		home = real
 	}
-	b := &Box{ID: id, Home: home, Env: cloneMap(env), Created: time.Now(), procs: map[int]*Proc{}}
+	if real, err := filepath.EvalSymlinks(tmp); err == nil {
+		tmp = real
+	}
+	b := &Box{ID: id, Home: home, Tmp: tmp, Env: cloneMap(env), Created: time.Now(), procs: map[int]*Proc{}}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	bs.boxes[id] = b
@@ -103,6 +113,7 @@ func (bs *Boxes) Remove(id string) bool {
 	}
 	b.Kill()
 	removeAll(b.Home)
+	removeAll(b.Tmp)
 	return true
 }
 
@@ -121,8 +132,10 @@ func (bs *Boxes) Close() error {
 // directory, what relative paths resolve against, and the only place file
 // operations may reach.
 type Box struct {
-	ID      string
-	Home    string
+	ID   string
+	Home string
+	// Tmp is the sandbox's TMPDIR.
+	Tmp     string
 	Env     map[string]string
 	Created time.Time
 

@@ -82,7 +82,7 @@ func (p *Proc) Signal(sig syscall.Signal) error { return syscall.Kill(-p.PID, si
 // Environ is the environment a command gets: a minimal base, the sandbox's
 // variables, then extra.
 func (b *Box) Environ(extra map[string]string) []string {
-	env := map[string]string{"PATH": BasePath, "HOME": b.Home, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8"}
+	env := map[string]string{"PATH": BasePath, "HOME": b.Home, "TMPDIR": b.Tmp, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8"}
 	for k, v := range b.Env {
 		env[k] = v
 	}
@@ -205,7 +205,13 @@ func (b *Box) Kill() {
 	for _, p := range procs {
 		p.Signal(syscall.SIGKILL)
 	}
-	killMarked(b.ID)
+	// As a machine shutting down does, what is left gets SIGTERM first, so
+	// that a supervisor in the sandbox can end the children it adopted,
+	// marked or not, then SIGKILL.
+	for i := 0; i < 50 && signalMarked(b.ID, syscall.SIGTERM) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	signalMarked(b.ID, syscall.SIGKILL)
 }
 
 // Killed reports whether Kill was called.
@@ -215,13 +221,14 @@ func (b *Box) Killed() bool {
 	return b.killed
 }
 
-// killMarked kills every process carrying the sandbox's marker: those that
-// left their process group.
-func killMarked(id string) {
+// signalMarked signals every process carrying the sandbox's marker (those
+// that left their process group) and returns how many it found.
+func signalMarked(id string, sig syscall.Signal) int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return
+		return 0
 	}
+	n := 0
 	want := []byte(markerVar + "=" + id + "\x00")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -233,9 +240,12 @@ func killMarked(id string) {
 			continue
 		}
 		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
-			syscall.Kill(pid, syscall.SIGKILL)
+			if syscall.Kill(pid, sig) == nil {
+				n++
+			}
 		}
 	}
+	return n
 }
 
 // lockedWriter serialises writes from a command's two output copiers.

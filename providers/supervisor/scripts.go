@@ -1,4 +1,4 @@
-package docker
+package supervisor
 
 // Background processes live entirely inside the container, so any server
 // can serve them by sandbox ID and process ID, and removing the container
@@ -7,7 +7,8 @@ package docker
 //
 //	spec            "<started unix ns> <open stdin 0|1> <timeout s> <head cap> <tail cap> <marker> <command, Go-quoted>"
 //	run.sh          cd + env + exec of the command, written by the driver
-//	state           "<command pid = pgid> <supervisor pid> <its start time> <uptime cs at start> <stdin holder pid>", once running
+//	state           "<command pid = pgid> <supervisor pid> <its start time> <uptime cs at start> <stdin holder pid> [reaper]", once running;
+//	                "reaper" when the supervisor is the uploaded helper (see helper.go)
 //	exit            "<status> <timed out 0|1> <uptime cs at end>", once ended and its output drained
 //	stdout.<offset> output segments named by the absolute offset of their
 //	stderr.<offset> first byte: the head, then at most two tail segments
@@ -16,14 +17,25 @@ package docker
 // procBase/.gone/<n> marks a removed number, so numbers are never reused.
 // Only sh and busybox-level tools are needed: setsid, mkfifo, dd
 // (iflag=skip_bytes,count_bytes), stat -c, sleep with fractions, timeout.
+//
+// procBase is under $TMPDIR when the sandbox sets a plain absolute one (a
+// sandbox that shares its host's /tmp, as a test fake does, gets its own),
+// else under /tmp. Paths never hold spaces: the scripts split on them.
 
-const procBase = "/tmp/.mcp-sandbox-procs"
+const procDir = ".mcp-sandbox-procs"
+
+// marker tags the command and everything it starts, so that a kill finds
+// children that left its process group (the shell supervisor's only way;
+// the command can remove it).
+const marker = "MCP_SANDBOX_EXEC"
 
 // procPrelude is shared by every script. now sets u to the uptime in
 // centiseconds (a clock every process in the container shares); alive
 // checks that a pid is still the process that started at a given time;
 // desc prints a process's record for the driver to parse.
-const procPrelude = `b=` + procBase + `
+const procPrelude = `b=${TMPDIR:-/tmp}
+case $b in /*[!A-Za-z0-9/._-]*|[!/]*) b=/tmp;; esac
+b=${b%/}/` + procDir + `
 now() { read -r u _ </proc/uptime; u=${u%.*}${u#*.}; while :; do case $u in 0?*) u=${u#0};; *) break;; esac; done; }
 alive() {
   [ -n "$1" ] && [ -r "/proc/$1/stat" ] && read -r l <"/proc/$1/stat" || return 1
@@ -47,12 +59,14 @@ desc() {
   return 0
 }
 segs() { stat -c 'seg %n %s' "$@" 2>/dev/null; return 0; }
-# killtree TOKEN PGID kills the group, then whatever else carries the
-# process's marker (children that left the group).
+# killtree TOKEN PGID SUP KIND kills the group, then everything else the
+# command started: the helper (KIND reaper) finds all its descendants; the
+# shell supervisor can only hunt the process's marker.
 killtree() {
   kill -KILL -"$2" 2>/dev/null
+  if [ "$4" = reaper ]; then kill -USR2 "$3" 2>/dev/null; return 0; fi
   for i in 1 2 3 4 5; do
-    k=$(grep -lzxF "` + execMarker + `=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+    k=$(grep -lzxF "` + marker + `=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
     [ -z "$k" ] && return 0
     kill -KILL $k 2>/dev/null
   done
@@ -110,7 +124,7 @@ if [ "$mode" = copy ]; then
   exit 0
 fi
 if [ "$mode" = timer ]; then
-  set +f; sleep "$4"; : >"$d/timedout"; killtree "$5" "$6"; exit 0
+  set +f; sleep "$4"; : >"$d/timedout"; killtree "$5" "$6" 0 shell; exit 0
 fi
 fail() { printf '%s\n' "$*" >"$d/fail"; exit 1; }
 read -r x <"$d/spec"; set -- $x
@@ -156,13 +170,23 @@ printf '%s %s %s\n' "$rc" "$t" "$up1" >"$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/
 rm -f "$d/.out" "$d/.err" "$d/.in" "$d/stdin" "$d/.dd.stdout" "$d/.dd.stderr"
 exit 0`
 
-// procStartFunc defines start SPEC RUN SUPERVISOR HASSTDIN: allocate a
-// number, write the spec and run.sh, the initial stdin from the script's own
-// stdin when HASSTDIN is 1, start the supervisor detached and return once
-// the command runs, with d set to its directory and n to its number. It
-// also forgets the oldest finished processes beyond procKeepFinished.
+// procStartFunc defines start SPEC RUN SUPERVISOR HASSTDIN CWD [follow]:
+// check that CWD (when set) is a directory, allocate a number, write the
+// spec and run.sh, the initial stdin from the script's own stdin when
+// HASSTDIN is 1, start the supervisor detached and return once the command
+// runs, with d set to its directory and n to its number. It also forgets
+// the oldest finished processes beyond procKeepFinished.
 const procStartFunc = `KEEP=` + procKeepFinished + `
 start() {
+  if [ -n "$5" ]; then
+    [ -e "$5" ] || { echo "cwd missing"; exit 0; }
+    [ -d "$5" ] || { echo "cwd notdir"; exit 0; }
+  fi
+  for x in setsid mkfifo dd stat; do
+    command -v $x >/dev/null 2>&1 || { echo "error the sandbox has no $x, which background processes need"; exit 0; }
+  done
+  h=
+  case $3 in helper:*) h=$b/.bin/${3#helper:}; [ -x "$h" ] || { echo "error nohelper"; exit 0; };; esac
   mkdir -p "$b/.gone" 2>/dev/null
   [ -d "$b/.gone" ] && [ -w "$b" ] || { echo "error cannot write $b: the image needs a writable /tmp"; exit 0; }
   n=1; [ -f "$b/next" ] && read -r n <"$b/next"
@@ -186,11 +210,15 @@ start() {
   printf '%s\n' "$2" >"$d/run.sh"
   [ "$4" = 1 ] && cat >"$d/stdin.init"
   sup=$3
-  if [ "$5" = follow ]; then
+  if [ "$6" = follow ]; then
     read -r l </proc/$$/stat; l=${l##*) }; set -- x $l; shift 20
     printf '%s %s\n' "$$" "$1" >"$d/.follow"
   fi
-  env -u ` + execMarker + ` setsid /bin/sh -c "$sup" mcp-sandbox-proc "$sup" sup "$d" </dev/null >/dev/null 2>&1 &
+  if [ -n "$h" ]; then
+    env -u ` + marker + ` setsid "$h" sup "$d" </dev/null >/dev/null 2>&1 &
+  else
+    env -u ` + marker + ` setsid /bin/sh -c "$sup" mcp-sandbox-proc "$sup" sup "$d" </dev/null >/dev/null 2>&1 &
+  fi
   i=0; sl=0.001
   while [ ! -f "$d/state" ]; do
     if [ -f "$d/fail" ]; then read -r x <"$d/fail"; : >"$b/.gone/$n"; rm -rf "$d"; echo "error $x"; exit 0; fi
@@ -207,29 +235,29 @@ start() {
 }
 `
 
-// procStartScript starts a process ($1-$4 as for start) and describes it.
+// procStartScript starts a process ($1-$5 as for start) and describes it.
 const procStartScript = procPrelude + procStartFunc + `
-start "$1" "$2" "$3" "$4"
+start "$1" "$2" "$3" "$4" "$5"
 desc "$d"; segs "$d"/stdout.* "$d"/stderr.*
 exit 0`
 
-// procRunScript starts a process ($1-$4 as for start) and follows it in
-// the foreground for up to $5 centiseconds, in frames on stdout:
+// procRunScript starts a process ($1-$5 as for start) and follows it in
+// the foreground for up to $6 centiseconds, in frames on stdout:
 //
 //	P <n>                      the process number, first
 //	o|e <offset> <len>\n<len bytes>   new stdout or stderr output
 //	x\n<record>                the end: the process's record, and
 //	                           "removed" when it ended with no stream over
-//	                           $6 bytes, so nothing was kept
+//	                           $7 bytes, so nothing was kept
 //
 // A command still running at the deadline is left running: the record
 // says so. While it follows, the copiers keep every segment until it has
 // read it (.follow, .pos.<stream>), so what it streams is the whole output. Each piece is opened before its frame is announced, so a
 // segment rotated away in between is skipped rather than announced short.
 const procRunScript = procPrelude + procStartFunc + procPickFunc + `
-start "$1" "$2" "$3" "$4" follow
+start "$1" "$2" "$3" "$4" "$5" follow
 printf 'P %s\n' "$n"
-now; end=$((u + $5)); keep=$6; oo=0; eo=0; sl=0.001; i=0
+now; end=$((u + $6)); keep=$7; oo=0; eo=0; sl=0.001; i=0
 read -r x <"$d/state"; set -- $x; sp=$2; ss=$3
 flush() {
   t=$1; shift; p0=$1
@@ -342,9 +370,10 @@ exit 0`
 // procSignalScript sends signal $2 to the process group of process $1.
 const procSignalScript = procPrelude + `
 found "$1"; sig=$2
+read -r x <"$d/spec"; set -f; set -- $x; set +f; token=$6
 read -r x <"$d/state"; set -- $x
 [ ! -f "$d/exit" ] && alive "$2" "$3" || { echo exited; desc "$d"; exit 0; }
-kill -"$sig" -"$1" 2>/dev/null
+if [ "$sig" = KILL ]; then killtree "$token" "$1" "$2" "$6"; else kill -"$sig" -"$1" 2>/dev/null; fi
 echo ok`
 
 // procStdinScript writes its stdin to process $1 when $3 is 1, then closes
@@ -377,10 +406,11 @@ const procRemoveScript = procPrelude + `
 found "$1"
 read -r x <"$d/spec"; set -f; set -- $x; set +f; token=$6
 read -r x <"$d/state"; set -- $x
-if [ ! -f "$d/exit" ] && alive "$2" "$3"; then
-  killtree "$token" "$1"
+# The helper outlives the command while something it started lives on.
+if [ "$6" = reaper ] && alive "$2" "$3" || [ ! -f "$d/exit" ] && alive "$2" "$3"; then
+  killtree "$token" "$1" "$2" "$6"
   i=0
-  while [ ! -f "$d/exit" ] && [ "$i" -lt 200 ] && alive "$2" "$3"; do i=$((i + 1)); sleep 0.01; done
+  while [ "$i" -lt 200 ] && alive "$2" "$3" && { [ "$6" = reaper ] || [ ! -f "$d/exit" ]; }; do i=$((i + 1)); sleep 0.01; done
 fi
 : >"$b/.gone/${d##*/}"
 rm -rf "$d"

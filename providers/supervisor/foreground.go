@@ -1,4 +1,4 @@
-package docker
+package supervisor
 
 import (
 	"bytes"
@@ -9,101 +9,100 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/client"
-
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
-
-var _ providers.ProcessRunner = (*Provider)(nil)
 
 // RunProcess runs a command as a process and follows it in the same exec
 // (procRunScript): its output comes back in frames as it reaches the
 // process's files. A command that ends before req.Wait with short output
 // leaves no record, so a quick run costs one exec, like Exec; one still
 // running at req.Wait is left running, its record kept.
-func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunRequest) (providers.RunResult, error) {
-	argv, stdin, err := p.startArgs(ctx, id, req.ProcessSpec)
+func (s *Supervisor) RunProcess(ctx context.Context, id string, req providers.RunRequest) (providers.RunResult, error) {
+	return s.runProcess(ctx, id, req, false)
+}
+
+func (s *Supervisor) runProcess(ctx context.Context, id string, req providers.RunRequest, retry bool) (providers.RunResult, error) {
+	args, stdin, err := startArgs(req.ProcessSpec)
 	if err != nil {
 		return providers.RunResult{}, err
 	}
+	args[2] = s.helperArg(ctx, id)
 	wait := max(req.Wait, 0)
-	argv = append([]string{"/bin/sh", "-c", procRunScript, "mcp-sandbox-run"}, argv...)
+	argv := append([]string{"/bin/sh", "-c", procRunScript, "mcp-sandbox-run"}, args...)
 	argv = append(argv, strconv.FormatInt(int64(wait/(10*time.Millisecond)), 10), strconv.FormatInt(max(req.KeepAfter, 0), 10))
 
 	start := time.Now()
-	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
-		Cmd: argv, AttachStdin: stdin != nil, AttachStdout: true, AttachStderr: true,
-	})
-	if err != nil {
-		return providers.RunResult{}, p.apiErr(id, "run command", err)
-	}
-	att, err := p.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
-	if err != nil {
-		return providers.RunResult{}, p.apiErr(id, "run command", err)
-	}
-	defer att.Close()
-	if stdin != nil {
-		go func() {
-			io.Copy(att.Conn, stdin)
-			att.CloseWrite()
-		}()
-	}
 	fw := &frameWriter{stdout: orDiscard(req.Stdout), stderr: orDiscard(req.Stderr), started: make(chan struct{})}
-	var errOut bytes.Buffer
-	copied := make(chan error, 1)
+	// The follower runs on its own context: a cancelled call first learns
+	// the process number, so that it can remove the process, then stops it.
+	// The script leaves the command running at wait; the deadline only
+	// guards against a follower that never ends.
+	fctx, stop := context.WithTimeout(context.WithoutCancel(ctx), wait+30*time.Second)
+	defer stop()
+	type ran struct {
+		code   int
+		errOut string
+		err    error
+	}
+	done := make(chan ran, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(fw, &limitedWriter{w: &errOut, n: 4 << 10}, att.Reader)
-		copied <- err
+		var in io.Reader
+		if stdin != nil {
+			in = stdin
+		}
+		code, errOut, err := s.run(fctx, id, in, fw, argv...)
+		done <- ran{code, errOut, err}
 	}()
-	// The script leaves the command running at wait; this only guards
-	// against an exec that never ends.
-	backstop := time.NewTimer(wait + 30*time.Second)
-	defer backstop.Stop()
-
+	var r ran
 	select {
-	case <-copied:
-	case <-backstop.C:
-		att.Close()
-		<-copied
+	case r = <-done:
 	case <-ctx.Done():
-		// Learn the process number if the start is under way, then kill it.
 		select {
 		case <-fw.started:
-		case <-copied:
+		case r = <-done:
 		case <-time.After(10 * time.Second):
 		}
-		att.Close()
-		<-copied
+		stop()
 		if proc := fw.procID(); proc != "" {
 			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			if err := p.RemoveProcess(kctx, id, proc); err != nil {
-				p.log.Warn("a cancelled command's process could not be removed", "sandbox", id[:12], "process", proc, "err", err)
+			if err := s.RemoveProcess(kctx, id, proc); err != nil {
+				s.log.Warn("a cancelled command's process could not be removed", "sandbox", id, "process", proc, "err", err)
 			}
 		}
 		return providers.RunResult{}, ctx.Err()
 	}
 	res := providers.RunResult{ExecResult: providers.ExecResult{ExitCode: -1, Duration: time.Since(start)}}
+	if fw.cwdErr != "" {
+		return res, startError([]byte("cwd "+fw.cwdErr), req.Cwd)
+	}
+	if fw.startErr == "nohelper" && fw.procID() == "" && !retry {
+		// The helper was removed from the sandbox: upload it again.
+		s.forgetHelper(id)
+		return s.runProcess(ctx, id, req, true)
+	}
 	if fw.startErr != "" {
-		if fw.procID() == "" && ctx.Err() == nil {
-			// The image cannot hold a process (no writable /tmp, no
+		if fw.procID() == "" {
+			// The sandbox cannot hold a process (no writable /tmp, no
 			// mkfifo...): run it as a plain exec, which needs neither, and
 			// which can only wait.
-			p.log.Warn("running a command without a process record", "sandbox", id[:12], "reason", fw.startErr)
-			er := providers.ExecRequest{Command: req.Command, Cwd: req.Cwd, Env: req.Env, Timeout: req.Timeout, Stdout: req.Stdout, Stderr: req.Stderr}
-			if stdin != nil {
-				stdin.Seek(0, io.SeekStart)
-				er.Stdin = stdin
-			}
-			r, err := p.Exec(ctx, id, er)
-			return providers.RunResult{ExecResult: r}, err
+			s.log.Warn("running a command without a process record", "sandbox", id, "reason", fw.startErr)
+			return s.plainRun(ctx, id, req, stdin)
 		}
 		return res, providers.Errorf(providers.ErrUnavailable, "run command: %s", fw.startErr)
 	}
 	proc := fw.procID()
 	if proc == "" {
-		return res, providers.Errorf(providers.ErrUnavailable, "run command: the sandbox did not start it: %s", strings.TrimSpace(errOut.String()))
+		if r.err != nil {
+			return res, runErr("run command", r.err)
+		}
+		if r.code == 126 || r.code == 127 {
+			// No usable sh, setsid or dd: the command still runs, without a
+			// handle.
+			s.log.Warn("running a command without a process record", "sandbox", id, "reason", strings.TrimSpace(r.errOut))
+			return s.plainRun(ctx, id, req, stdin)
+		}
+		return res, providers.Errorf(providers.ErrUnavailable, "run command: the sandbox did not start it (exit %d): %s", r.code, strings.TrimSpace(r.errOut))
 	}
 	var in providers.ProcessInfo
 	removed := false
@@ -117,7 +116,7 @@ func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunR
 		// it is doing.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if in, err = p.WaitProcess(wctx, id, proc, 0); err != nil {
+		if in, err = s.WaitProcess(wctx, id, proc, 0); err != nil {
 			return res, err
 		}
 	}
@@ -134,6 +133,18 @@ func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunR
 	return res, nil
 }
 
+// plainRun runs a command through the driver's Exec, for sandboxes that
+// cannot hold a process.
+func (s *Supervisor) plainRun(ctx context.Context, id string, req providers.RunRequest, stdin *bytes.Reader) (providers.RunResult, error) {
+	er := providers.ExecRequest{Command: req.Command, Cwd: req.Cwd, Env: req.Env, Timeout: req.Timeout, Stdout: req.Stdout, Stderr: req.Stderr}
+	if stdin != nil {
+		stdin.Seek(0, io.SeekStart)
+		er.Stdin = stdin
+	}
+	r, err := s.r.Exec(ctx, id, er)
+	return providers.RunResult{ExecResult: r}, err
+}
+
 // frameWriter decodes procRunScript's frames: output goes to stdout and
 // stderr as it comes; the process number and the final record are kept.
 type frameWriter struct {
@@ -146,8 +157,9 @@ type frameWriter struct {
 	proc   string
 	done   bool         // the record has begun
 	record bytes.Buffer // the final record
-	// startErr is the start's error message, when it failed.
-	startErr string
+	// startErr is the start's error message, when it failed; cwdErr says
+	// what is wrong with the working directory.
+	startErr, cwdErr string
 }
 
 func (w *frameWriter) procID() string {
@@ -227,6 +239,8 @@ func (w *frameWriter) header(line string) error {
 		w.record.WriteString("\n")
 	case "error":
 		w.startErr = rest
+	case "cwd":
+		w.cwdErr = rest
 	default:
 		return errBadFrame
 	}

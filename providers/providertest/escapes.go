@@ -1,0 +1,193 @@
+package providertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+// escape is a way for a command to start a child that leaves its process
+// group, its session or its environment. child is the command the escapee
+// runs; %s in start is replaced by it, quoted.
+type escape struct {
+	name  string
+	start string
+}
+
+// escapes lists the ways out the suite tries. The marker case clears every
+// variable with SANDBOX in its name, which covers the marker any driver
+// uses to find a command's children.
+func (s *procSuite) escapes(t *testing.T, id string) []escape {
+	setpgrp := escape{"setpgrp", `perl -e 'setpgrp(0, 0); exec @ARGV' /bin/sh -c %s &`}
+	if strings.TrimSpace(s.exec(t, id, "command -v perl >/dev/null && echo yes")) != "yes" {
+		// Without perl, a new session also leaves the group.
+		setpgrp = escape{"new session without setsid", `/bin/sh -c 'set -m; /bin/sh -c "$1" & wait' sh %s &`}
+	}
+	return []escape{
+		{"setsid", `setsid /bin/sh -c %s &`},
+		setpgrp,
+		{"setsid without the marker", `setsid env $(env | sed -n 's/^\([A-Za-z0-9_]*SANDBOX[A-Za-z0-9_]*\)=.*/-u \1/p') /bin/sh -c %s &`},
+		{"setsid with a cleared environment", `setsid env -i PATH=/usr/local/bin:/usr/bin:/bin /bin/sh -c %s &`},
+		{"double fork", `( (/bin/sh -c %s &) & )`},
+	}
+}
+
+// exec runs a shell command in the sandbox and returns its stdout.
+func (s *procSuite) exec(t *testing.T, id, cmd string) string {
+	t.Helper()
+	var out lockedBuffer
+	if _, err := s.p.Exec(procCtx(t), id, providers.ExecRequest{Command: cmd, Stdout: &out}); err != nil {
+		t.Fatalf("Exec(%q): %v", cmd, err)
+	}
+	return out.String()
+}
+
+// escapee is the command an escape starts: it records its PID, then
+// touches a file every 100ms while it lives.
+func escapee(pidFile, touch string) string {
+	return fmt.Sprintf(`echo $$ >%s.tmp && mv %s.tmp %s; while :; do touch %s 2>/dev/null; sleep 0.1; done`,
+		providers.ShellQuote(pidFile), providers.ShellQuote(pidFile), providers.ShellQuote(pidFile), providers.ShellQuote(touch))
+}
+
+// waitStarted waits until the escapee has written its PID.
+func (s *procSuite) waitStarted(t *testing.T, id, pidFile string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if strings.TrimSpace(s.exec(t, id, "test -s "+providers.ShellQuote(pidFile)+" && echo yes")) == "yes" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the escapee never wrote %s", pidFile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitGone fails unless the escapee's PID is gone (or a zombie) soon.
+func (s *procSuite) waitGone(t *testing.T, id, pidFile, after string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out := strings.TrimSpace(s.exec(t, id, aliveScript(pidFile)))
+		if out == "dead" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the child the command started (PID in %s) is still %s after %s", pidFile, out, after)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testEscapes checks that a timeout, a cancelled run, a KILL and the
+// sandbox's destruction end everything a command started, however it
+// detached.
+func (s *procSuite) testEscapes(t *testing.T) {
+	id := s.sandbox(t)
+	for _, e := range s.escapes(t, id) {
+		t.Run(e.name, func(t *testing.T) {
+			skip := func(t *testing.T) {
+				if why := knownEscape(s.p.Name(), e.name, t.Name()); why != "" {
+					t.Skip(why)
+				}
+			}
+			command := func(stop string) (cmd, pidFile string) {
+				pidFile = "providertest-escape-" + stop + "-" + randHex(4)
+				return strings.ReplaceAll(e.start, "%s", providers.ShellQuote(escapee(pidFile, pidFile+".touched"))) + "\nsleep 300", pidFile
+			}
+			t.Run("Timeout", func(t *testing.T) {
+				skip(t)
+				cmd, pidFile := command("timeout")
+				in := s.start(t, id, providers.ProcessSpec{Command: cmd, Timeout: 5 * time.Second})
+				s.waitStarted(t, id, pidFile)
+				if got := s.wait(t, id, in.ID); !got.TimedOut {
+					t.Fatalf("the command was not ended by its timeout: %+v", got)
+				}
+				s.waitGone(t, id, pidFile, "the timeout")
+			})
+			t.Run("Cancel", func(t *testing.T) {
+				skip(t)
+				runner, ok := s.p.(providers.ProcessRunner)
+				if !ok {
+					t.Skip("driver does not implement ProcessRunner")
+				}
+				cmd, pidFile := command("cancel")
+				ctx, cancel := context.WithCancel(procCtx(t))
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					_, err := runner.RunProcess(ctx, id, providers.RunRequest{ProcessSpec: providers.ProcessSpec{Command: cmd}, Wait: time.Minute})
+					done <- err
+				}()
+				s.waitStarted(t, id, pidFile)
+				cancel()
+				if err := <-done; !errors.Is(err, context.Canceled) {
+					t.Fatalf("cancelled run: %v", err)
+				}
+				s.waitGone(t, id, pidFile, "the cancel")
+			})
+			t.Run("Kill", func(t *testing.T) {
+				skip(t)
+				cmd, pidFile := command("kill")
+				in := s.start(t, id, providers.ProcessSpec{Command: cmd})
+				s.waitStarted(t, id, pidFile)
+				if err := s.pp.SignalProcess(procCtx(t), id, in.ID, "KILL"); err != nil {
+					t.Fatal(err)
+				}
+				s.waitGone(t, id, pidFile, "KILL")
+				if err := s.pp.RemoveProcess(procCtx(t), id, in.ID); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("Destroy", func(t *testing.T) {
+				skip(t)
+				// The sandbox is gone afterwards, so the escapee is watched
+				// through a file it would touch: one on this machine, which
+				// a sandbox sharing it (a fake, local) reaches and a
+				// container or VM does not.
+				other := s.sandbox(t)
+				touched := filepath.Join(t.TempDir(), "touched")
+				pidFile := "providertest-escape-destroy-" + randHex(4)
+				cmd := strings.ReplaceAll(e.start, "%s", providers.ShellQuote(escapee(pidFile, touched))) + "\nsleep 300"
+				s.start(t, other, providers.ProcessSpec{Command: cmd})
+				s.waitStarted(t, other, pidFile)
+				if err := s.p.Destroy(procCtx(t), other); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Second)
+				os.Remove(touched)
+				time.Sleep(2 * time.Second)
+				if _, err := os.Stat(touched); err == nil {
+					t.Fatalf("a child the command started still runs after the sandbox was destroyed: it touched %s", touched)
+				}
+			})
+		})
+	}
+}
+
+// knownEscape says why a driver is known to let a detached child survive
+// a stop, or "" when it must not.
+func knownEscape(driver, escape, test string) string {
+	if driver != "local" {
+		return ""
+	}
+	// local's own supervisor (providers/local/supervise.go) finds a
+	// command's children by its process group and, on destroy, by an
+	// environment marker; it is moving to a child subreaper.
+	stop := test[strings.LastIndex(test, "/")+1:]
+	switch {
+	case escape == "double fork":
+		return ""
+	case stop == "Destroy" && (escape == "setsid without the marker" || escape == "setsid with a cleared environment"):
+		return "local: destroying the sandbox finds its processes by an environment marker, which this child removed"
+	case stop != "Destroy":
+		return "local: a " + strings.ToLower(stop) + " kills the command's process group, which this child left"
+	}
+	return ""
+}

@@ -1,0 +1,178 @@
+package supervisor
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor/internal/helper"
+)
+
+// The helper (internal/helper) is the supervisor of choice: a child
+// subreaper, so a kill ends everything a command started however it
+// detached. It is uploaded once per sandbox, under the process directory;
+// where it cannot run (another architecture, a noexec /tmp, no upload) the
+// shell supervisor serves instead, and kills are best-effort there: they
+// reach the process group and whatever still carries the process's marker.
+//
+//go:generate go run gen_helper.go
+//go:embed helperbin/linux-amd64.gz helperbin/linux-arm64.gz
+var helperFS embed.FS
+
+// helperBin is one architecture's helper, unpacked on first use.
+type helperBin struct {
+	file string
+	once sync.Once
+	raw  []byte
+	sum  string
+}
+
+func (h *helperBin) load() ([]byte, string) {
+	h.once.Do(func() {
+		z, err := helperFS.ReadFile("helperbin/" + h.file)
+		if err != nil {
+			return
+		}
+		r, err := gzip.NewReader(bytes.NewReader(z))
+		if err != nil {
+			return
+		}
+		raw, err := io.ReadAll(r)
+		if err != nil {
+			return
+		}
+		sum := sha256.Sum256(raw)
+		h.raw, h.sum = raw, hex.EncodeToString(sum[:])
+	})
+	return h.raw, h.sum
+}
+
+// name is the helper's file name in the sandbox: by content, so servers
+// of different versions never run each other's.
+func (h *helperBin) name() string {
+	_, sum := h.load()
+	if sum == "" {
+		return "mcp-sandbox-supervisor-missing"
+	}
+	return "mcp-sandbox-supervisor-" + sum[:16]
+}
+
+var helperBins = map[string]*helperBin{
+	"x86_64":  {file: "linux-amd64.gz"},
+	"amd64":   {file: "linux-amd64.gz"},
+	"aarch64": {file: "linux-arm64.gz"},
+	"arm64":   {file: "linux-arm64.gz"},
+}
+
+// helperProbe prints "have" when the helper $1 is in place and its check
+// prints $2, else "arch <machine>".
+const helperProbe = procPrelude + `
+f=$b/.bin/$1
+if [ -x "$f" ] && [ "$("$f" check 2>/dev/null)" = "$2" ]; then echo have; exit 0; fi
+printf 'arch %s\n' "$(uname -m 2>/dev/null)"`
+
+// helperUpload writes its stdin as the helper $1 whose check must print
+// $2 (the whole file arrived and runs here), and says "ok", or why not.
+const helperUpload = procPrelude + `
+mkdir -p "$b/.bin" 2>/dev/null && chmod 755 "$b" "$b/.bin" 2>/dev/null
+t=$b/.bin/.up.$$
+cat >"$t" 2>/dev/null || { rm -f "$t"; echo "cannot write under $b"; exit 0; }
+chmod 755 "$t"
+s=$("$t" check 2>&1) || { rm -f "$t"; echo "cannot run it there: $s"; exit 0; }
+[ "$s" = "$2" ] || { n=$(wc -c <"$t"); rm -f "$t"; echo "it arrived damaged ($n bytes)"; exit 0; }
+mv -f "$t" "$b/.bin/$1" && echo ok`
+
+// helperArg is the start function's SUPERVISOR argument: the helper when
+// the sandbox has one, else the shell supervisor. The answer is cached per
+// sandbox: a sandbox's architecture and mounts do not change, and a helper
+// that went missing is caught by the start (see forgetHelper).
+func (s *Supervisor) helperArg(ctx context.Context, id string) string {
+	if v, ok := s.helpers.Load(id); ok {
+		return v.(string)
+	}
+	arg := procSupervisor
+	name, err := s.installHelper(ctx, id)
+	var pe *providers.Error
+	if errors.Is(err, providers.ErrNotFound) || errors.Is(err, context.Canceled) || (errors.As(err, &pe) && !errors.Is(err, providers.ErrUnsupported)) {
+		// The sandbox is gone or did not answer: the start will say so; the
+		// next one asks again.
+		return arg
+	}
+	if err != nil {
+		s.log.Warn("the sandbox runs processes under the shell supervisor: kills are best-effort there (the process group and what keeps the process's marker)", "sandbox", id, "reason", err)
+	} else {
+		arg = "helper:" + name
+	}
+	s.helpers.Store(id, arg)
+	return arg
+}
+
+func (s *Supervisor) forgetHelper(id string) { s.helpers.Delete(id) }
+
+type helperError string
+
+func (e helperError) Error() string { return string(e) }
+
+// installHelper makes sure the sandbox has the helper for its machine and
+// returns its name.
+func (s *Supervisor) installHelper(ctx context.Context, id string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	amd := helperBins["x86_64"]
+	out, err := s.script(ctx, id, "probe", helperProbe, 4<<10, nil, amd.name(), amd.sumOf())
+	if err != nil {
+		return "", err
+	}
+	answer := strings.TrimSpace(string(out))
+	if answer == "have" {
+		return amd.name(), nil
+	}
+	machine, _ := strings.CutPrefix(answer, "arch ")
+	bin := helperBins[machine]
+	if bin == nil {
+		return "", helperError("no helper for machine " + strconv.Quote(machine))
+	}
+	if bin != amd {
+		// Another machine: the probe looked for the wrong file.
+		out, err := s.script(ctx, id, "probe", helperProbe, 4<<10, nil, bin.name(), bin.sumOf())
+		if err != nil {
+			return "", err
+		}
+		if strings.TrimSpace(string(out)) == "have" {
+			return bin.name(), nil
+		}
+	}
+	raw, sum := bin.load()
+	if raw == nil {
+		return "", helperError("the helper for " + machine + " is not built into this server")
+	}
+	out, err = s.script(ctx, id, "upload", helperUpload, 4<<10, bytes.NewReader(raw), bin.name(), sum)
+	if err != nil {
+		return "", err
+	}
+	if answer := strings.TrimSpace(string(out)); answer != "ok" {
+		return "", helperError("upload: " + answer)
+	}
+	return bin.name(), nil
+}
+
+func (h *helperBin) sumOf() string {
+	_, sum := h.load()
+	return sum
+}
+
+// Main runs the in-sandbox helper (see internal/helper), for a binary that
+// wants to be it: the embedded copy is built from the same code, and a
+// driver whose sandbox shares this machine (local) can run its own
+// executable in this mode instead of uploading.
+func Main(args []string) int { return helper.Main(args) }
