@@ -33,7 +33,7 @@ const basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 const waitDelay = 200 * time.Millisecond
 
 // readChunk caps one TaskExecStdioRead message.
-const readChunk = 1 << 20
+const readChunk = 256 << 10
 
 type router struct {
 	pb.UnimplementedTaskCommandRouterServer
