@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/modal/internal/modalpb"
 )
@@ -88,8 +87,7 @@ func (s *Server) takeFault(ctx context.Context, full string) error {
 	case control && s.faults.throttles > 0:
 		s.faults.throttles--
 		st := status.New(codes.ResourceExhausted, "rate limit exceeded")
-		detail, _ := anypb.New(&pb.RPCRetryPolicy{RetryAfterSecs: float32(s.faults.retryAfter.Seconds())})
-		st, _ = st.WithDetails(detail)
+		st, _ = st.WithDetails(&pb.RPCRetryPolicy{RetryAfterSecs: float32(s.faults.retryAfter.Seconds())})
 		err = st.Err()
 	}
 	s.faults.Unlock()
