@@ -8,8 +8,8 @@
 #       MCP_SANDBOX_NODE env var (a path to a node binary), falling back to
 #       this path. The same path is written to /opt/mcp-sandbox/node22/NODE
 #       for other scripts to read.
-#   providers/e2b/e2bfake/sdktest/node_modules           the pinned `e2b` SDK,
-#       installed from package-lock.json (`npm ci`); git-ignored.
+#   providers/*/*fake/sdktest/node_modules  each vendor SDK its contract test pins,
+#       installed from that directory's package-lock.json (`npm ci`); git-ignored.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,13 +33,16 @@ fi
 "$node_bin" --version
 echo "$node_bin" > "$prefix/NODE"
 
-sdktest="$repo/providers/e2b/e2bfake/sdktest"
-want="$(cd "$sdktest" && "$node_bin" -p 'require("./package.json").dependencies.e2b')"
-have="$(cd "$sdktest" && "$node_bin" -p 'require("e2b/package.json").version' 2>/dev/null || true)"
-if [[ "$have" == "$want" && "$sdktest/node_modules/.package-lock.json" -nt "$sdktest/package-lock.json" ]]; then
-	echo "setup-node: e2b SDK already installed in $sdktest/node_modules"
-else
-	echo "setup-node: installing the e2b SDK (npm ci) in $sdktest"
+# Every vendor fake's contract test pins the vendor's SDK in its own sdktest/.
+for sdktest in "$repo"/providers/*/*fake/sdktest; do
+	[[ -f "$sdktest/package-lock.json" ]] || continue
+	stamp="$sdktest/node_modules/.mcp-sandbox-lock.sha256"
+	want="$(sha256sum "$sdktest/package-lock.json" | cut -d' ' -f1)"
+	if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+		echo "setup-node: $sdktest/node_modules is up to date"
+		continue
+	fi
+	echo "setup-node: npm ci in $sdktest"
 	(cd "$sdktest" && PATH="$(dirname "$node_bin"):$PATH" npm ci --no-audit --no-fund --loglevel=error)
-fi
-echo "setup-node: e2b $(cd "$sdktest" && "$node_bin" -p 'require("e2b/package.json").version')"
+	echo "$want" > "$stamp"
+done

@@ -16,6 +16,7 @@ import (
 	"github.com/joho/godotenv"
 
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
 
@@ -76,6 +77,8 @@ type Config struct {
 	// settings, then the environment, then the .env file. Providers read
 	// their own variables (E2B_API_KEY, DOCKER_HOST, ...) through it.
 	Getenv func(string) string
+	// Source names where a setting's value came from, for errors.
+	Source func(string) string
 }
 
 // errHelp means --help was asked for and printed.
@@ -87,7 +90,11 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	flags := flag.NewFlagSet("mcp-sandbox", flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
 	flagVals := map[string]*string{}
-	for _, s := range settings {
+	all := append(append([]setting(nil), settings...), driverSettings()...)
+	for _, s := range all {
+		if s.flag == "" {
+			continue
+		}
 		v := new(string)
 		flagVals[s.flag] = v
 		usage := s.usage + " [env " + s.env + "]"
@@ -120,8 +127,22 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 		dotenv = map[string]string{}
 	}
 	values := map[string]string{}
-	for _, s := range settings {
+	for _, s := range all {
 		values[s.env] = get(s, flagVals, explicit, lookupEnv, dotenv)
+	}
+	source := func(key string) string {
+		for _, s := range all {
+			if s.env == key && s.flag != "" && explicit[s.flag] {
+				return "--" + s.flag
+			}
+		}
+		if _, ok := lookupEnv(key); ok {
+			return "the environment"
+		}
+		if _, ok := dotenv[key]; ok {
+			return "the .env file " + envFile
+		}
+		return "the default"
 	}
 	getenv := func(key string) string {
 		if v, ok := values[key]; ok {
@@ -133,7 +154,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 		return dotenv[key]
 	}
 
-	c := Config{Getenv: getenv, Limits: tools.DefaultLimits}
+	c := Config{Getenv: getenv, Source: source, Limits: tools.DefaultLimits}
 	p := parser{values: values}
 	c.HTTPAddr = p.addr("http")
 	c.Provider = strings.TrimSpace(values["MCP_SANDBOX_PROVIDER"])
@@ -209,8 +230,29 @@ func settingFor(flagName string) setting {
 	panic("no setting " + flagName)
 }
 
+// driverSettings are the settings every registered driver declared, as
+// flags (when they have one) and environment variables. Their defaults stay
+// with the driver (providers.Open applies them), so that an unset value
+// reads as unset here.
+func driverSettings() []setting {
+	var out []setting
+	for _, name := range providers.Names() {
+		for _, ds := range providers.Settings(name) {
+			s := setting{env: ds.Env, usage: ds.Usage}
+			if !ds.Secret {
+				s.flag = ds.Flag
+			}
+			if ds.Default != "" {
+				s.usage += " (default " + ds.Default + ")"
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func get(s setting, flagVals map[string]*string, explicit map[string]bool, lookupEnv func(string) (string, bool), dotenv map[string]string) string {
-	if explicit[s.flag] {
+	if s.flag != "" && explicit[s.flag] {
 		return *flagVals[s.flag]
 	}
 	if v, ok := lookupEnv(s.env); ok {
@@ -239,6 +281,14 @@ Flags:
 	flags.SetOutput(w)
 	flags.PrintDefaults()
 	flags.SetOutput(io.Discard)
+	fmt.Fprint(w, "\nProvider settings read from the environment or .env only:\n")
+	for _, name := range providers.Names() {
+		for _, s := range providers.Settings(name) {
+			if s.Flag == "" || s.Secret {
+				fmt.Fprintf(w, "  %-28s %s: %s\n", s.Env, name, s.Usage)
+			}
+		}
+	}
 }
 
 // boolFlag is a flag.Value that records "true"/"false" as text, so that

@@ -109,7 +109,9 @@ Sandboxes belong to this session and are destroyed when it ends.`
 func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: logger, providers: map[string]providers.Provider{}}
 	for _, name := range append([]string{cfg.Provider}, cfg.ExtraProviders...) {
-		p, err := providers.Open(name, providers.Config{Getenv: cfg.Getenv, Logger: logger.With("provider", name)})
+		p, err := providers.Open(context.Background(), name, providers.Config{
+			Getenv: cfg.Getenv, Source: cfg.Source, ServerID: cfg.ServerID, Logger: logger.With("provider", name),
+		})
 		if err != nil {
 			a.close()
 			setting := "--provider / MCP_SANDBOX_PROVIDER"

@@ -438,9 +438,45 @@ func TestHelpDocumentsEveryFlagWithItsEnvVar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range settings {
-		if !strings.Contains(string(out), "-"+s.flag) || !strings.Contains(string(out), s.env) {
+	for _, s := range append(settings, driverSettings()...) {
+		listed := strings.Contains(string(out), "-"+s.flag+" ") || strings.Contains(string(out), "-"+s.flag+"\n")
+		if (s.flag != "" && !listed) || !strings.Contains(string(out), s.env) {
 			t.Errorf("--help lacks --%s / %s", s.flag, s.env)
 		}
+	}
+}
+
+// Driver settings follow the server's precedence and report their source.
+func TestDriverSettingsPrecedenceAndSource(t *testing.T) {
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, ".env")
+	os.WriteFile(envFile, []byte("MCP_SANDBOX_DOCKER_MEMORY=2g\nMCP_SANDBOX_DOCKER_CPUS=3\nMCP_SANDBOX_E2B_TEMPLATE=dotenv\n"), 0o600)
+	env := map[string]string{"MCP_SANDBOX_DOCKER_CPUS": "2", "MCP_SANDBOX_E2B_TEMPLATE": "environment"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := loadConfig([]string{"--env-file", envFile, "--e2b-template", "flag"}, lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ env, value, source string }{
+		{"MCP_SANDBOX_E2B_TEMPLATE", "flag", "--e2b-template"},
+		{"MCP_SANDBOX_DOCKER_CPUS", "2", "the environment"},
+		{"MCP_SANDBOX_DOCKER_MEMORY", "2g", "the .env file " + envFile},
+		{"MCP_SANDBOX_DOCKER_PIDS", "", "the default"},
+	} {
+		if v, src := cfg.Getenv(tc.env), cfg.Source(tc.env); v != tc.value || src != tc.source {
+			t.Errorf("%s = %q from %q, want %q from %q", tc.env, v, src, tc.value, tc.source)
+		}
+	}
+}
+
+func TestBadDriverSettingNamesItAndItsSource(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ".env"), []byte("E2B_API_KEY=k\nMCP_SANDBOX_E2B_TIMEOUT=soon\n"), 0o600)
+	cmd := exec.Command(binary, "--provider", "e2b")
+	cmd.Env = []string{"HOME=" + t.TempDir()}
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `invalid value "soon" for MCP_SANDBOX_E2B_TIMEOUT (from the .env file .env)`) {
+		t.Fatalf("want one line naming the setting and the .env file, got %v: %s", err, out)
 	}
 }

@@ -15,12 +15,14 @@ package docker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -30,6 +32,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/go-connections/tlsconfig"
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -50,7 +53,6 @@ const (
 	EnvWorkdir = "MCP_SANDBOX_DOCKER_WORKDIR" // absolute workdir inside the container
 	EnvCapAdd  = "MCP_SANDBOX_DOCKER_CAP_ADD" // capabilities added back after dropping all; "none" for none
 	EnvExpiry  = "MCP_SANDBOX_DOCKER_EXPIRY"  // how long a sandbox is safe from the reaper
-	EnvServer  = "MCP_SANDBOX_SERVER_ID"      // names this server's containers, for the reaper (shared with other drivers)
 )
 
 // Defaults.
@@ -84,10 +86,27 @@ const (
 	userLabelPrefix = "mcp-sandbox.label."
 )
 
+// Settings are the driver's settings, for --help, the README and Config.
+// The engine's own variables are read as the docker CLI reads them.
+var Settings = []providers.Setting{
+	{Env: EnvImage, Flag: "docker-image", Default: DefaultImage, Usage: "default image; sandbox_create's image overrides it"},
+	{Env: EnvNetwork, Flag: "docker-network", Default: "none", Usage: "network to attach; setting one gives sandboxes network access"},
+	{Env: EnvMemory, Flag: "docker-memory", Default: DefaultMemory, Usage: "memory limit per sandbox (e.g. 512m, 2g)"},
+	{Env: EnvCPUs, Flag: "docker-cpus", Default: DefaultCPUs, Usage: "CPU limit per sandbox (e.g. 0.5, 2)"},
+	{Env: EnvPids, Flag: "docker-pids", Default: DefaultPids, Usage: "process limit per sandbox"},
+	{Env: EnvWorkdir, Flag: "docker-workdir", Default: DefaultWorkdir, Usage: "workdir inside the container, owned by the image's user"},
+	{Env: EnvCapAdd, Flag: "docker-cap-add", Default: strings.Join(DefaultCapAdd, ","), Usage: "capabilities added back after dropping all; none for none (ALL and SYS_ADMIN are refused)"},
+	{Env: EnvExpiry, Flag: "docker-expiry", Default: DefaultExpiry.String(), Usage: "how long a sandbox is safe from the reaper"},
+	{Env: "DOCKER_HOST", Usage: "Docker engine address (default: the local socket)"},
+	{Env: "DOCKER_API_VERSION", Usage: "Engine API version to use (default: negotiated)"},
+	{Env: "DOCKER_CERT_PATH", Usage: "directory with ca.pem, cert.pem and key.pem for a TLS engine"},
+	{Env: "DOCKER_TLS_VERIFY", Usage: "verify the engine's TLS certificate (any value but empty turns it on)"},
+}
+
 func init() {
-	providers.Register(Name, func(cfg providers.Config) (providers.Provider, error) {
-		return New(context.Background(), cfg)
-	})
+	providers.Register(Name, providers.Driver{Settings: Settings, Open: func(ctx context.Context, cfg providers.Config) (providers.Provider, error) {
+		return New(ctx, cfg)
+	}})
 }
 
 // settings is the driver's parsed configuration.
@@ -104,45 +123,38 @@ type settings struct {
 }
 
 func parseSettings(cfg providers.Config) (settings, error) {
-	get := func(key, def string) string {
-		if v := strings.TrimSpace(cfg.Get(key)); v != "" {
-			return v
-		}
-		return def
-	}
 	s := settings{
-		image:   get(EnvImage, DefaultImage),
-		network: get(EnvNetwork, "none"),
-		workdir: get(EnvWorkdir, DefaultWorkdir),
-		server:  get(EnvServer, hostname()),
+		image:   cfg.Get(EnvImage),
+		network: cfg.Get(EnvNetwork),
+		workdir: cfg.Get(EnvWorkdir),
+		server:  cfg.ServerID,
+	}
+	if s.server == "" {
+		s.server = hostname()
 	}
 	var err error
-	if s.memory, err = units.RAMInBytes(get(EnvMemory, DefaultMemory)); err != nil || s.memory < 6<<20 {
-		return s, fmt.Errorf("%s=%q is not a memory size of at least 6m (examples: 512m, 2g)", EnvMemory, cfg.Get(EnvMemory))
+	if s.memory, err = units.RAMInBytes(cfg.Get(EnvMemory)); err != nil || s.memory < 6<<20 {
+		return s, cfg.Invalid(EnvMemory, "use a memory size of at least 6m, such as 512m or 2g")
 	}
-	cpus, err := strconv.ParseFloat(get(EnvCPUs, DefaultCPUs), 64)
+	cpus, err := strconv.ParseFloat(cfg.Get(EnvCPUs), 64)
 	if err != nil || cpus <= 0 || cpus > 1024 {
-		return s, fmt.Errorf("%s=%q is not a positive number of CPUs (examples: 0.5, 2)", EnvCPUs, cfg.Get(EnvCPUs))
+		return s, cfg.Invalid(EnvCPUs, "use a positive number of CPUs, such as 0.5 or 2")
 	}
 	s.nanoCPUs = int64(cpus * 1e9)
-	if s.pids, err = strconv.ParseInt(get(EnvPids, DefaultPids), 10, 64); err != nil || s.pids < 8 {
-		return s, fmt.Errorf("%s=%q is not a process limit of at least 8", EnvPids, cfg.Get(EnvPids))
+	if s.pids, err = strconv.ParseInt(cfg.Get(EnvPids), 10, 64); err != nil || s.pids < 8 {
+		return s, cfg.Invalid(EnvPids, "use a process limit of at least 8")
 	}
 	if !strings.HasPrefix(s.workdir, "/") || s.workdir == "/" {
-		return s, fmt.Errorf("%s=%q must be an absolute path below / (example: /workspace)", EnvWorkdir, s.workdir)
+		return s, cfg.Invalid(EnvWorkdir, "use an absolute path below /, such as /workspace")
 	}
-	if s.expiry, err = time.ParseDuration(get(EnvExpiry, DefaultExpiry.String())); err != nil || s.expiry <= 0 {
-		return s, fmt.Errorf("%s=%q is not a positive duration (examples: 30m, 24h)", EnvExpiry, cfg.Get(EnvExpiry))
+	if s.expiry, err = cfg.Duration(EnvExpiry, time.Millisecond, 0); err != nil {
+		return s, err
 	}
-	switch v := get(EnvCapAdd, ""); strings.ToLower(v) {
-	case "":
-		s.capAdd = DefaultCapAdd
-	case "none":
-	default:
+	if v := cfg.Get(EnvCapAdd); !strings.EqualFold(v, "none") {
 		for _, c := range strings.Split(v, ",") {
 			c = strings.ToUpper(strings.TrimPrefix(strings.TrimSpace(c), "CAP_"))
 			if c == "ALL" || c == "SYS_ADMIN" || c == "" {
-				return s, fmt.Errorf("%s=%q: list capabilities by name, comma-separated; ALL and SYS_ADMIN are refused", EnvCapAdd, v)
+				return s, cfg.Invalid(EnvCapAdd, "list capabilities by name, comma-separated; ALL and SYS_ADMIN are refused")
 			}
 			s.capAdd = append(s.capAdd, c)
 		}
@@ -172,20 +184,31 @@ type Provider struct {
 // DOCKER_CERT_PATH, DOCKER_TLS_VERIFY), from cfg or else the process
 // environment, and fails with one clear error when none answers.
 func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
+	cfg = cfg.WithDefaults(Settings)
 	set, err := parseSettings(cfg)
 	if err != nil {
 		return nil, providers.Errorf(providers.ErrInvalidArgument, "docker provider: %w", err)
 	}
-	// The process environment first (FromEnv also reads the TLS settings),
-	// then the server's merged settings, which may come from flags or .env.
-	opts := []client.Opt{client.FromEnv}
+	// The engine's variables as the docker CLI reads them, from the
+	// server's merged settings (flags, environment or .env).
+	var opts []client.Opt
 	source := "the default address"
-	if os.Getenv("DOCKER_HOST") != "" {
-		source = "DOCKER_HOST"
-	}
 	if h := cfg.Get("DOCKER_HOST"); h != "" {
 		opts = append(opts, client.WithHost(h))
 		source = "DOCKER_HOST"
+	}
+	if dir := cfg.Get("DOCKER_CERT_PATH"); dir != "" {
+		tc, err := tlsconfig.Client(tlsconfig.Options{
+			CAFile:             filepath.Join(dir, "ca.pem"),
+			CertFile:           filepath.Join(dir, "cert.pem"),
+			KeyFile:            filepath.Join(dir, "key.pem"),
+			InsecureSkipVerify: cfg.Get("DOCKER_TLS_VERIFY") == "",
+			MinVersion:         tls.VersionTLS12,
+		})
+		if err != nil {
+			return nil, providers.Errorf(providers.ErrInvalidArgument, "docker provider: cannot use the TLS files in DOCKER_CERT_PATH=%s: %w", dir, err)
+		}
+		opts = append(opts, client.WithHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tc}, CheckRedirect: client.CheckRedirect}))
 	}
 	if v := cfg.Get("DOCKER_API_VERSION"); v != "" {
 		opts = append(opts, client.WithAPIVersion(v))

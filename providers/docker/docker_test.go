@@ -26,12 +26,15 @@ func testImage() string {
 	return "mcp-sandbox-test:busybox"
 }
 
+// envServer keys the test's server ID in the maps settings returns.
+const envServer = "MCP_SANDBOX_SERVER_ID"
+
 // settings returns a config with the test image and a server name of its
 // own, so the reaper tests never see other runs' containers.
 func settings(kv ...string) map[string]string {
 	m := map[string]string{
-		docker.EnvImage:  testImage(),
-		docker.EnvServer: "test-" + randomSuffix(),
+		docker.EnvImage: testImage(),
+		envServer:       "test-" + randomSuffix(),
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
@@ -68,7 +71,7 @@ func open(t testing.TB, set map[string]string) *docker.Provider {
 		}
 		t.Skipf("no usable Docker engine (run .ci/setup-docker.sh): %v", engine.err)
 	}
-	p, err := docker.New(context.Background(), providers.Config{Getenv: func(k string) string { return set[k] }})
+	p, err := docker.New(context.Background(), providers.Config{Getenv: func(k string) string { return set[k] }, ServerID: set[envServer]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +324,7 @@ func TestReap(t *testing.T) {
 	other := open(t, settings(docker.EnvExpiry, "1ms"))
 	foreign := create(t, other, providers.CreateOptions{})
 	// Not expired yet: safe whatever its session.
-	young := create(t, open(t, settings(docker.EnvServer, set[docker.EnvServer])), providers.CreateOptions{})
+	young := create(t, open(t, settings(envServer, set[envServer])), providers.CreateOptions{})
 	time.Sleep(10 * time.Millisecond)
 
 	removed, err := p.Reap(ctx, func(s string) bool { return s == "live" })

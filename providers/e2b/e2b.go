@@ -45,7 +45,6 @@ const (
 	EnvSandboxURL = "E2B_SANDBOX_URL"
 	EnvTemplate   = "MCP_SANDBOX_E2B_TEMPLATE"
 	EnvTimeout    = "MCP_SANDBOX_E2B_TIMEOUT"
-	EnvServerID   = "MCP_SANDBOX_SERVER_ID"
 )
 
 // MissingKeyMessage is the error when no API key is configured; it is the
@@ -70,14 +69,24 @@ const (
 	metaNonce   = metaPrefix + "create-nonce"
 )
 
+// Settings are the driver's settings, for --help, the README and Config.
+var Settings = []providers.Setting{
+	{Env: EnvAPIKey, Secret: true, Usage: "E2B API key (required)"},
+	{Env: EnvDomain, Default: DefaultDomain, Usage: "E2B domain; the API is https://api.<domain>"},
+	{Env: EnvAPIURL, Usage: "API URL, overriding the domain's (self-hosted E2B, or e2bfake)"},
+	{Env: EnvSandboxURL, Usage: "envd URL for every sandbox, routing by headers (self-hosted E2B, or e2bfake)"},
+	{Env: EnvTemplate, Flag: "e2b-template", Default: DefaultTemplate, Usage: "template for sandboxes created without an image"},
+	{Env: EnvTimeout, Flag: "e2b-timeout", Default: DefaultTimeout.String(), Usage: "idle lifetime of a sandbox (1m to 24h), extended while it is used"},
+}
+
 func init() {
-	providers.Register(Name, func(cfg providers.Config) (providers.Provider, error) {
+	providers.Register(Name, providers.Driver{Settings: Settings, Open: func(ctx context.Context, cfg providers.Config) (providers.Provider, error) {
 		opts, err := OptionsFromConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return New(opts)
-	})
+	}})
 }
 
 // Options configure the driver. Zero values take the defaults above.
@@ -106,26 +115,22 @@ type Options struct {
 
 // OptionsFromConfig reads the settings listed in the package comment.
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
+	cfg = cfg.WithDefaults(Settings)
 	o := Options{
 		APIKey:     cfg.Get(EnvAPIKey),
 		Domain:     cfg.Get(EnvDomain),
 		APIURL:     cfg.Get(EnvAPIURL),
 		SandboxURL: cfg.Get(EnvSandboxURL),
 		Template:   cfg.Get(EnvTemplate),
-		ServerID:   cfg.Get(EnvServerID),
+		ServerID:   cfg.ServerID,
 		Logger:     cfg.Logger,
 	}
 	if o.APIKey == "" {
 		return o, fmt.Errorf("%s", MissingKeyMessage)
 	}
-	if t := cfg.Get(EnvTimeout); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d < time.Minute || d > 24*time.Hour {
-			return o, fmt.Errorf("%s=%q is not a duration between 1m and 24h (e.g. 10m)", EnvTimeout, t)
-		}
-		o.Timeout = d
-	}
-	return o, nil
+	d, err := cfg.Duration(EnvTimeout, time.Minute, 24*time.Hour)
+	o.Timeout = d
+	return o, err
 }
 
 // Provider is the E2B driver.

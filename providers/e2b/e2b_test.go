@@ -38,7 +38,7 @@ func env(kv ...string) providers.Config {
 }
 
 func TestFactoryWithoutKey(t *testing.T) {
-	_, err := providers.Open(Name, env(EnvAPIURL, "http://127.0.0.1:1"))
+	_, err := providers.Open(context.Background(), Name, env(EnvAPIURL, "http://127.0.0.1:1"))
 	if err == nil || err.Error() != MissingKeyMessage {
 		t.Fatalf("got %v, want exactly %q", err, MissingKeyMessage)
 	}
@@ -58,11 +58,11 @@ func TestFactorySettings(t *testing.T) {
 		{"E2B_API_URL wins", env(EnvAPIKey, "k", EnvDomain, "sb.example.com", EnvAPIURL, "http://127.0.0.1:3000/"), "http://127.0.0.1:3000", "https://49983-abc.sb.example.com", ""},
 		{"E2B_SANDBOX_URL", env(EnvAPIKey, "k", EnvSandboxURL, "http://127.0.0.1:5000"), "https://api.e2b.app", "http://127.0.0.1:5000", ""},
 		{"bad timeout", env(EnvAPIKey, "k", EnvTimeout, "soon"), "", "", EnvTimeout},
-		{"timeout too short", env(EnvAPIKey, "k", EnvTimeout, "10s"), "", "", "between 1m and 24h"},
+		{"timeout too short", env(EnvAPIKey, "k", EnvTimeout, "10s"), "", "", "from 1m to 24h"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			pp, err := providers.Open(Name, tc.cfg)
+			pp, err := providers.Open(context.Background(), Name, tc.cfg)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %v, want an error naming %q", err, tc.wantErr)

@@ -31,29 +31,29 @@ const Name = "local"
 const EnvStateDir = "MCP_SANDBOX_STATE_DIR"
 
 func init() {
-	providers.Register(Name, func(cfg providers.Config) (providers.Provider, error) {
+	providers.Register(Name, providers.Driver{Open: func(ctx context.Context, cfg providers.Config) (providers.Provider, error) {
 		dir := cfg.Get(EnvStateDir)
 		if dir == "" {
-			d, err := DefaultStateDir()
+			d, err := DefaultStateDir(cfg.Get)
 			if err != nil {
 				return nil, err
 			}
 			dir = d
 		}
 		return New(dir)
-	})
+	}})
 }
 
-// DefaultStateDir is $XDG_STATE_HOME/mcp-sandbox, or ~/.local/state/mcp-sandbox.
-func DefaultStateDir() (string, error) {
-	if x := os.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
+// DefaultStateDir is $XDG_STATE_HOME/mcp-sandbox, or
+// $HOME/.local/state/mcp-sandbox, with the variables read through getenv.
+func DefaultStateDir(getenv func(string) string) (string, error) {
+	if x := getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
 		return filepath.Join(x, "mcp-sandbox"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("cannot find a state directory (%v): set %s", err, EnvStateDir)
+	if home := getenv("HOME"); filepath.IsAbs(home) {
+		return filepath.Join(home, ".local", "state", "mcp-sandbox"), nil
 	}
-	return filepath.Join(home, ".local", "state", "mcp-sandbox"), nil
+	return "", fmt.Errorf("cannot find a state directory (neither XDG_STATE_HOME nor HOME is an absolute path): set %s", EnvStateDir)
 }
 
 // Provider is the local driver. Its only state is the directory tree under

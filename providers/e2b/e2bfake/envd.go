@@ -9,10 +9,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"path"
-	"path/filepath"
-	"strings"
 
 	"connectrpc.com/connect"
 
@@ -58,39 +55,17 @@ func envdError(w http.ResponseWriter, status int, format string, args ...any) {
 	writeJSON(w, status, map[string]any{"code": status, "message": fmt.Sprintf(format, args...)})
 }
 
-// resolve maps a sandbox path (absolute, or relative to the home directory)
-// to a path relative to the sandbox directory, refusing to leave it.
-func (sb *sandbox) resolve(p string) (rel, abs string, err error) {
-	if p == "" {
-		p = "."
-	}
-	if !path.IsAbs(p) {
-		p = path.Join(sb.Home, p)
-	}
-	p = path.Clean(p)
-	if p == sb.Home {
-		return ".", p, nil
-	}
-	r, ok := strings.CutPrefix(p, sb.Home+"/")
-	if !ok {
-		return "", "", fmt.Errorf("path %q is outside this fake sandbox's directory %s", p, sb.Home)
-	}
-	return r, p, nil
-}
-
-func (sb *sandbox) root() (*os.Root, error) { return os.OpenRoot(sb.Home) }
-
 // --- files over HTTP -----------------------------------------------------
 
 func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	sb := sandboxFrom(r.Context())
 	p := r.URL.Query().Get("path")
-	rel, abs, err := sb.resolve(p)
+	rel, abs, err := sb.Resolve(p)
 	if err != nil {
 		envdError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		envdError(w, http.StatusInternalServerError, "%v", err)
 		return
@@ -131,12 +106,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	var out []written
 	save := func(p string, body io.Reader) bool {
-		rel, abs, err := sb.resolve(p)
+		rel, abs, err := sb.Resolve(p)
 		if err == nil && rel == "." {
 			err = fmt.Errorf("path '%s' is a directory", abs)
 		}
 		if err == nil {
-			err = writeFile(sb, rel, body)
+			err = sb.WriteFile(rel, body, 0)
 		}
 		if err != nil {
 			envdError(w, http.StatusBadRequest, "cannot write '%s': %v", p, err)
@@ -184,39 +159,6 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// writeFile creates parents and overwrites the target through a temp file.
-func writeFile(sb *sandbox, rel string, body io.Reader) error {
-	root, err := sb.root()
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	if d := filepath.Dir(rel); d != "." {
-		if err := root.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if fi, err := root.Lstat(rel); err == nil && fi.IsDir() {
-		return errors.New("is a directory")
-	}
-	tmp := rel + ".e2bfake-upload"
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, body)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, rel)
-	}
-	if err != nil {
-		root.Remove(tmp)
-	}
-	return err
 }
 
 // connectError maps an os error to the codes envd uses.

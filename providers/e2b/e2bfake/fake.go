@@ -28,14 +28,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 )
 
 // EnvdVersion is the envd version the fake reports (E2B infra's current one);
@@ -65,10 +64,10 @@ type Options struct {
 // Server is the fake. Use it as an http.Handler (httptest.NewServer) and
 // Close it when done to kill every sandbox.
 type Server struct {
-	opts    Options
-	ownBase bool
-	api     *http.ServeMux
-	envd    *http.ServeMux
+	opts  Options
+	boxes *fakebox.Boxes
+	api   *http.ServeMux
+	envd  *http.ServeMux
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
@@ -85,13 +84,11 @@ func New(opts Options) (*Server, error) {
 	if s.opts.Logger == nil {
 		s.opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if s.opts.BaseDir == "" {
-		d, err := os.MkdirTemp("", "e2bfake-")
-		if err != nil {
-			return nil, err
-		}
-		s.opts.BaseDir, s.ownBase = d, true
+	boxes, err := fakebox.New(s.opts.BaseDir)
+	if err != nil {
+		return nil, err
 	}
+	s.boxes = boxes
 	s.api = s.apiMux()
 	s.envd = s.envdMux()
 	return s, nil
@@ -109,10 +106,7 @@ func (s *Server) Close() error {
 	for _, sb := range all {
 		sb.kill()
 	}
-	if s.ownBase {
-		return os.RemoveAll(s.opts.BaseDir)
-	}
-	return nil
+	return s.boxes.Close()
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -178,15 +172,15 @@ func notFound(w http.ResponseWriter, id string) {
 	apiError(w, http.StatusNotFound, "Sandbox %q doesn't exist or you don't have access to it", id)
 }
 
-// sandbox is one fake sandbox.
+// sandbox is one fake sandbox: a fakebox.Box (ID, Home, Env, processes)
+// and what E2B keeps beside it.
 type sandbox struct {
-	ID         string
+	*fakebox.Box
+	boxes      *fakebox.Boxes
 	TemplateID string
 	Alias      string
 	Metadata   map[string]string
-	EnvVars    map[string]string
 	Token      string
-	Home       string
 	StartedAt  time.Time
 
 	mu     sync.Mutex
@@ -209,29 +203,8 @@ func (sb *sandbox) kill() {
 	if sb.timer != nil {
 		sb.timer.Stop()
 	}
-	procs := make([]*process, 0, len(sb.procs))
-	for _, p := range sb.procs {
-		procs = append(procs, p)
-	}
 	sb.mu.Unlock()
-	for _, p := range procs {
-		p.signal(syscall.SIGKILL)
-	}
-	killMarked(sb.ID)
-	removeAll(sb.Home)
-}
-
-func removeAll(dir string) {
-	if os.RemoveAll(dir) == nil {
-		return
-	}
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	os.RemoveAll(dir)
+	sb.boxes.Remove(sb.ID)
 }
 
 // SandboxInfo is what tests can see of a running fake sandbox.
@@ -251,7 +224,7 @@ func (s *Server) Sandboxes() []SandboxInfo {
 	defer s.mu.Unlock()
 	out := make([]SandboxInfo, 0, len(s.sandboxes))
 	for _, sb := range s.sandboxes {
-		out = append(out, SandboxInfo{ID: sb.ID, TemplateID: sb.TemplateID, Metadata: sb.Metadata, EnvVars: sb.EnvVars,
+		out = append(out, SandboxInfo{ID: sb.ID, TemplateID: sb.TemplateID, Metadata: sb.Metadata, EnvVars: sb.Env,
 			Dir: sb.Home, StartedAt: sb.StartedAt, EndAt: sb.EndAt()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
@@ -308,17 +281,6 @@ func (s *Server) keepaliveInterval(header string) time.Duration {
 		return s.opts.KeepaliveInterval
 	}
 	return time.Duration(secs) * time.Second
-}
-
-func randomID() string {
-	// 20 characters of [a-z0-9], like E2B's IDs.
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 20)
-	rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }
 
 func randomToken() string {
@@ -384,14 +346,14 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, defaultTimeout i
 		apiError(w, http.StatusBadRequest, "Timeout cannot be greater than %d hours", int(s.opts.MaxTimeout.Hours()))
 		return
 	}
-	id := randomID()
-	home := filepath.Join(s.opts.BaseDir, id)
-	if err := os.Mkdir(home, 0o755); err != nil {
+	box, err := s.boxes.CreateID(fakebox.RandomID(20), req.EnvVars) // 20 of [a-z0-9], like E2B's IDs
+	if err != nil {
 		apiError(w, http.StatusInternalServerError, "cannot create sandbox: %v", err)
 		return
 	}
-	sb := &sandbox{ID: id, TemplateID: req.TemplateID, Metadata: req.Metadata, EnvVars: req.EnvVars,
-		Token: randomToken(), Home: home, StartedAt: time.Now().UTC(), procs: map[uint32]*process{}}
+	id := box.ID
+	sb := &sandbox{Box: box, boxes: s.boxes, TemplateID: req.TemplateID, Metadata: req.Metadata,
+		Token: randomToken(), StartedAt: time.Now().UTC(), procs: map[uint32]*process{}}
 	if sb.Metadata == nil {
 		sb.Metadata = map[string]string{}
 	}

@@ -59,11 +59,11 @@ func entryInfo(abs string, fi fs.FileInfo, hostPath string) *fspb.EntryInfo {
 
 func (f *filesystemService) Stat(ctx context.Context, req *connect.Request[fspb.StatRequest]) (*connect.Response[fspb.StatResponse], error) {
 	sb := sandboxFrom(ctx)
-	rel, abs, err := sb.resolve(req.Msg.GetPath())
+	rel, abs, err := sb.Resolve(req.Msg.GetPath())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
@@ -77,11 +77,11 @@ func (f *filesystemService) Stat(ctx context.Context, req *connect.Request[fspb.
 
 func (f *filesystemService) MakeDir(ctx context.Context, req *connect.Request[fspb.MakeDirRequest]) (*connect.Response[fspb.MakeDirResponse], error) {
 	sb := sandboxFrom(ctx)
-	rel, abs, err := sb.resolve(req.Msg.GetPath())
+	rel, abs, err := sb.Resolve(req.Msg.GetPath())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
@@ -104,15 +104,15 @@ func (f *filesystemService) MakeDir(ctx context.Context, req *connect.Request[fs
 
 func (f *filesystemService) Move(ctx context.Context, req *connect.Request[fspb.MoveRequest]) (*connect.Response[fspb.MoveResponse], error) {
 	sb := sandboxFrom(ctx)
-	src, srcAbs, err := sb.resolve(req.Msg.GetSource())
+	src, srcAbs, err := sb.Resolve(req.Msg.GetSource())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	dst, dstAbs, err := sb.resolve(req.Msg.GetDestination())
+	dst, dstAbs, err := sb.Resolve(req.Msg.GetDestination())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
@@ -131,12 +131,12 @@ func (f *filesystemService) Move(ctx context.Context, req *connect.Request[fspb.
 // following symlinks.
 func (f *filesystemService) ListDir(ctx context.Context, req *connect.Request[fspb.ListDirRequest]) (*connect.Response[fspb.ListDirResponse], error) {
 	sb := sandboxFrom(ctx)
-	rel, abs, err := sb.resolve(req.Msg.GetPath())
+	rel, abs, err := sb.Resolve(req.Msg.GetPath())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	depth := int(max(req.Msg.GetDepth(), 1))
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
@@ -191,14 +191,14 @@ func (f *filesystemService) ListDir(ctx context.Context, req *connect.Request[fs
 
 func (f *filesystemService) Remove(ctx context.Context, req *connect.Request[fspb.RemoveRequest]) (*connect.Response[fspb.RemoveResponse], error) {
 	sb := sandboxFrom(ctx)
-	rel, abs, err := sb.resolve(req.Msg.GetPath())
+	rel, abs, err := sb.Resolve(req.Msg.GetPath())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if rel == "." {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("refusing to remove the home directory '%s'", abs))
 	}
-	root, err := sb.root()
+	root, err := sb.Root()
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}

@@ -1,16 +1,12 @@
 package e2bfake
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"sort"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -19,79 +15,27 @@ import (
 
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/e2b/internal/envdpb/process"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/e2b/internal/envdpb/process/processconnect"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 )
-
-// basePath is the PATH commands get; the fake's own environment (and its
-// secrets) never reaches them.
-const basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// markerVar tags every process a sandbox starts, so killing the sandbox can
-// find the ones that outlived their command (`server &`).
-const markerVar = "E2BFAKE_SANDBOX_ID"
-
-// killMarked kills every process carrying the sandbox's marker. Linux only:
-// elsewhere there is no /proc to scan.
-func killMarked(id string) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	want := []byte(markerVar + "=" + id + "\x00")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// waitDelay bounds how long background children may hold a finished
-// command's output open before its stream ends.
-const waitDelay = 200 * time.Millisecond
 
 // process is a command started through the process service.
 type process struct {
 	pid    uint32
 	config *pb.ProcessConfig
 	tag    *string
-	cmd    *exec.Cmd
+	proc   *fakebox.Proc
 
 	mu    sync.Mutex
-	stdin io.WriteCloser // nil unless started with stdin
+	stdin io.WriteCloser // nil unless started with stdin, or once closed
 }
 
 // signal signals the whole process group, so children die too.
-func (p *process) signal(sig syscall.Signal) error {
-	return syscall.Kill(-int(p.pid), sig)
-}
+func (p *process) signal(sig syscall.Signal) error { return p.proc.Signal(sig) }
 
 type processService struct {
 	processconnect.UnimplementedProcessHandler
 	s *Server
-}
-
-func (ps *processService) environ(sb *sandbox, extra map[string]string) []string {
-	env := map[string]string{"PATH": basePath, "HOME": sb.Home, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8", markerVar: sb.ID}
-	for k, v := range sb.EnvVars {
-		env[k] = v
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	env[markerVar] = sb.ID
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // outputEvent is a data event and the channel to signal once it was sent.
@@ -136,46 +80,24 @@ func (ps *processService) Start(ctx context.Context, req *connect.Request[pb.Sta
 	if req.Msg.Pty != nil {
 		return connect.NewError(connect.CodeUnimplemented, errors.New("this fake does not emulate a pty"))
 	}
-	dir := sb.Home
-	if cfg.Cwd != nil && *cfg.Cwd != "" {
-		_, abs, err := sb.resolve(*cfg.Cwd)
-		if err != nil {
-			return connect.NewError(connect.CodeInvalidArgument, err)
-		}
-		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
-			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("cwd '%s' does not exist or is not a directory", abs))
-		}
-		dir = abs
-	}
-
 	events := make(chan outputEvent)
-	cmd := exec.Command(cfg.GetCmd(), cfg.GetArgs()...)
-	cmd.Dir = dir
-	cmd.Env = ps.environ(sb, cfg.GetEnvs())
-	cmd.Stdout = newEventWriter(events, false)
-	cmd.Stderr = newEventWriter(events, true)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = waitDelay
-	var stdin io.WriteCloser
-	if req.Msg.GetStdin() {
-		w, err := cmd.StdinPipe()
-		if err != nil {
-			return connect.NewError(connect.CodeInternal, err)
-		}
-		stdin = w
+	var tag string
+	if req.Msg.Tag != nil {
+		tag = *req.Msg.Tag
 	}
-
 	sb.mu.Lock()
-	if sb.killed {
-		sb.mu.Unlock()
-		return connect.NewError(connect.CodeUnavailable, errors.New("sandbox is shutting down"))
-	}
-	err := cmd.Start()
+	fp, err := sb.Start(fakebox.Spec{
+		Argv: append([]string{cfg.GetCmd()}, cfg.GetArgs()...), Cwd: cfg.GetCwd(), Env: cfg.GetEnvs(),
+		Stdin: req.Msg.GetStdin(), Stdout: newEventWriter(events, false), Stderr: newEventWriter(events, true), Tag: tag,
+	})
 	if err != nil {
 		sb.mu.Unlock()
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("cannot start %q: %v", cfg.GetCmd(), err))
+		if errors.Is(err, fakebox.ErrKilled) {
+			return connect.NewError(connect.CodeUnavailable, err)
+		}
+		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	p := &process{pid: uint32(cmd.Process.Pid), config: cfg, tag: req.Msg.Tag, cmd: cmd, stdin: stdin}
+	p := &process{pid: uint32(fp.PID), config: cfg, tag: req.Msg.Tag, proc: fp, stdin: fp.Stdin}
 	sb.procs[p.pid] = p
 	sb.mu.Unlock()
 
@@ -186,11 +108,10 @@ func (ps *processService) Start(ctx context.Context, req *connect.Request[pb.Sta
 	}
 	var end *pb.ProcessEvent_EndEvent
 	go func() {
-		err := cmd.Wait()
-		st := cmd.ProcessState
-		end = &pb.ProcessEvent_EndEvent{ExitCode: int32(st.ExitCode()), Exited: st.Exited(), Status: st.String()}
-		if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
-			msg := err.Error()
+		exit := fp.Wait()
+		end = &pb.ProcessEvent_EndEvent{ExitCode: int32(exit.Code), Exited: exit.Signal == 0, Status: exit.Status}
+		if exit.Code != 0 || exit.Signal != 0 {
+			msg := exit.Status // as envd reports a failed command's wait error
 			end.Error = &msg
 		}
 		sb.mu.Lock()
