@@ -15,7 +15,9 @@
 //	MCP_SANDBOX_MODAL_IMAGE    registry image for sandboxes without one (default python:3.12-slim)
 //	MCP_SANDBOX_MODAL_TIMEOUT  hard lifetime of a sandbox (default 1h, at most 24h)
 //	MCP_SANDBOX_MODAL_EXPIRY   how long a sandbox is safe from the reaper (default 15m)
-//	MCP_SANDBOX_SERVER_ID      names this server in each sandbox's tags (default: the host name)
+//
+// Each sandbox is tagged with the server's ID (MCP_SANDBOX_SERVER_ID), so
+// that a server's reaper only touches its own.
 //
 // The driver is stateless: a sandbox's task, router address and token and
 // its working directory are fetched from Modal by sandbox ID and only
@@ -50,7 +52,6 @@ const (
 	EnvImage       = "MCP_SANDBOX_MODAL_IMAGE"
 	EnvTimeout     = "MCP_SANDBOX_MODAL_TIMEOUT"
 	EnvExpiry      = "MCP_SANDBOX_MODAL_EXPIRY"
-	EnvServerID    = "MCP_SANDBOX_SERVER_ID"
 )
 
 // Defaults.
@@ -88,14 +89,26 @@ const (
 	tagNonce   = tagPrefix + "create-nonce"
 )
 
+// Settings are the driver's settings, for --help, the README and Config.
+var Settings = []providers.Setting{
+	{Env: EnvTokenID, Secret: true, Usage: "Modal token ID (required)"},
+	{Env: EnvTokenSecret, Secret: true, Usage: "Modal token secret (required)"},
+	{Env: EnvServerURL, Default: DefaultServerURL, Usage: "Modal API URL (http:// for a local server such as modalfake)"},
+	{Env: EnvEnvironment, Usage: "Modal environment; empty means the workspace's default"},
+	{Env: EnvApp, Flag: "modal-app", Default: DefaultApp, Usage: "Modal app the sandboxes belong to (created if missing)"},
+	{Env: EnvImage, Flag: "modal-image", Default: DefaultImage, Usage: "registry image for sandboxes created without an image"},
+	{Env: EnvTimeout, Flag: "modal-timeout", Default: DefaultTimeout.String(), Usage: "hard lifetime of a sandbox (10s to 24h); Modal ends it then"},
+	{Env: EnvExpiry, Flag: "modal-expiry", Default: DefaultExpiry.String(), Usage: "how long after creation a sandbox is safe from the reaper"},
+}
+
 func init() {
-	providers.Register(Name, func(cfg providers.Config) (providers.Provider, error) {
+	providers.Register(Name, providers.Driver{Settings: Settings, Open: func(ctx context.Context, cfg providers.Config) (providers.Provider, error) {
 		opts, err := OptionsFromConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return New(opts)
-	})
+	}})
 }
 
 // Options configure the driver. Zero values take the defaults above.
@@ -128,6 +141,7 @@ type Options struct {
 
 // OptionsFromConfig reads the settings listed in the package comment.
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
+	cfg = cfg.WithDefaults(Settings)
 	o := Options{
 		TokenID:     cfg.Get(EnvTokenID),
 		TokenSecret: cfg.Get(EnvTokenSecret),
@@ -135,31 +149,18 @@ func OptionsFromConfig(cfg providers.Config) (Options, error) {
 		Environment: cfg.Get(EnvEnvironment),
 		App:         cfg.Get(EnvApp),
 		Image:       cfg.Get(EnvImage),
-		ServerID:    cfg.Get(EnvServerID),
+		ServerID:    cfg.ServerID,
 		Logger:      cfg.Logger,
 	}
 	if err := missingTokens(o.TokenID, o.TokenSecret); err != nil {
 		return o, err
 	}
-	for _, d := range []struct {
-		env      string
-		min, max time.Duration
-		dst      *time.Duration
-	}{
-		{EnvTimeout, 10 * time.Second, 24 * time.Hour, &o.Timeout},
-		{EnvExpiry, time.Second, 30 * 24 * time.Hour, &o.Expiry},
-	} {
-		v := cfg.Get(d.env)
-		if v == "" {
-			continue
-		}
-		t, err := time.ParseDuration(v)
-		if err != nil || t < d.min || t > d.max {
-			return o, fmt.Errorf("%s=%q is not a duration between %v and %v (e.g. 30m)", d.env, v, d.min, d.max)
-		}
-		*d.dst = t
+	var err error
+	if o.Timeout, err = cfg.Duration(EnvTimeout, 10*time.Second, 24*time.Hour); err != nil {
+		return o, err
 	}
-	return o, nil
+	o.Expiry, err = cfg.Duration(EnvExpiry, time.Second, 30*24*time.Hour)
+	return o, err
 }
 
 // Provider is the Modal driver.

@@ -24,7 +24,7 @@ func TestMissingTokensNameWhatIsMissing(t *testing.T) {
 		{map[string]string{EnvTokenID: "i"}, "MODAL_TOKEN_SECRET environment variable is not set. Please set it to your Modal token secret."},
 	}
 	for _, tc := range tests {
-		_, err := providers.Open(Name, providers.Config{Getenv: func(k string) string { return tc.env[k] }})
+		_, err := providers.Open(context.Background(), Name, providers.Config{Getenv: func(k string) string { return tc.env[k] }})
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("with %v: got %v, want %q", tc.env, err, tc.want)
 		}
@@ -34,7 +34,7 @@ func TestMissingTokensNameWhatIsMissing(t *testing.T) {
 		{EnvTokenID: "i", EnvTokenSecret: "s", EnvTimeout: "48h"},
 		{EnvTokenID: "i", EnvTokenSecret: "s", EnvServerURL: "grpc://x"},
 	} {
-		_, err := providers.Open(Name, providers.Config{Getenv: func(k string) string { return bad[k] }})
+		_, err := providers.Open(context.Background(), Name, providers.Config{Getenv: func(k string) string { return bad[k] }})
 		if err == nil {
 			t.Errorf("with %v: no error", bad)
 		}

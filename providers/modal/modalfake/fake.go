@@ -28,7 +28,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +37,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/modal/internal/modalpb"
 )
 
@@ -62,11 +62,11 @@ type Options struct {
 // kills every sandbox.
 type Server struct {
 	pb.UnimplementedModalClientServer
-	opts    Options
-	ownBase bool
-	grpc    *grpc.Server
-	ln      net.Listener
-	router  *router
+	opts   Options
+	boxes  *fakebox.Boxes
+	grpc   *grpc.Server
+	ln     net.Listener
+	router *router
 
 	mu        sync.Mutex
 	apps      map[string]string // name -> app ID
@@ -88,13 +88,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, apps: map[string]string{}, images: map[string]*pb.Image{},
 		sandboxes: map[string]*sandbox{}, tasks: map[string]*sandbox{}, authJWTs: map[string]bool{}, calls: map[string]int{}}
-	if s.opts.BaseDir == "" {
-		d, err := os.MkdirTemp("", "modalfake-")
-		if err != nil {
-			return nil, err
-		}
-		s.opts.BaseDir, s.ownBase = d, true
+	boxes, err := fakebox.New(opts.BaseDir)
+	if err != nil {
+		return nil, err
 	}
+	s.boxes = boxes
 	s.router = &router{s: s}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(100<<20), grpc.MaxSendMsgSize(100<<20),
@@ -137,10 +135,7 @@ func (s *Server) Close() error {
 	for _, sb := range all {
 		sb.finish(pb.GenericResult_GENERIC_STATUS_TERMINATED, "fake closed")
 	}
-	if s.ownBase {
-		return os.RemoveAll(s.opts.BaseDir)
-	}
-	return nil
+	return s.boxes.Close()
 }
 
 // Calls reports how many calls of a method (e.g. "SandboxCreateV2",
@@ -168,7 +163,7 @@ func (s *Server) Sandboxes() []SandboxInfo {
 		if sb.result() != nil {
 			continue
 		}
-		info := SandboxInfo{ID: sb.id, TaskID: sb.taskID, Dir: sb.dir, Tags: sb.tagMap(), Timeout: sb.timeout, Workdir: sb.wantWorkdir}
+		info := SandboxInfo{ID: sb.id, TaskID: sb.taskID, Dir: sb.box.Home, Tags: sb.tagMap(), Timeout: sb.timeout, Workdir: sb.wantWorkdir}
 		if img := s.images[sb.imageID]; img != nil && len(img.DockerfileCommands) > 0 {
 			info.ImageRef = strings.TrimPrefix(img.DockerfileCommands[0], "FROM ")
 		}
@@ -367,12 +362,13 @@ func (s *Server) SandboxCreateV2(ctx context.Context, req *pb.SandboxCreateV2Req
 			env[k] = v
 		}
 	}
-	dir, err := os.MkdirTemp(s.opts.BaseDir, "sb-")
+	id := newSandboxID()
+	box, err := s.boxes.CreateID(id, env)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "create sandbox dir: %v", err)
 	}
-	sb := &sandbox{s: s, id: newSandboxID(), taskID: "ta-" + randomAlnum(22), appID: req.GetAppId(), imageID: def.GetImageId(),
-		dir: dir, env: env, tags: req.GetTags(), created: time.Now(), timeout: timeout, wantWorkdir: def.GetWorkdir(),
+	sb := &sandbox{s: s, box: box, id: id, taskID: "ta-" + randomAlnum(22), appID: req.GetAppId(), imageID: def.GetImageId(),
+		tags: req.GetTags(), created: time.Now(), timeout: timeout, wantWorkdir: def.GetWorkdir(),
 		routerJWT: newJWT(time.Hour), execs: map[string]*execution{}, done: make(chan struct{})}
 	sb.timer = time.AfterFunc(timeout, func() { sb.finish(pb.GenericResult_GENERIC_STATUS_TIMEOUT, "Sandbox timed out") })
 	s.register(sb)

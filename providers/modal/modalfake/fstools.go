@@ -3,12 +3,10 @@ package modalfake
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -98,7 +96,7 @@ func fsTools(sb *sandbox, args []string, stdin io.Reader, stdout io.Writer) erro
 	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &req) != nil {
 		return &fsError{"InvalidArgument", "expected one JSON operation argument", strings.Join(args, " ")}
 	}
-	root, err := os.OpenRoot(sb.dir)
+	root, err := sb.box.Root()
 	if err != nil {
 		return err
 	}
@@ -107,11 +105,10 @@ func fsTools(sb *sandbox, args []string, stdin io.Reader, stdout io.Writer) erro
 		if !path.IsAbs(p) {
 			return "", &fsError{"InvalidArgument", "path must be absolute", p}
 		}
-		abs, ok := sb.inside(p)
-		if !ok {
-			return "", &fsError{"PermissionDenied", "Permission denied (outside the fake sandbox)", p}
+		r, _, err := sb.box.Resolve(p)
+		if err != nil {
+			return "", &fsError{"PermissionDenied", "Permission denied (outside the fake sandbox)", err.Error()}
 		}
-		r, _ := filepath.Rel(sb.dir, abs)
 		return r, nil
 	}
 	switch {
@@ -120,7 +117,14 @@ func fsTools(sb *sandbox, args []string, stdin io.Reader, stdout io.Writer) erro
 		if err != nil {
 			return err
 		}
-		return writeFile(root, r, stdin)
+		if fi, err := root.Stat(r); err == nil && fi.IsDir() {
+			return &fsError{"IsDirectory", "Is a directory", req.WriteFile.Path}
+		}
+		mode := fs.FileMode(0)
+		if fi, err := root.Stat(r); err == nil {
+			mode = fi.Mode().Perm() // an overwrite keeps the mode
+		}
+		return sb.box.WriteFile(r, stdin, mode)
 	case req.ReadFile != nil:
 		r, err := rel(req.ReadFile.Path)
 		if err != nil {
@@ -192,42 +196,6 @@ func fsTools(sb *sandbox, args []string, stdin io.Reader, stdout io.Writer) erro
 		return root.Remove(r)
 	}
 	return &fsError{"NotSupported", "operation not supported by the fake", args[0]}
-}
-
-// writeFile writes stdin to a temp file beside the target and renames it,
-// creating parents, so readers never see half a file.
-func writeFile(root *os.Root, rel string, stdin io.Reader) error {
-	if fi, err := root.Stat(rel); err == nil && fi.IsDir() {
-		return &fsError{"IsDirectory", "Is a directory", rel}
-	}
-	if dir := filepath.Dir(rel); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	perm := fs.FileMode(0o644)
-	if fi, err := root.Stat(rel); err == nil {
-		perm = fi.Mode().Perm()
-	}
-	tmp := filepath.Join(filepath.Dir(rel), fmt.Sprintf(".%s.fs-tools-%s", filepath.Base(rel), randomAlnum(8)))
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, stdin)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Chmod(tmp, perm)
-	}
-	if err == nil {
-		err = root.Rename(tmp, rel)
-	}
-	if err != nil {
-		root.Remove(tmp)
-	}
-	return err
 }
 
 func entry(root *os.Root, rel, abs string) (FileEntry, error) {

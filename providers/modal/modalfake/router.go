@@ -5,10 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,20 +13,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/modal/internal/modalpb"
 )
 
 // FSToolsPath is where Modal's SDKs expect the file-system helper in every
 // sandbox; the fake emulates it instead of running a binary.
 const FSToolsPath = "/__modal/.bin/modal-sandbox-fs-tools"
-
-// basePath is the PATH commands get; the fake's own environment (and its
-// secrets) never reaches them.
-const basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// waitDelay bounds how long background children may hold a finished
-// command's output open before its streams end.
-const waitDelay = 200 * time.Millisecond
 
 // readChunk caps one TaskExecStdioRead message.
 const readChunk = 256 << 10
@@ -63,7 +52,7 @@ type execution struct {
 	stdin   io.WriteCloser
 	written uint64 // stdin bytes delivered
 	closed  bool   // stdin closed
-	pgid    int    // process group of a real command
+	proc    *fakebox.Proc
 }
 
 func newExecution() *execution { return &execution{changed: make(chan struct{})} }
@@ -96,10 +85,10 @@ func (e *execution) exit(code, signal int32) {
 
 func (e *execution) kill() {
 	e.mu.Lock()
-	pgid := e.pgid
+	proc := e.proc
 	e.mu.Unlock()
-	if pgid > 0 {
-		syscall.Kill(-pgid, syscall.SIGKILL)
+	if proc != nil {
+		proc.Signal(syscall.SIGKILL)
 	}
 }
 
@@ -125,16 +114,6 @@ func (r *router) find(taskID, execID string) (*sandbox, *execution, error) {
 	return sb, e, nil
 }
 
-// inside maps an absolute sandbox path to the sandbox directory, refusing
-// anything outside it.
-func (sb *sandbox) inside(p string) (string, bool) {
-	p = filepath.Clean(p)
-	if p == sb.dir || strings.HasPrefix(p, sb.dir+"/") {
-		return p, true
-	}
-	return "", false
-}
-
 func (r *router) TaskExecStart(ctx context.Context, req *pb.TaskExecStartRequest) (*pb.TaskExecStartResponse, error) {
 	sb, _, err := r.find(req.GetTaskId(), "")
 	if err != nil {
@@ -142,17 +121,6 @@ func (r *router) TaskExecStart(ctx context.Context, req *pb.TaskExecStartRequest
 	}
 	if req.GetExecId() == "" || len(req.GetCommandArgs()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "exec_id and command_args are required")
-	}
-	dir := sb.dir
-	if req.Workdir != nil {
-		d, ok := sb.inside(req.GetWorkdir())
-		if !ok {
-			return nil, status.Errorf(codes.InvalidArgument, "workdir %s is outside the sandbox", req.GetWorkdir())
-		}
-		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-			return nil, status.Errorf(codes.InvalidArgument, "workdir %s is not a directory", req.GetWorkdir())
-		}
-		dir = d
 	}
 	sb.mu.Lock()
 	if sb.execs[req.GetExecId()] != nil { // a retried start: already running
@@ -170,10 +138,7 @@ func (r *router) TaskExecStart(ctx context.Context, req *pb.TaskExecStartRequest
 		return &pb.TaskExecStartResponse{}, nil
 	}
 
-	env := map[string]string{"PATH": basePath, "HOME": sb.dir, "LANG": "C.UTF-8"}
-	for k, v := range sb.env {
-		env[k] = v
-	}
+	env := map[string]string{}
 	for _, src := range req.GetSecretSources() {
 		for k, v := range src.GetEnv().GetContents() {
 			env[k] = v
@@ -182,80 +147,44 @@ func (r *router) TaskExecStart(ctx context.Context, req *pb.TaskExecStartRequest
 	for k, v := range req.GetEnv() {
 		env[k] = v
 	}
-	env[markerVar] = sb.id
-	environ := make([]string, 0, len(env))
-	for k, v := range env {
-		environ = append(environ, k+"="+v)
-	}
-	sort.Strings(environ)
-
-	args := req.GetCommandArgs()
-	cmd := exec.Command(args[0], args[1:]...)
-	if !strings.Contains(args[0], "/") {
-		if p, err := lookPath(args[0]); err == nil {
-			cmd.Path, cmd.Err = p, nil
-		}
-	}
-	cmd.Dir, cmd.Env = dir, environ
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = waitDelay
+	spec := fakebox.Spec{Argv: req.GetCommandArgs(), Cwd: req.GetWorkdir(), Env: env, Stdin: true, Tag: req.GetExecId()}
 	if req.GetStdoutConfig() == pb.TaskExecStdoutConfig_TASK_EXEC_STDOUT_CONFIG_PIPE {
-		cmd.Stdout = outWriter{e, 0}
+		spec.Stdout = outWriter{e, 0}
 	}
 	switch req.GetStderrConfig() {
 	case pb.TaskExecStderrConfig_TASK_EXEC_STDERR_CONFIG_PIPE:
-		cmd.Stderr = outWriter{e, 1}
+		spec.Stderr = outWriter{e, 1}
 	case pb.TaskExecStderrConfig_TASK_EXEC_STDERR_CONFIG_STDOUT:
-		cmd.Stderr = cmd.Stdout
+		spec.Stderr = spec.Stdout
 	}
-	stdinR, stdinW, err := os.Pipe()
+	proc, err := sb.box.Start(spec)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "stdin pipe: %v", err)
-	}
-	cmd.Stdin = stdinR
-	if err := cmd.Start(); err != nil {
-		stdinR.Close()
-		stdinW.Close()
+		// Modal reports a command that cannot start as its exit.
 		outWriter{e, 1}.Write([]byte(err.Error() + "\n"))
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
 		e.exit(127, 0)
 		return &pb.TaskExecStartResponse{}, nil
 	}
-	stdinR.Close()
 	e.mu.Lock()
-	e.stdin, e.pgid = stdinW, cmd.Process.Pid
+	e.stdin, e.proc = proc.Stdin, proc
 	e.mu.Unlock()
 	var timer *time.Timer
 	if t := req.GetTimeoutSecs(); t > 0 {
 		timer = time.AfterFunc(time.Duration(t)*time.Second, e.kill)
 	}
 	go func() {
-		cmd.Wait()
+		x := proc.Wait()
 		if timer != nil {
 			timer.Stop()
 		}
 		e.mu.Lock()
-		e.stdin.Close()
 		e.closed = true
 		e.mu.Unlock()
-		st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		if st.Signaled() {
-			e.exit(0, int32(st.Signal()))
-		} else {
-			e.exit(int32(st.ExitStatus()), 0)
-		}
+		e.exit(int32(x.Code), int32(x.Signal))
 	}()
 	return &pb.TaskExecStartResponse{}, nil
-}
-
-// lookPath finds a command on the sandbox's PATH, not the fake's.
-func lookPath(name string) (string, error) {
-	for _, d := range strings.Split(basePath, ":") {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
 }
 
 // TaskExecStdioRead streams one output from an offset and ends once the
@@ -305,17 +234,19 @@ func (r *router) TaskExecStdioRead(req *pb.TaskExecStdioReadRequest, stream grpc
 	}
 }
 
-func exitStatus(e *execution) (code, signal *int32, ok bool) {
+// exitStatus returns the exit (ok once exited) and the channel that closes
+// on the next change, read together so that no exit goes unnoticed.
+func exitStatus(e *execution) (code, signal *int32, ok bool, changed <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.exited {
-		return nil, nil, false
+		return nil, nil, false, e.changed
 	}
 	c, s := e.code, e.signal
 	if s != 0 {
-		return nil, &s, true
+		return nil, &s, true, e.changed
 	}
-	return &c, nil, true
+	return &c, nil, true, e.changed
 }
 
 func (r *router) TaskExecWait(ctx context.Context, req *pb.TaskExecWaitRequest) (*pb.TaskExecWaitResponse, error) {
@@ -324,15 +255,13 @@ func (r *router) TaskExecWait(ctx context.Context, req *pb.TaskExecWaitRequest) 
 		return nil, err
 	}
 	for {
-		if code, sig, ok := exitStatus(e); ok {
+		code, sig, ok, changed := exitStatus(e)
+		if ok {
 			if sig != nil {
 				return &pb.TaskExecWaitResponse{ExitStatus: &pb.TaskExecWaitResponse_Signal{Signal: *sig}}, nil
 			}
 			return &pb.TaskExecWaitResponse{ExitStatus: &pb.TaskExecWaitResponse_Code{Code: *code}}, nil
 		}
-		e.mu.Lock()
-		changed := e.changed
-		e.mu.Unlock()
 		select {
 		case <-changed:
 		case <-ctx.Done():
@@ -346,7 +275,7 @@ func (r *router) TaskExecPoll(ctx context.Context, req *pb.TaskExecPollRequest) 
 	if err != nil {
 		return nil, err
 	}
-	code, sig, ok := exitStatus(e)
+	code, sig, ok, _ := exitStatus(e)
 	switch {
 	case !ok:
 		return &pb.TaskExecPollResponse{}, nil
