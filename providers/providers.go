@@ -1,11 +1,6 @@
-// Package providers is the portable sandbox API. A Provider is a small,
-// stateless driver keyed by sandbox ID: everything it needs to serve a
-// sandbox can be rebuilt from the ID and the backend itself, so a restarted
-// server (or a second replica) can serve a sandbox it did not create.
-//
-// Drivers live in sub-packages (providers/local, providers/docker, ...) and
-// register a Factory by name; providers/providertest is the behavioural suite
-// every driver must pass.
+// Package providers is the portable sandbox API: Backend, the type the rest
+// of the server uses, in front of small drivers (Provider) that live in
+// sub-packages and register by name. See doc.go for how to write a driver.
 package providers
 
 import (

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -478,5 +480,23 @@ func TestBadDriverSettingNamesItAndItsSource(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `invalid value "soon" for MCP_SANDBOX_E2B_TIMEOUT (from the .env file .env)`) {
 		t.Fatalf("want one line naming the setting and the .env file, got %v: %s", err, out)
+	}
+}
+
+// Every setting a driver declares is documented in the README, with its flag.
+func TestREADMEListsEveryProviderSetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range providers.Names() {
+		for _, s := range providers.Settings(name) {
+			if !strings.Contains(string(readme), "`"+s.Env+"`") {
+				t.Errorf("README does not document %s (provider %s)", s.Env, name)
+			}
+			if s.Flag != "" && !s.Secret && !strings.Contains(string(readme), "`--"+s.Flag+"`") {
+				t.Errorf("README does not document --%s (provider %s)", s.Flag, name)
+			}
+		}
 	}
 }

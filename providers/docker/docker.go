@@ -251,10 +251,6 @@ func (p *Provider) Capabilities() providers.Capabilities {
 
 func (p *Provider) Close() error { return p.cli.Close() }
 
-// Client is the escape hatch to the Moby client, for callers that need an
-// engine feature the portable API lacks.
-func (p *Provider) Client() *client.Client { return p.cli }
-
 var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func notFound(id string) error {

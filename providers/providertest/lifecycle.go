@@ -132,7 +132,7 @@ func (h *harness) testLifecycle(t *testing.T) {
 		if err := h.p.WriteFile(ctx, sb.ID, "note.txt", []byte("from the first driver"), 0); err != nil {
 			t.Fatal(err)
 		}
-		other := h.newProvider(t)
+		other := providers.NewBackend(h.newProvider(t))
 		got, err := other.Get(ctx, sb.ID)
 		if err != nil {
 			t.Fatalf("a fresh driver cannot Get %s: %v", sb.ID, err)

@@ -1,7 +1,8 @@
 // Package providertest is the behavioural suite every sandbox driver must
 // pass, in the spirit of gocloud.dev's drivertest: a driver's own test calls
 // Run with a constructor, and the suite drives it only through the portable
-// providers.Provider API, checking what a user of the driver would notice.
+// providers.Backend, as the server does, checking what a user of the driver
+// would notice. A driver with background processes gets their checks too.
 //
 // The suite assumes a POSIX sandbox with the usual small tools (sh, cat,
 // echo, printf, sleep, head, ln, mkdir, grep, pwd, env, kill, wc): busybox is
@@ -35,7 +36,8 @@ type NewProvider func(t *testing.T) providers.Provider
 // Run runs the whole suite against the driver newProvider returns.
 func Run(t *testing.T, newProvider NewProvider) {
 	t.Helper()
-	h := &harness{p: newProvider(t), newProvider: newProvider}
+	d := newProvider(t)
+	h := &harness{p: providers.NewBackend(d), newProvider: newProvider}
 	// A variable only the test process has: it must never appear inside a
 	// sandbox (drivers never pass the server's environment in).
 	h.secretName = "PROVIDERTEST_SECRET_" + strings.ToUpper(randHex(4))
@@ -47,10 +49,13 @@ func Run(t *testing.T, newProvider NewProvider) {
 	t.Run("Exec", h.testExec)
 	t.Run("Files", h.testFiles)
 	t.Run("Capabilities", h.testCapabilities)
+	if _, ok := d.(providers.Processes); ok {
+		t.Run("Processes", func(t *testing.T) { RunProcesses(t, newProvider) })
+	}
 }
 
 type harness struct {
-	p           providers.Provider
+	p           *providers.Backend
 	newProvider NewProvider
 	secretName  string
 	secretValue string
