@@ -25,6 +25,7 @@ import (
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/local"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/modal"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 	"github.com/mcp-sandbox/mcp-sandbox/tools/conformance"
