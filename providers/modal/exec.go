@@ -135,7 +135,7 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 func (p *Provider) killCommand(ctx context.Context, c *sandboxConn, pidFile string) {
 	kctx, cancel := detached(ctx)
 	defer cancel()
-	if _, errOut, code, err := p.runHelper(kctx, c, []string{"/bin/sh", "-c", killTree, "mcp-sandbox-kill", pidFile}, nil); err != nil || code != 0 {
+	if _, errOut, code, err := p.runHelper(kctx, c, []string{"/bin/sh", "-c", killTree, "mcp-sandbox-kill", pidFile}, nil, false); err != nil || code != 0 {
 		p.log.Debug("modal: cannot kill a command", "sandbox", c.id, "err", err, "exit", code, "stderr", string(errOut))
 	}
 }

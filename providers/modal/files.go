@@ -51,11 +51,16 @@ func checkPath(op, p string) error {
 // fsCall runs one fs-tools operation and returns its stdout; a failure the
 // helper reports becomes an error of the matching kind naming the path.
 func (p *Provider) fsCall(ctx context.Context, c *sandboxConn, op, name string, arg any, stdin io.Reader) ([]byte, error) {
+	return p.fsCallOut(ctx, c, op, name, arg, stdin, stdin == nil)
+}
+
+// fsCallOut is fsCall, reading stdout only when wantStdout.
+func (p *Provider) fsCallOut(ctx context.Context, c *sandboxConn, op, name string, arg any, stdin io.Reader, wantStdout bool) ([]byte, error) {
 	js, err := json.Marshal(arg)
 	if err != nil {
 		return nil, err
 	}
-	out, errOut, code, err := p.runHelper(ctx, c, []string{fsTools, string(js)}, stdin)
+	out, errOut, code, err := p.runHelper(ctx, c, []string{fsTools, string(js)}, stdin, wantStdout)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +140,19 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 		return nil, providers.FileInfo{}, err
 	}
 	abs := p.resolve(c, name)
+	// The stat (what kind of file, its mode and time) and the read run at
+	// once: one round of calls instead of two.
+	type read struct {
+		data []byte
+		err  error
+	}
+	got := make(chan read, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		data, err := p.fsCall(rctx, c, "read", name, map[string]pathArg{"ReadFile": {abs}}, nil)
+		got <- read{data, err}
+	}()
 	info, err := p.stat(ctx, c, abs, name)
 	if err != nil {
 		return nil, providers.FileInfo{}, err
@@ -146,7 +164,8 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 	default:
 		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: not a regular file", name)
 	}
-	data, err := p.fsCall(ctx, c, "read", name, map[string]pathArg{"ReadFile": {abs}}, nil)
+	r := <-got
+	data, err := r.data, r.err
 	if err != nil {
 		return nil, providers.FileInfo{}, err
 	}
@@ -158,14 +177,13 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 	return io.NopCloser(bytes.NewReader(data)), info, nil
 }
 
-// place moves the uploaded temp file over the target after checking its
-// size, and sets its mode: one command, so a reader sees the old file or
-// the new one, never half of it.
-const place = `t=$1; f=$2; n=$3; m=$4
+// place moves the uploaded temp file over the target and sets its mode, so
+// a reader sees the old file or the new one, never half of it. The upload
+// is whole: fs-tools exits 0 only after reading the stdin stream to its
+// end, and the router acknowledged every byte of that stream.
+const place = `t=$1; f=$2; m=$3
 if [ -d "$f" ] && [ ! -L "$f" ]; then rm -f "$t"; echo "is a directory" >&2; exit 21; fi
-s=$(wc -c <"$t") || { rm -f "$t"; exit 1; }
-if [ "$s" -ne "$n" ]; then rm -f "$t"; echo "wrote $s bytes of $n" >&2; exit 5; fi
-if [ -n "$m" ]; then chmod "$m" "$t" || { rm -f "$t"; exit 1; }; elif [ -e "$f" ]; then chmod "$(stat -c %a "$f")" "$t" 2>/dev/null; fi
+if [ -n "$m" ]; then chmod "$m" "$t" || { rm -f "$t"; exit 1; }; fi
 mv -f "$t" "$f" || { rm -f "$t"; exit 1; }`
 
 func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, mode fs.FileMode) error {
@@ -191,14 +209,12 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	if mode != 0 {
 		perm = fmt.Sprintf("%o", mode.Perm())
 	}
-	_, errOut, code, err := p.runHelper(ctx, c, []string{"/bin/sh", "-c", place, "mcp-sandbox-place", tmp, target, fmt.Sprint(len(data)), perm}, nil)
+	_, errOut, code, err := p.runHelper(ctx, c, []string{"/bin/sh", "-c", place, "mcp-sandbox-place", tmp, target, perm}, nil, false)
 	switch {
 	case err != nil:
 		return err
 	case code == 21:
 		return providers.Errorf(providers.ErrInvalidArgument, "write %q: is a directory", name)
-	case code == 5:
-		return providers.Errorf(providers.ErrUnavailable, "write %q: %s; nothing was replaced, try again", name, strings.TrimSpace(string(errOut)))
 	case code != 0:
 		return providers.Errorf(providers.ErrInvalidArgument, "write %q: %s", name, strings.TrimSpace(string(errOut)))
 	}

@@ -112,7 +112,7 @@ func (p *Provider) ready(ctx context.Context, c *sandboxConn) error {
 			return err
 		}
 	}
-	out, errOut, code, err := p.runHelper(ctx, c, []string{"pwd"}, nil)
+	out, errOut, code, err := p.runHelper(ctx, c, []string{"pwd"}, nil, true)
 	if err != nil {
 		return err
 	}
@@ -401,8 +401,9 @@ func (p *Provider) closeStdin(ctx context.Context, c *sandboxConn, execID string
 }
 
 // runHelper runs a short command the way the SDK runs fs-tools: start,
-// feed stdin (concurrently), wait, then read stdout, and stderr on failure.
-func (p *Provider) runHelper(ctx context.Context, c *sandboxConn, args []string, stdin io.Reader) (stdout, stderr []byte, code int, err error) {
+// feed stdin (concurrently), wait, then read stdout (unless the caller has
+// no use for it: one round trip less), and stderr on failure.
+func (p *Provider) runHelper(ctx context.Context, c *sandboxConn, args []string, stdin io.Reader, wantStdout bool) (stdout, stderr []byte, code int, err error) {
 	execID := uuid.NewString()
 	if err := p.start(ctx, c, execID, args, execOpts{}); err != nil {
 		return nil, nil, -1, p.routerErr(ctx, c, "start "+args[0], err)
@@ -421,8 +422,10 @@ func (p *Provider) runHelper(ctx context.Context, c *sandboxConn, args []string,
 		}
 	}
 	var out, errOut bytes.Buffer
-	if err := p.readOutput(ctx, c, execID, pb.TaskExecStdioFileDescriptor_TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT, &out); err != nil {
-		return nil, nil, -1, err
+	if wantStdout {
+		if err := p.readOutput(ctx, c, execID, pb.TaskExecStdioFileDescriptor_TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT, &out); err != nil {
+			return nil, nil, -1, err
+		}
 	}
 	if code != 0 {
 		if err := p.readOutput(ctx, c, execID, pb.TaskExecStdioFileDescriptor_TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDERR, &errOut); err != nil {
