@@ -45,14 +45,15 @@ const Name = "docker"
 
 // Settings, by their environment-variable name.
 const (
-	EnvImage   = "MCP_SANDBOX_DOCKER_IMAGE"   // default image
-	EnvNetwork = "MCP_SANDBOX_DOCKER_NETWORK" // network to attach; empty means none
-	EnvMemory  = "MCP_SANDBOX_DOCKER_MEMORY"  // memory limit, e.g. 512m, 2g
-	EnvCPUs    = "MCP_SANDBOX_DOCKER_CPUS"    // CPU limit, e.g. 0.5, 2
-	EnvPids    = "MCP_SANDBOX_DOCKER_PIDS"    // process limit
-	EnvWorkdir = "MCP_SANDBOX_DOCKER_WORKDIR" // absolute workdir inside the container
-	EnvCapAdd  = "MCP_SANDBOX_DOCKER_CAP_ADD" // capabilities added back after dropping all; "none" for none
-	EnvExpiry  = "MCP_SANDBOX_DOCKER_EXPIRY"  // how long a sandbox is safe from the reaper
+	EnvImage   = "MCP_SANDBOX_DOCKER_IMAGE"          // default image
+	EnvNetwork = "MCP_SANDBOX_DOCKER_NETWORK"        // network to attach; empty means none
+	EnvMemory  = "MCP_SANDBOX_DOCKER_MEMORY"         // memory limit, e.g. 512m, 2g
+	EnvCPUs    = "MCP_SANDBOX_DOCKER_CPUS"           // CPU limit, e.g. 0.5, 2
+	EnvPids    = "MCP_SANDBOX_DOCKER_PIDS"           // process limit
+	EnvWorkdir = "MCP_SANDBOX_DOCKER_WORKDIR"        // absolute workdir inside the container
+	EnvCapAdd  = "MCP_SANDBOX_DOCKER_CAP_ADD"        // capabilities added back after dropping all; "none" for none
+	EnvExpiry  = "MCP_SANDBOX_DOCKER_EXPIRY"         // how long a sandbox is safe from the reaper
+	EnvAllowed = "MCP_SANDBOX_DOCKER_ALLOWED_IMAGES" // images beyond the default and the engine's own that may be pulled
 )
 
 // Defaults.
@@ -97,6 +98,7 @@ var Settings = []providers.Setting{
 	{Env: EnvWorkdir, Flag: "docker-workdir", Default: DefaultWorkdir, Usage: "workdir inside the container, owned by the image's user"},
 	{Env: EnvCapAdd, Flag: "docker-cap-add", Default: strings.Join(DefaultCapAdd, ","), Usage: "capabilities added back after dropping all; none for none (ALL and SYS_ADMIN are refused)"},
 	{Env: EnvExpiry, Flag: "docker-expiry", Default: DefaultExpiry.String(), Usage: "how long a sandbox is safe from the reaper"},
+	{Env: EnvAllowed, Flag: "docker-allowed-images", Usage: "comma-separated image patterns (* matches anything) sandbox_create may pull besides the default image; images already on the engine are always allowed"},
 	{Env: "DOCKER_HOST", Usage: "Docker engine address (default: the local socket)"},
 	{Env: "DOCKER_API_VERSION", Usage: "Engine API version to use (default: negotiated)"},
 	{Env: "DOCKER_CERT_PATH", Usage: "directory with ca.pem, cert.pem and key.pem for a TLS engine"},
@@ -120,6 +122,7 @@ type settings struct {
 	capAdd   []string
 	expiry   time.Duration
 	server   string
+	images   providers.ImagePolicy
 }
 
 func parseSettings(cfg providers.Config) (settings, error) {
@@ -147,6 +150,7 @@ func parseSettings(cfg providers.Config) (settings, error) {
 	if !strings.HasPrefix(s.workdir, "/") || s.workdir == "/" {
 		return s, cfg.Invalid(EnvWorkdir, "use an absolute path below /, such as /workspace")
 	}
+	s.images = providers.NewImagePolicy(s.image, cfg.Get(EnvAllowed))
 	if s.expiry, err = cfg.Duration(EnvExpiry, time.Millisecond, 0); err != nil {
 		return s, err
 	}

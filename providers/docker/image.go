@@ -10,6 +10,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/moby/moby/client"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
@@ -23,6 +24,13 @@ func (p *Provider) ensureImage(ctx context.Context, image string) (user string, 
 	}
 	if user, ok, err := p.imageUser(ctx, image); err != nil || ok {
 		return user, err
+	}
+	// A pull makes the engine, on the host's network, connect wherever the
+	// reference points: only the operator's images may be pulled.
+	if !p.set.images.Allowed(imageNames(image)...) {
+		return "", providers.Errorf(providers.ErrInvalidArgument,
+			"image %q is not on the Docker engine and this server may not pull it: the operator allows pulling only the default image %q and images matching %s (%q); use the default image or one already on the engine",
+			image, p.set.image, EnvAllowed, p.set.images.Patterns())
 	}
 	// One pull at a time: concurrent creates of a new image wait for the
 	// first pull instead of starting their own.
@@ -39,6 +47,16 @@ func (p *Provider) ensureImage(ctx context.Context, image string) (user string, 
 		err = providers.Errorf(providers.ErrUnavailable, "image %q was pulled but the engine does not list it", image)
 	}
 	return user, err
+}
+
+// imageNames are the names a reference goes by: as written, and in full
+// (python:3.12 is docker.io/library/python:3.12).
+func imageNames(image string) []string {
+	names := []string{image}
+	if named, err := reference.ParseNormalizedNamed(image); err == nil {
+		names = append(names, reference.TagNameOnly(named).String(), reference.FamiliarString(reference.TagNameOnly(named)))
+	}
+	return names
 }
 
 func (p *Provider) imageUser(ctx context.Context, image string) (string, bool, error) {

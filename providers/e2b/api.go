@@ -181,6 +181,11 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	if template == "" {
 		template = p.o.Template
 	}
+	if policy := providers.NewImagePolicy(p.o.Template, p.o.AllowedTemplates); !policy.Allowed(template) {
+		return providers.Sandbox{}, providers.Errorf(providers.ErrInvalidArgument,
+			"template %q is not allowed on this server: the operator allows the default template %q and templates matching %s (%q); omit image to use the default",
+			template, p.o.Template, EnvAllowed, policy.Patterns())
+	}
 	body := map[string]any{
 		"templateID": template,
 		"timeout":    seconds(p.o.Timeout),

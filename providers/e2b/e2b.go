@@ -45,6 +45,7 @@ const (
 	EnvSandboxURL = "E2B_SANDBOX_URL"
 	EnvTemplate   = "MCP_SANDBOX_E2B_TEMPLATE"
 	EnvTimeout    = "MCP_SANDBOX_E2B_TIMEOUT"
+	EnvAllowed    = "MCP_SANDBOX_E2B_ALLOWED_TEMPLATES"
 )
 
 // MissingKeyMessage is the error when no API key is configured; it is the
@@ -76,6 +77,7 @@ var Settings = []providers.Setting{
 	{Env: EnvAPIURL, Usage: "API URL, overriding the domain's (self-hosted E2B, or e2bfake)"},
 	{Env: EnvSandboxURL, Usage: "envd URL for every sandbox, routing by headers (self-hosted E2B, or e2bfake)"},
 	{Env: EnvTemplate, Flag: "e2b-template", Default: DefaultTemplate, Usage: "template for sandboxes created without an image"},
+	{Env: EnvAllowed, Flag: "e2b-allowed-templates", Usage: "comma-separated template patterns (* matches anything) sandbox_create may use besides the default template"},
 	{Env: EnvTimeout, Flag: "e2b-timeout", Default: DefaultTimeout.String(), Usage: "idle lifetime of a sandbox (1m to 24h), extended while it is used"},
 }
 
@@ -96,6 +98,9 @@ type Options struct {
 	APIURL     string
 	SandboxURL string
 	Template   string
+	// AllowedTemplates are patterns of the templates sandbox_create may
+	// name besides Template (see providers.ImagePolicy).
+	AllowedTemplates string
 	// Timeout is how long an unused sandbox lives; the driver extends it
 	// while the sandbox is used, so a working sandbox is not killed.
 	Timeout  time.Duration
@@ -117,13 +122,14 @@ type Options struct {
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
 	cfg = cfg.WithDefaults(Settings)
 	o := Options{
-		APIKey:     cfg.Get(EnvAPIKey),
-		Domain:     cfg.Get(EnvDomain),
-		APIURL:     cfg.Get(EnvAPIURL),
-		SandboxURL: cfg.Get(EnvSandboxURL),
-		Template:   cfg.Get(EnvTemplate),
-		ServerID:   cfg.ServerID,
-		Logger:     cfg.Logger,
+		APIKey:           cfg.Get(EnvAPIKey),
+		Domain:           cfg.Get(EnvDomain),
+		APIURL:           cfg.Get(EnvAPIURL),
+		SandboxURL:       cfg.Get(EnvSandboxURL),
+		Template:         cfg.Get(EnvTemplate),
+		AllowedTemplates: cfg.Get(EnvAllowed),
+		ServerID:         cfg.ServerID,
+		Logger:           cfg.Logger,
 	}
 	if o.APIKey == "" {
 		return o, fmt.Errorf("%s", MissingKeyMessage)
