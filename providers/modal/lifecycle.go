@@ -129,6 +129,13 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	if ref == "" {
 		ref = p.o.Image
 	}
+	// Images cost build time and money and are pulled from wherever the
+	// reference points: which ones an agent may start is the operator's call.
+	if policy := providers.NewImagePolicy(p.o.Image, p.o.AllowedImages); !policy.Allowed(ref) {
+		return providers.Sandbox{}, providers.Errorf(providers.ErrInvalidArgument,
+			"image %q is not allowed on this server: the operator allows the default image %q and images matching %s (%q); omit image to use the default",
+			ref, p.o.Image, EnvAllowed, policy.Patterns())
+	}
 	appID, err := p.app(ctx)
 	if err != nil {
 		return providers.Sandbox{}, err

@@ -13,6 +13,7 @@
 //
 //	MCP_SANDBOX_MODAL_APP      app the sandboxes belong to (default "mcp-sandbox")
 //	MCP_SANDBOX_MODAL_IMAGE    registry image for sandboxes without one (default python:3.12-slim)
+//	MCP_SANDBOX_MODAL_ALLOWED_IMAGES  patterns of other images sandbox_create may ask for (default none)
 //	MCP_SANDBOX_MODAL_TIMEOUT  hard lifetime of a sandbox (default 1h, at most 24h)
 //	MCP_SANDBOX_MODAL_EXPIRY   how long a sandbox is safe from the reaper (default 15m)
 //
@@ -52,6 +53,7 @@ const (
 	EnvImage       = "MCP_SANDBOX_MODAL_IMAGE"
 	EnvTimeout     = "MCP_SANDBOX_MODAL_TIMEOUT"
 	EnvExpiry      = "MCP_SANDBOX_MODAL_EXPIRY"
+	EnvAllowed     = "MCP_SANDBOX_MODAL_ALLOWED_IMAGES"
 )
 
 // Defaults.
@@ -97,6 +99,7 @@ var Settings = []providers.Setting{
 	{Env: EnvEnvironment, Usage: "Modal environment; empty means the workspace's default"},
 	{Env: EnvApp, Flag: "modal-app", Default: DefaultApp, Usage: "Modal app the sandboxes belong to (created if missing)"},
 	{Env: EnvImage, Flag: "modal-image", Default: DefaultImage, Usage: "registry image for sandboxes created without an image"},
+	{Env: EnvAllowed, Flag: "modal-allowed-images", Usage: "comma-separated image patterns (* matches anything) sandbox_create may use besides the default image"},
 	{Env: EnvTimeout, Flag: "modal-timeout", Default: DefaultTimeout.String(), Usage: "hard lifetime of a sandbox (10s to 24h); Modal ends it then"},
 	{Env: EnvExpiry, Flag: "modal-expiry", Default: DefaultExpiry.String(), Usage: "how long after creation a sandbox is safe from the reaper"},
 }
@@ -118,6 +121,9 @@ type Options struct {
 	Environment          string
 	App                  string
 	Image                string
+	// AllowedImages are patterns of the images sandbox_create may name
+	// besides Image (see providers.ImagePolicy).
+	AllowedImages string
 	// Timeout is a sandbox's hard lifetime: Modal ends it then.
 	Timeout time.Duration
 	// Expiry is how long after creation a sandbox is safe from Reap.
@@ -143,14 +149,15 @@ type Options struct {
 func OptionsFromConfig(cfg providers.Config) (Options, error) {
 	cfg = cfg.WithDefaults(Settings)
 	o := Options{
-		TokenID:     cfg.Get(EnvTokenID),
-		TokenSecret: cfg.Get(EnvTokenSecret),
-		ServerURL:   cfg.Get(EnvServerURL),
-		Environment: cfg.Get(EnvEnvironment),
-		App:         cfg.Get(EnvApp),
-		Image:       cfg.Get(EnvImage),
-		ServerID:    cfg.ServerID,
-		Logger:      cfg.Logger,
+		TokenID:       cfg.Get(EnvTokenID),
+		TokenSecret:   cfg.Get(EnvTokenSecret),
+		ServerURL:     cfg.Get(EnvServerURL),
+		Environment:   cfg.Get(EnvEnvironment),
+		App:           cfg.Get(EnvApp),
+		Image:         cfg.Get(EnvImage),
+		ServerID:      cfg.ServerID,
+		AllowedImages: cfg.Get(EnvAllowed),
+		Logger:        cfg.Logger,
 	}
 	if err := missingTokens(o.TokenID, o.TokenSecret); err != nil {
 		return o, err

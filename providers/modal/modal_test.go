@@ -287,3 +287,30 @@ func TestCancelKillsTheCommandTree(t *testing.T) {
 		}
 	}
 }
+
+func TestImagesAreTheOperatorsPolicy(t *testing.T) {
+	fake, url := startFake(t)
+	o := fakeOptions(url)
+	o.AllowedImages = "python:*, ghcr.io/acme/*"
+	p := newDriver(t, o)
+	for _, tc := range []struct {
+		image string
+		ok    bool
+	}{{"", true}, {"alpine:3.21", true}, {"python:3.13-slim", true}, {"ghcr.io/acme/tools:1", true}, {"ubuntu:24.04", false}, {"evil.example/python:3", false}} {
+		sb, err := p.Create(ctxT(t), providers.CreateOptions{Image: tc.image})
+		if tc.ok {
+			if err != nil {
+				t.Errorf("image %q: %v", tc.image, err)
+				continue
+			}
+			p.Destroy(ctxT(t), sb.ID)
+			continue
+		}
+		if !errors.Is(err, providers.ErrInvalidArgument) || !strings.Contains(err.Error(), EnvAllowed) {
+			t.Errorf("image %q: got %v, want a refusal naming %s", tc.image, err, EnvAllowed)
+		}
+	}
+	if n := fake.Calls("SandboxCreateV2"); n != 4 {
+		t.Errorf("%d creates reached Modal, want the 4 allowed", n)
+	}
+}
