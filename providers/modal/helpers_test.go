@@ -25,7 +25,14 @@ const (
 // startFake runs an in-process fake of Modal for the test.
 func startFake(t testing.TB) (*modalfake.Server, string) {
 	t.Helper()
-	fake, err := modalfake.New(modalfake.Options{TokenID: testTokenID, TokenSecret: testTokenSecret})
+	return startFakeWith(t, modalfake.Options{})
+}
+
+// startFakeWith is startFake with options (the tokens are set here).
+func startFakeWith(t testing.TB, o modalfake.Options) (*modalfake.Server, string) {
+	t.Helper()
+	o.TokenID, o.TokenSecret = testTokenID, testTokenSecret
+	fake, err := modalfake.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

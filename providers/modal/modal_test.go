@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/modal/modalfake"
 )
 
 func TestMissingTokensNameWhatIsMissing(t *testing.T) {
@@ -312,5 +313,48 @@ func TestImagesAreTheOperatorsPolicy(t *testing.T) {
 	}
 	if n := fake.Calls("SandboxCreateV2"); n != 4 {
 		t.Errorf("%d creates reached Modal, want the 4 allowed", n)
+	}
+}
+
+// TestTokensAreRenewed: the control plane's auth token is renewed at half
+// its lifetime, a router token shortly before it expires, and a router
+// token the router refuses is fetched again once.
+func TestTokensAreRenewed(t *testing.T) {
+	fake, url := startFakeWith(t, modalfake.Options{AuthTokenTTL: 2 * time.Second, RouterTokenTTL: 20 * time.Second})
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	run := func() {
+		t.Helper()
+		var out bytes.Buffer
+		if _, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "echo ok", Stdout: &out}); err != nil || out.String() != "ok\n" {
+			t.Fatalf("Exec: %q, %v", out.String(), err)
+		}
+	}
+	access := fake.Calls("SandboxGetCommandRouterAccess")
+	run()
+	if fake.Calls("SandboxGetCommandRouterAccess") == access {
+		t.Errorf("a router token 20s from expiry was not renewed before use")
+	}
+	auth := fake.Calls("AuthTokenGet")
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := p.Get(ctxT(t), sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if fake.Calls("AuthTokenGet") == auth {
+		t.Errorf("the auth token was not renewed past half its lifetime")
+	}
+
+	// A refused router token is fetched again, once, and the call succeeds.
+	other, url2 := startFake(t)
+	p2 := newDriver(t, fakeOptions(url2))
+	sb2 := create(t, p2, providers.CreateOptions{})
+	other.RotateRouterTokens()
+	access = other.Calls("SandboxGetCommandRouterAccess")
+	var out bytes.Buffer
+	if _, err := p2.Exec(ctxT(t), sb2.ID, providers.ExecRequest{Command: "echo again", Stdout: &out}); err != nil || out.String() != "again\n" {
+		t.Fatalf("Exec after the router token was rotated: %q, %v", out.String(), err)
+	}
+	if other.Calls("SandboxGetCommandRouterAccess") == access {
+		t.Errorf("the refused router token was not fetched again")
 	}
 }

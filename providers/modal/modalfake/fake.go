@@ -52,8 +52,9 @@ type Options struct {
 	// BaseDir holds the sandboxes' directories; empty means a new temp dir
 	// that Close removes.
 	BaseDir string
-	// AuthTokenTTL is the lifetime of the JWTs AuthTokenGet issues (default 1h).
-	AuthTokenTTL time.Duration
+	// AuthTokenTTL is the lifetime of the JWTs AuthTokenGet issues, and
+	// RouterTokenTTL of the router tokens (default 1h each).
+	AuthTokenTTL, RouterTokenTTL time.Duration
 	// Logger receives one line per call; nil discards.
 	Logger *slog.Logger
 }
@@ -82,6 +83,9 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	if opts.AuthTokenTTL <= 0 {
 		opts.AuthTokenTTL = time.Hour
+	}
+	if opts.RouterTokenTTL <= 0 {
+		opts.RouterTokenTTL = time.Hour
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -369,7 +373,7 @@ func (s *Server) SandboxCreateV2(ctx context.Context, req *pb.SandboxCreateV2Req
 	}
 	sb := &sandbox{s: s, box: box, id: id, taskID: "ta-" + randomAlnum(22), appID: req.GetAppId(), imageID: def.GetImageId(),
 		tags: req.GetTags(), created: time.Now(), timeout: timeout, wantWorkdir: def.GetWorkdir(),
-		routerJWT: newJWT(time.Hour), execs: map[string]*execution{}, done: make(chan struct{})}
+		routerJWT: newJWT(s.opts.RouterTokenTTL), execs: map[string]*execution{}, done: make(chan struct{})}
 	sb.timer = time.AfterFunc(timeout, func() { sb.finish(pb.GenericResult_GENERIC_STATUS_TIMEOUT, "Sandbox timed out") })
 	s.register(sb)
 	if err := s.createFault(ctx); err != nil {
@@ -413,6 +417,8 @@ func (s *Server) SandboxGetCommandRouterAccess(ctx context.Context, req *pb.Sand
 	if sb.result() != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "Sandbox %s has finished", sb.id)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return &pb.SandboxGetCommandRouterAccessResponse{Jwt: sb.routerJWT, Url: s.routerURL()}, nil
 }
 

@@ -65,6 +65,16 @@ func (s *Server) CutStreams(n, afterBytes int) {
 	s.faults.streamCuts, s.faults.cutAfter = n, afterBytes
 }
 
+// RotateRouterTokens replaces every sandbox's router token: the ones
+// handed out so far are refused (UNAUTHENTICATED) from now on.
+func (s *Server) RotateRouterTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sb := range s.sandboxes {
+		sb.routerJWT = newJWT(s.opts.RouterTokenTTL)
+	}
+}
+
 // ExpireSandbox ends a sandbox as its timeout would.
 func (s *Server) ExpireSandbox(id string) bool {
 	sb, err := s.lookup(id)
