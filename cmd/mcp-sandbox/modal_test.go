@@ -98,7 +98,7 @@ func TestModalWithoutTokensExitsWithModalsMessage(t *testing.T) {
 // and terminates it once it has expired and no session claims it.
 func TestModalSandboxOutlivesAKilledServer(t *testing.T) {
 	fake, modalEnv := startModalFake(t)
-	const expiry = 6 * time.Second
+	const expiry = 10 * time.Second
 	env := append([]string{"MCP_SANDBOX_PROVIDER=modal", "MCP_SANDBOX_SERVER_ID=ha-server", "MCP_SANDBOX_MODAL_EXPIRY=" + expiry.String()}, modalEnv...)
 
 	var serverA *exec.Cmd

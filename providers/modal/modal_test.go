@@ -63,8 +63,9 @@ func TestWrongTokenNamesTheVariables(t *testing.T) {
 func TestTagsLetAnotherServerFindAndReap(t *testing.T) {
 	fake, url := startFake(t)
 	o := fakeOptions(url)
-	o.Expiry = time.Second
+	o.Expiry = 4 * time.Second
 	p := newDriver(t, o)
+	created := time.Now()
 	mine := create(t, p, providers.CreateOptions{Name: "mine", Env: map[string]string{"FROM_CREATE": "yes"}, Labels: map[string]string{providers.LabelSession: "s1"}})
 	live := create(t, p, providers.CreateOptions{Name: "live", Labels: map[string]string{providers.LabelSession: "s2"}})
 	other := o
@@ -96,7 +97,7 @@ func TestTagsLetAnotherServerFindAndReap(t *testing.T) {
 	if removed, err := restarted.Reap(ctxT(t), nil); err != nil || len(removed) != 0 {
 		t.Fatalf("Reap before expiry removed %v, %v", removed, err)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(time.Until(created.Add(o.Expiry + 100*time.Millisecond)))
 	removed, err := restarted.Reap(ctxT(t), func(s string) bool { return s == "s2" })
 	if err != nil || len(removed) != 1 || removed[0] != mine.ID {
 		t.Fatalf("Reap after expiry removed %v, %v; want only %s", removed, err, mine.ID)
