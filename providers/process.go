@@ -6,12 +6,9 @@ import (
 	"time"
 )
 
-// CapProcesses: the driver implements Processes.
-const CapProcesses Capability = "processes"
-
 // Processes is the optional interface of drivers that can run commands in
-// the background (like database/sql/driver's optional interfaces: check it
-// with a type assertion, or use AsProcesses).
+// the background (like database/sql/driver's optional interfaces: having the
+// methods is the capability; Backend finds them with a type assertion).
 //
 // A process outlives the call that started it and the server process that
 // started it: its output, stdin and exit status live in the sandbox's
@@ -43,12 +40,6 @@ type Processes interface {
 	// RemoveProcess kills the process if it still runs and forgets it and
 	// its output.
 	RemoveProcess(ctx context.Context, id, proc string) error
-}
-
-// AsProcesses returns p's Processes when it has the capability.
-func AsProcesses(p Provider) (Processes, bool) {
-	pp, ok := p.(Processes)
-	return pp, ok && p.Capabilities().Has(CapProcesses)
 }
 
 // ProcessSpec describes a background command.

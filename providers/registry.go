@@ -150,8 +150,8 @@ func Settings(name string) []Setting {
 	return append([]Setting(nil), drivers[name].Settings...)
 }
 
-// Open opens the named driver.
-func Open(ctx context.Context, name string, cfg Config) (Provider, error) {
+// Open opens the named driver, ready to use as a Backend.
+func Open(ctx context.Context, name string, cfg Config) (*Backend, error) {
 	mu.RLock()
 	d, ok := drivers[name]
 	mu.RUnlock()
@@ -161,7 +161,11 @@ func Open(ctx context.Context, name string, cfg Config) (Provider, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return d.Open(ctx, cfg.WithDefaults(d.Settings))
+	driver, err := d.Open(ctx, cfg.WithDefaults(d.Settings))
+	if err != nil {
+		return nil, err
+	}
+	return NewBackend(driver), nil
 }
 
 // WithDefaults returns cfg with the settings' defaults behind its values;

@@ -23,9 +23,30 @@ import (
 // sandboxes on a shared backend can be told apart by server.
 const LabelServer = "server"
 
-// ErrLimit is returned when a session already holds as many sandboxes as
-// allowed.
-var ErrLimit = errors.New("sandbox limit reached")
+// Errors the manager returns, for callers to word (the manager knows
+// nothing of the tools that reach it). Each also matches the providers
+// error kind that fits it.
+var (
+	// ErrLimit: the session already holds as many sandboxes as allowed.
+	ErrLimit = errors.New("sandbox limit reached")
+	// ErrEnded: the session has ended; nothing more is done for it.
+	ErrEnded = errors.New("session has ended")
+	// ErrUnknownSandbox: the session owns no sandbox by that ID (another
+	// session's reads the same, so its existence is never confirmed).
+	ErrUnknownSandbox = errors.New("no such sandbox in this session")
+)
+
+// refusal is one of the errors above, with a message that says which
+// sandbox or limit it is about.
+type refusal struct {
+	reason, kind error
+	msg          string
+}
+
+func (r refusal) Error() string { return r.msg }
+
+// Is matches both the reason (ErrLimit, ...) and the providers kind.
+func (r refusal) Is(target error) bool { return target == r.reason || target == r.kind }
 
 // Handle names one sandbox: the provider that holds it and its ID there.
 type Handle struct {
@@ -36,7 +57,7 @@ type Handle struct {
 // Config sets up a Manager.
 type Config struct {
 	// Providers are the backends sessions may use, by name.
-	Providers map[string]providers.Provider
+	Providers map[string]*providers.Backend
 	// Default is the provider used when a call names none.
 	Default string
 	// ServerID labels every sandbox this server creates.
@@ -122,7 +143,7 @@ func (m *Manager) session(id string) *state {
 }
 
 // Provider returns a configured provider by name ("" for the default).
-func (m *Manager) Provider(name string) (providers.Provider, error) {
+func (m *Manager) Provider(name string) (*providers.Backend, error) {
 	if name == "" {
 		name = m.cfg.Default
 	}
@@ -144,14 +165,15 @@ func (m *Manager) Create(ctx context.Context, sessionID, provider string, opts p
 
 func (m *Manager) create(ctx context.Context, s *state, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
 	if s.ended {
-		return providers.Sandbox{}, providers.Errorf(providers.ErrNotFound, "this session has ended; start a new one")
+		return providers.Sandbox{}, refusal{ErrEnded, providers.ErrNotFound, "this session has ended"}
 	}
 	p, err := m.Provider(provider)
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
 	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
-		return providers.Sandbox{}, fmt.Errorf("%w: this session already has %d sandboxes (the limit); destroy one with sandbox_destroy first", ErrLimit, len(s.sandboxes))
+		return providers.Sandbox{}, refusal{ErrLimit, providers.ErrInvalidArgument,
+			fmt.Sprintf("this session already has %d sandboxes, the most it may hold", len(s.sandboxes))}
 	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {
@@ -174,7 +196,7 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 // Resolve finds the sandbox a call means: sandboxID if the session owns it,
 // else (when sandboxID is empty) the session's current sandbox, created on
 // first use with the default provider.
-func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (providers.Provider, string, error) {
+func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*providers.Backend, string, error) {
 	s := m.session(sessionID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,8 +218,7 @@ func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (pro
 }
 
 func notFound(id string) error {
-	return providers.Errorf(providers.ErrNotFound,
-		"sandbox %q not found in this session; call sandbox_list to see yours, or omit sandbox_id to use the current one", id)
+	return refusal{ErrUnknownSandbox, providers.ErrNotFound, fmt.Sprintf("sandbox %q not found in this session", id)}
 }
 
 // List describes the session's sandboxes, oldest first, and names the current one.

@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -17,7 +18,7 @@ func newManager(t *testing.T, mutate func(*session.Config)) (*session.Manager, p
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := session.Config{Providers: map[string]providers.Provider{"local": p}, Default: "local", ServerID: "srv"}
+	cfg := session.Config{Providers: providers.Wrap(map[string]providers.Provider{"local": p}), Default: "local", ServerID: "srv"}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -124,5 +125,26 @@ func TestOwnerLabelsAreLiveOnlyInTheirOwnProcess(t *testing.T) {
 	m.End(ctx, "stdio")
 	if m.IsLive(m.Owner("stdio")) {
 		t.Fatal("an ended session is not live")
+	}
+}
+
+// The manager's refusals are typed, so the tools can word them; their
+// messages name no tool.
+func TestRefusalsAreTyped(t *testing.T) {
+	ctx := context.Background()
+	m, _ := newManager(t, func(c *session.Config) { c.MaxSandboxes = 1 })
+	m.Create(ctx, "s", "", providers.CreateOptions{})
+	_, limitErr := m.Create(ctx, "s", "", providers.CreateOptions{})
+	_, _, unknownErr := m.Resolve(ctx, "s", "someone-elses")
+	for _, tc := range []struct {
+		err        error
+		want, kind error
+	}{
+		{limitErr, session.ErrLimit, providers.ErrInvalidArgument},
+		{unknownErr, session.ErrUnknownSandbox, providers.ErrNotFound},
+	} {
+		if !errors.Is(tc.err, tc.want) || !errors.Is(tc.err, tc.kind) || strings.Contains(tc.err.Error(), "sandbox_") {
+			t.Errorf("got %v, want %v of kind %v naming no tool", tc.err, tc.want, tc.kind)
+		}
 	}
 }

@@ -50,7 +50,7 @@ func (h *handlers) runCommand() server.ServerTool {
 			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %v, at most %v), or when the call is cancelled. ", h.lim.DefaultTimeout, h.lim.MaxTimeout)+
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
-		hints(false, true, false, true))
+		behaviour{Destructive: true, OpenWorld: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleRunCommand)}
 }
 
@@ -86,47 +86,13 @@ func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runComman
 	if err != nil {
 		return nil, err
 	}
-	if pp, ok := providers.AsProcesses(p); ok {
-		if runner, ok := p.(providers.ProcessRunner); ok {
-			return h.runForeground(ctx, sid, runner, id, a, timeout, wait)
-		}
-		return h.runAsProcess(ctx, sid, pp, id, a, timeout, wait)
-	}
-	stdout, stderr := newCapture(h.lim.MaxOutputBytes), newCapture(h.lim.MaxOutputBytes)
-	req := providers.ExecRequest{Command: a.Command, Cwd: a.Cwd, Env: a.Env, Timeout: timeout, Stdout: stdout, Stderr: stderr}
-	if a.Stdin != "" {
-		if !p.Capabilities().Has(providers.CapStdin) {
-			return nil, providers.Errorf(providers.ErrUnsupported, "the %s provider cannot pass stdin; write the input to a file and redirect it (cmd < file)", p.Name())
-		}
-		req.Stdin = strings.NewReader(a.Stdin)
-	}
-	if pr := newProgress(ctx); pr != nil {
-		sw := newStreamWriter(pr)
-		defer sw.Close()
-		req.Stdout, req.Stderr = io.MultiWriter(stdout, sw), io.MultiWriter(stderr, sw)
-	}
-	res, err := p.Exec(ctx, id, req)
-	if ctx.Err() != nil {
-		h.m.Logger().Info("run_command cancelled; its process group was killed", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
-		StdoutBytes: stdout.total, StderrBytes: stderr.total}
-	var lossyOut, lossyErr bool
-	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
-	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
-	out.NonUTF8Output = lossyOut || lossyErr
-	if res.TimedOut {
-		out.ExitCode = -1
-	}
-	return result(out, renderRun(out, timeout, wait)), nil
+	return h.run(ctx, sid, p, id, a, timeout, wait)
 }
 
-// runForeground runs the command in the foreground, where the provider
-// makes it a process only when it outlives the wait or its output is cut.
-func (h *handlers) runForeground(ctx context.Context, sid string, runner providers.ProcessRunner, id string, a runCommandArgs, timeout, wait time.Duration) (*mcp.CallToolResult, error) {
+// run runs the command in the foreground; the provider makes it a process
+// only when it outlives the wait or its output is cut (providers.Backend.Run
+// chooses how).
+func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id string, a runCommandArgs, timeout, wait time.Duration) (*mcp.CallToolResult, error) {
 	stdout, stderr := newCapture(h.lim.MaxOutputBytes), newCapture(h.lim.MaxOutputBytes)
 	req := providers.RunRequest{
 		ProcessSpec: providers.ProcessSpec{Command: a.Command, Cwd: a.Cwd, Env: a.Env, Stdin: []byte(a.Stdin),
@@ -138,7 +104,7 @@ func (h *handlers) runForeground(ctx context.Context, sid string, runner provide
 		defer sw.Close()
 		req.Stdout, req.Stderr = io.MultiWriter(stdout, sw), io.MultiWriter(stderr, sw)
 	}
-	res, err := runner.RunProcess(ctx, id, req)
+	res, err := p.Run(ctx, id, req)
 	if ctx.Err() != nil {
 		h.m.Logger().Info("run_command cancelled; its process group was killed", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
 	}
@@ -158,111 +124,6 @@ func (h *handlers) runForeground(ctx context.Context, sid string, runner provide
 		out.ExitCode = -1
 	}
 	return result(out, renderRun(out, timeout, wait)), nil
-}
-
-// runAsProcess runs the command as a background process and waits for it
-// up to wait, streaming its output when asked. A command still running then
-// is left running and its handle returned; a cancelled call kills it.
-func (h *handlers) runAsProcess(ctx context.Context, sid string, pp providers.Processes, id string, a runCommandArgs, timeout, wait time.Duration) (*mcp.CallToolResult, error) {
-	in, err := pp.StartProcess(ctx, id, providers.ProcessSpec{
-		Command: a.Command, Cwd: a.Cwd, Env: a.Env, Stdin: []byte(a.Stdin),
-		Timeout: timeout, OutputLimit: h.lim.MaxProcessOutputBytes,
-	})
-	if err != nil {
-		return nil, err
-	}
-	proc := in.ID
-	var stream *processStreamer
-	if pr := newProgress(ctx); pr != nil {
-		stream = &processStreamer{progress: pr, pp: pp, id: id, proc: proc}
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		step := time.Until(deadline)
-		if stream != nil {
-			step = min(step, progressInterval)
-		}
-		in, err = pp.WaitProcess(ctx, id, proc, max(step, 0))
-		if ctx.Err() != nil {
-			h.killCancelled(ctx, sid, pp, id, proc)
-			return nil, ctx.Err()
-		}
-		if err != nil {
-			return nil, err
-		}
-		if in.Running && stream != nil {
-			stream.flush(in)
-		}
-		if !in.Running || !time.Now().Before(deadline) {
-			break
-		}
-	}
-	out := RunCommandResult{SandboxID: id, ExitCode: in.ExitCode, TimedOut: in.TimedOut, Running: in.Running,
-		StdoutBytes: in.StdoutBytes, StderrBytes: in.StderrBytes}
-	end := in.EndedAt
-	if in.Running {
-		end, out.ExitCode = time.Now(), -1
-	}
-	out.DurationMs = end.Sub(in.StartedAt).Milliseconds()
-	var lossyOut, lossyErr bool
-	if out.Stdout, out.StdoutTruncated, lossyOut, err = h.headTail(ctx, pp, id, proc, providers.Stdout, in.StdoutBytes); err != nil {
-		return nil, err
-	}
-	if out.Stderr, out.StderrTruncated, lossyErr, err = h.headTail(ctx, pp, id, proc, providers.Stderr, in.StderrBytes); err != nil {
-		return nil, err
-	}
-	out.NonUTF8Output = lossyOut || lossyErr
-	if in.TimedOut {
-		out.ExitCode = -1
-	}
-	if in.Running || out.StdoutTruncated != nil || out.StderrTruncated != nil || out.NonUTF8Output {
-		out.ProcessID = processHandle(id, proc)
-	} else if err := pp.RemoveProcess(ctx, id, proc); err != nil {
-		// Nothing is lost: the output is in the result; the record is pruned later.
-		h.m.Logger().Warn("could not remove a finished command's record", "sandbox", id, "process", proc, "err", err)
-	}
-	return result(out, renderRun(out, timeout, wait)), nil
-}
-
-// killCancelled kills a cancelled call's process group (the client went
-// away or sent notifications/cancelled) and says so in the log.
-func (h *handlers) killCancelled(ctx context.Context, sid string, pp providers.Processes, id, proc string) {
-	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	err := pp.RemoveProcess(kctx, id, proc)
-	log := h.m.Logger().With("session", sid, "sandbox", id, "process", proc, "reason", context.Cause(ctx))
-	if err != nil {
-		log.Error("run_command cancelled; killing its process group failed", "err", err)
-		return
-	}
-	log.Info("run_command cancelled; its process group was killed")
-}
-
-// headTail reads the head and the tail of a stream of total bytes, as much
-// as run_command shows.
-func (h *handlers) headTail(ctx context.Context, pp providers.Processes, id, proc string, stream providers.Stream, total int64) (string, *Truncation, bool, error) {
-	if total == 0 {
-		return "", nil, false, nil
-	}
-	half := h.lim.MaxOutputBytes / 2
-	head, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Limit: max(half, 1)})
-	if err != nil {
-		return "", nil, false, err
-	}
-	headData := head.Data
-	if head.Offset != 0 {
-		headData = nil // the head was dropped on disk (a tiny output limit)
-	}
-	var tailData []byte
-	if from := max(int64(len(headData)), total-int64(h.lim.MaxOutputBytes-half)); from < total {
-		tail, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Offset: from, Limit: int(total - from)})
-		if err != nil {
-			return "", nil, false, err
-		}
-		tailData = tail.Data
-	}
-	s, trunc, lossy := headTail(headData, tailData, total)
-	return s, trunc, lossy, nil
 }
 
 func renderRun(r RunCommandResult, timeout, wait time.Duration) string {

@@ -46,7 +46,7 @@ func (h *handlers) readFile() server.ServerTool {
 			"images also come back as image content you can see. "+
 			fmt.Sprintf("Files over %d bytes cannot be read whole: use run_command with head, tail, sed -n or grep.", h.lim.MaxReadBytes),
 		readFileArgs{}, ReadFileResult{},
-		hints(true, false, true, false))
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleReadFile)}
 }
 
@@ -110,7 +110,7 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 }
 
 // readWhole reads a file up to the size cap.
-func (h *handlers) readWhole(ctx context.Context, p providers.Provider, id, path string) ([]byte, int64, error) {
+func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path string) ([]byte, int64, error) {
 	rc, fi, err := p.ReadFile(ctx, id, path)
 	if err != nil {
 		return nil, 0, err
@@ -167,7 +167,7 @@ func (h *handlers) writeFile() server.ServerTool {
 		"Create or overwrite a file in a sandbox with the given content (atomically: readers never see half a file). "+
 			"Parent directories are created. An existing file keeps its permissions. Use edit_file to change part of a file.",
 		writeFileArgs{}, writeFileResult{},
-		hints(false, true, true, false))
+		behaviour{Destructive: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a writeFileArgs) (*mcp.CallToolResult, error) {
 		if a.Path == "" {
 			return nil, invalid("path is required")
@@ -221,7 +221,7 @@ func (h *handlers) editFile() server.ServerTool {
 			"(include surrounding lines to make it unique), or set replace_all to change every occurrence. "+
 			"No match, or several without replace_all, is an error that leaves the file unchanged.",
 		editFileArgs{}, editFileResult{},
-		hints(false, true, false, false))
+		behaviour{Destructive: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a editFileArgs) (*mcp.CallToolResult, error) {
 		if a.Path == "" {
 			return nil, invalid("path is required")
@@ -311,7 +311,7 @@ func (h *handlers) listFiles() server.ServerTool {
 		fmt.Sprintf("List a directory in a sandbox: each entry's path, type (file, dir, symlink, other), size and modification time, in path order. "+
 			"depth descends into subdirectories. At most %d entries are returned; truncated says when there were more.", h.lim.MaxListEntries),
 		listFilesArgs{}, listFilesResult{},
-		hints(true, false, true, false))
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a listFilesArgs) (*mcp.CallToolResult, error) {
 		if a.Depth < 0 || a.Depth > 10 {
 			return nil, invalid("depth must be between 1 and 10, got %d", a.Depth)

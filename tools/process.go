@@ -20,7 +20,7 @@ import (
 func processHandle(sandboxID, proc string) string { return sandboxID + ":" + proc }
 
 // resolveProcess checks the handle and the session's ownership of its sandbox.
-func (h *handlers) resolveProcess(ctx context.Context, sid, handle string) (providers.Processes, string, string, error) {
+func (h *handlers) resolveProcess(ctx context.Context, sid, handle string) (*providers.Backend, string, string, error) {
 	i := strings.LastIndexByte(handle, ':')
 	if i <= 0 || i == len(handle)-1 {
 		return nil, "", "", invalid("process_id %q is not a process handle; pass a process_id returned by run_command, process_start or process_list (it looks like <sandbox_id>:<number>)", handle)
@@ -32,20 +32,7 @@ func (h *handlers) resolveProcess(ctx context.Context, sid, handle string) (prov
 	if err != nil {
 		return nil, "", "", err
 	}
-	pp, err := processes(p)
-	if err != nil {
-		return nil, "", "", err
-	}
-	return pp, id, handle[i+1:], nil
-}
-
-func processes(p providers.Provider) (providers.Processes, error) {
-	pp, ok := providers.AsProcesses(p)
-	if !ok {
-		return nil, providers.Errorf(providers.ErrUnsupported,
-			"the %s provider cannot run background processes; use run_command, which waits up to timeout_seconds, or start the program with `nohup cmd > log 2>&1 &` and read the log with read_file", p.Name())
-	}
-	return pp, nil
+	return p, id, handle[i+1:], nil
 }
 
 func processNotFound(handle string) error {
@@ -114,7 +101,7 @@ func (h *handlers) processStart() server.ServerTool {
 			"its exit status stays readable after it exits, and it ends when the sandbox is destroyed. "+
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
-		hints(false, true, false, true))
+		behaviour{Destructive: true, OpenWorld: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
 		if strings.TrimSpace(a.Command) == "" {
 			return nil, invalid("command is empty; pass a shell command such as \"python3 -m http.server 8000\"")
@@ -127,11 +114,7 @@ func (h *handlers) processStart() server.ServerTool {
 		if err != nil {
 			return nil, err
 		}
-		pp, err := processes(p)
-		if err != nil {
-			return nil, err
-		}
-		in, err := pp.StartProcess(ctx, id, providers.ProcessSpec{
+		in, err := p.StartProcess(ctx, id, providers.ProcessSpec{
 			Command: a.Command, Cwd: a.Cwd, Env: a.Env, Stdin: []byte(a.Stdin), OpenStdin: a.KeepStdinOpen,
 			Timeout: timeout, OutputLimit: h.lim.MaxProcessOutputBytes,
 		})
@@ -156,7 +139,7 @@ func (h *handlers) processList() server.ServerTool {
 		"List this session's background processes, oldest first: those started with process_start and run_command calls that outlived their wait or had their output cut. "+
 			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed.",
 		processListArgs{}, processListResult{},
-		hints(true, false, true, false))
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
 		var sandboxes []string
 		if a.SandboxID != "" {
@@ -180,11 +163,10 @@ func (h *handlers) processList() server.ServerTool {
 			if err != nil {
 				continue // destroyed meanwhile
 			}
-			pp, ok := providers.AsProcesses(p)
-			if !ok {
+			if !p.HasProcesses() {
 				continue
 			}
-			infos, err := pp.ListProcesses(ctx, id)
+			infos, err := p.ListProcesses(ctx, id)
 			if err != nil {
 				return nil, err
 			}
@@ -230,7 +212,7 @@ func (h *handlers) processOutput() server.ServerTool {
 			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d); wait_seconds is at most %v. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, h.lim.Wait)+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
-		hints(true, false, true, false))
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h.handleProcessOutput)}
 }
 
@@ -310,7 +292,7 @@ func (h *handlers) processWriteStdin() server.ServerTool {
 		"Send text to the standard input of a background process started with keep_stdin_open (a REPL, an interactive installer). "+
 			"close=true then sends end-of-file. Read the response with process_output.",
 		processWriteStdinArgs{}, ProcessInfo{},
-		hints(false, true, false, false))
+		behaviour{Destructive: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
 		if a.Data == "" && !a.Close {
 			return nil, invalid("nothing to send: pass data, close=true, or both")
@@ -348,7 +330,7 @@ func (h *handlers) processKill() server.ServerTool {
 		"Send a signal (default TERM) to a background process and everything it started, then report its state: "+
 			"running=false with exit_code 128+N once signal N ended it. If TERM does not stop it, send KILL.",
 		processKillArgs{}, ProcessInfo{},
-		hints(false, true, false, false))
+		behaviour{Destructive: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
 		sig := a.Signal
 		if sig == "" {

@@ -61,7 +61,7 @@ func newServer(t testing.TB, lim tools.Limits, wrap func(providers.Provider) pro
 	if wrap != nil {
 		p = wrap(p)
 	}
-	mgr, err := session.New(session.Config{Providers: map[string]providers.Provider{"local": p}, Default: "local", ServerID: "test"})
+	mgr, err := session.New(session.Config{Providers: providers.Wrap(map[string]providers.Provider{"local": p}), Default: "local", ServerID: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func (h *handlers) sandboxCreate() server.ServerTool {
 			"Create one explicitly to pick a provider or image, to set environment variables for all commands, "+
 			"or to work in several isolated sandboxes at once. Sandboxes are destroyed when the session ends.",
 		sandboxCreateArgs{}, SandboxInfo{},
-		hints(false, false, false, false))
+		behaviour{}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
 		sb, err := h.m.Create(ctx, sid, a.Provider, providers.CreateOptions{Name: a.Name, Image: a.Image, Env: a.Env})
 		if err != nil {
@@ -65,7 +65,7 @@ func (h *handlers) sandboxList() server.ServerTool {
 	tool := newTool("sandbox_list", "List sandboxes",
 		"List this session's sandboxes (oldest first), which one is current, and which providers can be used with sandbox_create.",
 		sandboxListArgs{}, sandboxListResult{},
-		hints(true, false, true, false))
+		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
 		sbs, current, err := h.m.List(ctx, sid)
 		if err != nil {
@@ -102,7 +102,7 @@ func (h *handlers) sandboxDestroy() server.ServerTool {
 	tool := newTool("sandbox_destroy", "Destroy sandbox",
 		"Destroy one of this session's sandboxes: its processes are killed and its files deleted. This cannot be undone.",
 		sandboxDestroyArgs{}, sandboxDestroyResult{},
-		hints(false, true, true, false))
+		behaviour{Destructive: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
 		if a.SandboxID == "" {
 			return nil, invalid("sandbox_id is required; call sandbox_list to see this session's sandboxes")

@@ -234,6 +234,12 @@ func errorResult(err error) *mcp.CallToolResult {
 		msg = "the call was cancelled"
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = "the call timed out: " + msg
+	case errors.Is(err, session.ErrUnknownSandbox):
+		msg += "; call sandbox_list to see yours, or omit sandbox_id to use the current one"
+	case errors.Is(err, session.ErrLimit):
+		msg += "; destroy one with sandbox_destroy first"
+	case errors.Is(err, session.ErrEnded):
+		msg += "; reconnect to start a new session"
 	case errors.Is(err, providers.ErrUnavailable):
 		msg = "the sandbox provider failed: " + msg + " (this may be temporary; retry, or create a new sandbox)"
 	}
@@ -246,8 +252,13 @@ func invalid(format string, args ...any) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// hints sets every annotation explicitly: mcp-go's defaults (destructive,
-// open world) are wrong for most sandbox tools.
-func hints(readOnly, destructive, idempotent, openWorld bool) mcp.ToolAnnotation {
-	return mcp.ToolAnnotation{ReadOnlyHint: &readOnly, DestructiveHint: &destructive, IdempotentHint: &idempotent, OpenWorldHint: &openWorld}
+// behaviour is what a tool's annotations say of it. Every hint is set
+// explicitly, false included: mcp-go's defaults (destructive, open world)
+// are wrong for most sandbox tools.
+type behaviour struct {
+	ReadOnly, Destructive, Idempotent, OpenWorld bool
+}
+
+func (b behaviour) annotation() mcp.ToolAnnotation {
+	return mcp.ToolAnnotation{ReadOnlyHint: &b.ReadOnly, DestructiveHint: &b.Destructive, IdempotentHint: &b.Idempotent, OpenWorldHint: &b.OpenWorld}
 }

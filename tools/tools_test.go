@@ -132,7 +132,7 @@ func TestBadArgumentsAreToolErrors(t *testing.T) {
 		{"run_command", map[string]any{"command": "ls", "timeout_seconds": 1e6}, "over this server's maximum"},
 		{"run_command", map[string]any{"command": "ls", "cwd": "nope"}, "no such file or directory"},
 		{"run_command", map[string]any{"command": "ls", "env": map[string]any{"A=B": "x"}}, "is invalid"},
-		{"run_command", map[string]any{"command": "ls", "sandbox_id": "not-mine"}, "not found"},
+		{"run_command", map[string]any{"command": "ls", "sandbox_id": "not-mine"}, "not found in this session; call sandbox_list to see yours"},
 		{"read_file", map[string]any{"path": "missing.txt"}, "no such file"},
 		{"read_file", map[string]any{"path": "."}, "is a directory"},
 		{"read_file", map[string]any{"path": "twice.txt", "offset": 5}, "past the end"},

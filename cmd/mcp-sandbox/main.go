@@ -96,7 +96,7 @@ type app struct {
 	log       *slog.Logger
 	mcp       *server.MCPServer
 	sessions  *session.Manager
-	providers map[string]providers.Provider
+	providers map[string]*providers.Backend
 	// httpSessions counts live MCP sessions for the HTTP session cap.
 	httpSessions *httpguard.SessionLimiter
 }
@@ -108,7 +108,7 @@ Use sandbox_create only to pick a provider or image, or to work in several sandb
 Sandboxes belong to this session and are destroyed when it ends.`
 
 func newApp(cfg Config, logger *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: logger, providers: map[string]providers.Provider{}}
+	a := &app{cfg: cfg, log: logger, providers: map[string]*providers.Backend{}}
 	for _, name := range append([]string{cfg.Provider}, cfg.ExtraProviders...) {
 		p, err := providers.Open(context.Background(), name, providers.Config{
 			Getenv: cfg.Getenv, Source: cfg.Source, ServerID: cfg.ServerID, Logger: logger.With("provider", name),
@@ -177,13 +177,11 @@ const reapInterval = 5 * time.Minute
 func (a *app) reapLoop(ctx context.Context, every time.Duration) {
 	for {
 		for name, p := range a.providers {
-			if r, ok := p.(providers.Reaper); ok {
-				removed, err := r.Reap(ctx, a.sessions.IsLive)
-				if err != nil && ctx.Err() == nil {
-					a.log.Warn("reaping expired sandboxes failed", "provider", name, "err", err)
-				} else if len(removed) > 0 {
-					a.log.Info("reaped expired sandboxes", "provider", name, "count", len(removed))
-				}
+			removed, err := p.Reap(ctx, a.sessions.IsLive)
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn("reaping expired sandboxes failed", "provider", name, "err", err)
+			} else if len(removed) > 0 {
+				a.log.Info("reaped expired sandboxes", "provider", name, "count", len(removed))
 			}
 		}
 		select {

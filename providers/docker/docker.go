@@ -246,7 +246,7 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 func (p *Provider) Name() string { return Name }
 
 func (p *Provider) Capabilities() providers.Capabilities {
-	caps := providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcessIsolation, providers.CapProcesses}
+	caps := providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcessIsolation}
 	if p.set.network == "none" {
 		caps = append(caps, providers.CapNetworkIsolation)
 	}

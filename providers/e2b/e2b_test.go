@@ -72,7 +72,9 @@ func TestFactorySettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := pp.(*Provider)
+			var d providers.Provider
+			pp.As(&d)
+			p := d.(*Provider)
 			if p.apiURL != tc.apiURL {
 				t.Errorf("API URL %q, want %q", p.apiURL, tc.apiURL)
 			}

@@ -86,7 +86,7 @@ func New(stateDir string) (*Provider, error) {
 func (p *Provider) Name() string { return Name }
 
 func (p *Provider) Capabilities() providers.Capabilities {
-	return providers.Capabilities{providers.CapStdin, providers.CapKillTree, providers.CapProcesses}
+	return providers.Capabilities{providers.CapStdin, providers.CapKillTree}
 }
 
 // Close releases the parked supervisor; running processes are not touched.

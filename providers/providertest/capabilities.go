@@ -16,7 +16,7 @@ import (
 func (h *harness) testCapabilities(t *testing.T) {
 	caps := h.p.Capabilities()
 	known := map[providers.Capability]bool{providers.CapStdin: true, providers.CapKillTree: true,
-		providers.CapProcessIsolation: true, providers.CapNetworkIsolation: true, providers.CapProcesses: true}
+		providers.CapProcessIsolation: true, providers.CapNetworkIsolation: true}
 	for _, c := range caps {
 		if !known[c] {
 			t.Errorf("driver declares unknown capability %q", c)

@@ -14,22 +14,19 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
 
-// RunProcesses checks the optional providers.Processes capability through
-// the portable API only. Every driver that declares CapProcesses runs it;
-// newProvider follows the suite's NewProvider contract (every call returns
-// a driver over the same backend), which lets it check that a second driver
-// serves a process the first started. Drivers without the capability skip.
+// RunProcesses checks the optional providers.Processes methods; Run calls
+// it for every driver that has them. newProvider follows the suite's
+// NewProvider contract (every call returns a driver over the same backend),
+// which lets it check that a second driver serves a process the first
+// started.
 //
 // The commands used need sh, echo, seq, head, tee, cat, sleep and kill.
 func RunProcesses(t *testing.T, newProvider func(t *testing.T) providers.Provider) {
 	t.Helper()
 	p := newProvider(t)
-	pp, ok := providers.AsProcesses(p)
+	pp, ok := p.(providers.Processes)
 	if !ok {
-		if _, has := p.(providers.Processes); has || p.Capabilities().Has(providers.CapProcesses) {
-			t.Fatalf("%s: CapProcesses and the Processes interface must come together", p.Name())
-		}
-		t.Skip("driver does not declare CapProcesses")
+		t.Skip("driver has no Processes")
 	}
 	s := &procSuite{p: p, pp: pp, newProvider: newProvider}
 	t.Run("ExitStatusAndOutput", s.testExit)
@@ -285,7 +282,7 @@ func (s *procSuite) testOutlives(t *testing.T) {
 	if got, err := s.pp.WaitProcess(procCtx(t), id, in.ID, 50*time.Millisecond); err != nil || !got.Running {
 		t.Fatalf("short wait: %+v, %v", got, err)
 	}
-	other, ok := providers.AsProcesses(s.newProvider(t))
+	other, ok := s.newProvider(t).(providers.Processes)
 	if !ok {
 		t.Fatal("a second driver lacks Processes")
 	}
