@@ -13,20 +13,22 @@ import (
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/modal/internal/modalpb"
 )
 
-// pidDir holds, per running command, the PID of its shell, so that a
-// timed-out or cancelled command can be killed with everything it started:
-// the router has no kill call.
-const pidDir = "/tmp/.mcp-sandbox-exec"
+// execMarker is set in every command's environment to its exec ID, so
+// that a timed-out or cancelled command can be found and killed with
+// everything it started, which inherits the variable: the router has no
+// kill call.
+const execMarker = "MCP_SANDBOX_EXEC"
 
-// wrapper records its PID, runs the user's command as its child and
-// removes the record when the command ends, passing on its status.
-const wrapper = `mkdir -p ` + pidDir + ` 2>/dev/null && echo $$ >"$1" 2>/dev/null; /bin/sh -c "$2"; r=$?; rm -f "$1"; exit $r`
-
-// killTree stops, then kills, a process and all its descendants (children
-// first found through /proc, then its process group).
-const killTree = `f=$1; p=$(cat "$f" 2>/dev/null) || exit 0; rm -f "$f"
-k() { kill -STOP "$1" 2>/dev/null; for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do k "$c"; done; kill -KILL "$1" 2>/dev/null; }
-k "$p"; kill -KILL -"$p" 2>/dev/null; exit 0`
+// killMarked stops, then kills, every process whose environment carries
+// the marker: stopping first, so none can fork past the sweep.
+const killMarked = `m="$1"
+for sig in STOP KILL; do
+  for f in $(grep -lzx "$m" /proc/[0-9]*/environ 2>/dev/null); do
+    p=${f#/proc/}; p=${p%/environ}
+    [ "$p" = "$$" ] || kill -"$sig" "$p" 2>/dev/null
+  done
+done
+exit 0`
 
 func (p *Provider) resolve(c *sandboxConn, name string) string {
 	if path.IsAbs(name) {
@@ -63,13 +65,16 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 
 	began := time.Now()
 	execID := uuid.NewString()
-	pidFile := pidDir + "/" + execID
-	args := []string{"/bin/sh", "-c", wrapper, "mcp-sandbox-exec", pidFile, req.Command}
+	env := make(map[string]string, len(req.Env)+1)
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	env[execMarker] = execID
 	// Modal's own exec timeout is the backstop should this process die
 	// before it can kill the command.
-	if err := p.start(runCtx, c, execID, args, execOpts{workdir: cwd, env: req.Env, timeout: req.Timeout}); err != nil {
+	if err := p.start(runCtx, c, execID, []string{"/bin/sh", "-c", req.Command}, execOpts{workdir: cwd, env: env, timeout: req.Timeout}); err != nil {
 		if runCtx.Err() != nil && ctx.Err() == nil {
-			p.killCommand(ctx, c, pidFile)
+			p.killCommand(ctx, c, execID)
 			return providers.ExecResult{ExitCode: -1, TimedOut: true, Duration: time.Since(began)}, nil
 		}
 		return providers.ExecResult{}, p.routerErr(ctx, c, "run command", err)
@@ -117,14 +122,14 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	res := providers.ExecResult{ExitCode: code, Duration: time.Since(began)}
 	switch {
 	case ctx.Err() != nil:
-		p.killCommand(ctx, c, pidFile)
+		p.killCommand(ctx, c, execID)
 		return providers.ExecResult{}, ctx.Err()
 	case runCtx.Err() != nil:
-		p.killCommand(ctx, c, pidFile)
+		p.killCommand(ctx, c, execID)
 		res.ExitCode, res.TimedOut = -1, true
 		return res, nil
 	case err != nil:
-		p.killCommand(ctx, c, pidFile)
+		p.killCommand(ctx, c, execID)
 		return res, err
 	}
 	return res, nil
@@ -132,10 +137,10 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 
 // killCommand kills a command that is being given up on, with everything it
 // started, even when ctx has ended.
-func (p *Provider) killCommand(ctx context.Context, c *sandboxConn, pidFile string) {
+func (p *Provider) killCommand(ctx context.Context, c *sandboxConn, execID string) {
 	kctx, cancel := detached(ctx)
 	defer cancel()
-	if _, errOut, code, err := p.runHelper(kctx, c, []string{"/bin/sh", "-c", killTree, "mcp-sandbox-kill", pidFile}, nil, false); err != nil || code != 0 {
+	if _, errOut, code, err := p.runHelper(kctx, c, []string{"/bin/sh", "-c", killMarked, "mcp-sandbox-kill", execMarker + "=" + execID}, nil, false); err != nil || code != 0 {
 		p.log.Debug("modal: cannot kill a command", "sandbox", c.id, "err", err, "exit", code, "stderr", string(errOut))
 	}
 }

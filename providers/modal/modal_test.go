@@ -65,7 +65,6 @@ func TestTagsLetAnotherServerFindAndReap(t *testing.T) {
 	o := fakeOptions(url)
 	o.Expiry = 4 * time.Second
 	p := newDriver(t, o)
-	created := time.Now()
 	mine := create(t, p, providers.CreateOptions{Name: "mine", Env: map[string]string{"FROM_CREATE": "yes"}, Labels: map[string]string{providers.LabelSession: "s1"}})
 	live := create(t, p, providers.CreateOptions{Name: "live", Labels: map[string]string{providers.LabelSession: "s2"}})
 	other := o
@@ -97,7 +96,7 @@ func TestTagsLetAnotherServerFindAndReap(t *testing.T) {
 	if removed, err := restarted.Reap(ctxT(t), nil); err != nil || len(removed) != 0 {
 		t.Fatalf("Reap before expiry removed %v, %v", removed, err)
 	}
-	time.Sleep(time.Until(created.Add(o.Expiry + 100*time.Millisecond)))
+	time.Sleep(time.Until(mine.CreatedAt.Add(o.Expiry + 100*time.Millisecond)))
 	removed, err := restarted.Reap(ctxT(t), func(s string) bool { return s == "s2" })
 	if err != nil || len(removed) != 1 || removed[0] != mine.ID {
 		t.Fatalf("Reap after expiry removed %v, %v; want only %s", removed, err, mine.ID)
