@@ -46,13 +46,14 @@ func startFakeWith(t testing.TB, o modalfake.Options) (*modalfake.Server, string
 
 // fakeOptions points the driver at the fake through MODAL_SERVER_URL's
 // option. The fake runs commands on this machine, so it cannot offer
-// Modal's process isolation.
+// Modal's process isolation; killing a command's tree is the driver's own
+// doing (by its environment mark), so the suite checks it here.
 func fakeOptions(url string) Options {
 	return Options{
 		TokenID: testTokenID, TokenSecret: testTokenSecret, ServerURL: url,
 		ServerID:     "test-server",
 		Image:        "alpine:3.21",
-		Capabilities: providers.Capabilities{providers.CapStdin},
+		Capabilities: providers.Capabilities{providers.CapStdin, providers.CapKillTree},
 		RetryBase:    10 * time.Millisecond,
 	}
 }
