@@ -57,9 +57,14 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		}
 	}
 
-	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	// runCtx also ends the stdin copier when the command is done with it
+	// unread (a caller's pipe may never reach EOF).
+	var runCtx context.Context
+	var cancel context.CancelFunc
 	if req.Timeout > 0 {
 		runCtx, cancel = context.WithTimeout(ctx, req.Timeout)
+	} else {
+		runCtx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
 

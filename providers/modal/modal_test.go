@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -356,5 +357,31 @@ func TestTokensAreRenewed(t *testing.T) {
 	}
 	if other.Calls("SandboxGetCommandRouterAccess") == access {
 		t.Errorf("the refused router token was not fetched again")
+	}
+}
+
+// TestUnreadStdinIsLetGo: a command that ends without reading its stdin
+// returns, and the driver stops reading the caller's input then, even when
+// that input never ends.
+func TestUnreadStdinIsLetGo(t *testing.T) {
+	_, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	r, w := io.Pipe()
+	t.Cleanup(func() { r.Close(); w.Close() })
+	go w.Write([]byte("some input, then nothing more"))
+	res, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "echo done", Stdin: r})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+	// A read the copier had already begun may take one more write; none
+	// after it must be read.
+	time.Sleep(100 * time.Millisecond)
+	wrote := make(chan struct{})
+	go func() { w.Write([]byte("more")); w.Write([]byte("again")); close(wrote) }()
+	select {
+	case <-wrote:
+		t.Error("the driver still reads the caller's stdin after the command ended")
+	case <-time.After(500 * time.Millisecond):
 	}
 }
