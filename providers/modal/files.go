@@ -177,15 +177,13 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 	return io.NopCloser(bytes.NewReader(data)), info, nil
 }
 
-// place moves the uploaded temp file over the target and sets its mode, so
-// a reader sees the old file or the new one, never half of it. The upload
-// is whole: fs-tools exits 0 only after reading the stdin stream to its
-// end, and the router acknowledged every byte of that stream.
-const place = `t=$1; f=$2; m=$3
-if [ -d "$f" ] && [ ! -L "$f" ]; then rm -f "$t"; echo "is a directory" >&2; exit 21; fi
-if [ -n "$m" ]; then chmod "$m" "$t" || { rm -f "$t"; exit 1; }; fi
-mv -f "$t" "$f" || { rm -f "$t"; exit 1; }`
+// chmodMove sets the uploaded temp file's mode and moves it over the target.
+const chmodMove = `chmod "$1" "$2" && mv -f "$2" "$3"`
 
+// WriteFile uploads through fs-tools to a temp name beside the target and
+// moves it into place, so a reader sees the old file or the new one, never
+// half of it. The upload is whole once fs-tools exits 0: it reads the
+// stdin stream to its end, and the router acknowledged every byte of it.
 func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, mode fs.FileMode) error {
 	if err := checkPath("write", name); err != nil {
 		return err
@@ -201,24 +199,35 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	suffix := make([]byte, 6)
 	rand.Read(suffix)
 	tmp := path.Join(path.Dir(target), "."+path.Base(target)+".mcp-sandbox-"+hex.EncodeToString(suffix))
+	// Whether the target is a directory is asked while the bytes move.
+	isDir := make(chan bool, 1)
+	go func() {
+		fi, err := p.stat(ctx, c, target, name)
+		isDir <- err == nil && fi.Type == providers.TypeDir
+	}()
 	// fs-tools creates missing parents.
 	if _, err := p.fsCall(ctx, c, "write", name, map[string]pathArg{"WriteFile": {tmp}}, bytes.NewReader(data)); err != nil {
+		<-isDir
 		return err
 	}
-	perm := ""
+	args := []string{"mv", "-f", tmp, target}
 	if mode != 0 {
-		perm = fmt.Sprintf("%o", mode.Perm())
+		args = []string{"/bin/sh", "-c", chmodMove, "mcp-sandbox-place", fmt.Sprintf("%o", mode.Perm()), tmp, target}
 	}
-	_, errOut, code, err := p.runHelper(ctx, c, []string{"/bin/sh", "-c", place, "mcp-sandbox-place", tmp, target, perm}, nil, false)
-	switch {
-	case err != nil:
+	var placeErr error
+	if <-isDir {
+		placeErr = providers.Errorf(providers.ErrInvalidArgument, "write %q: is a directory", name)
+	} else if _, errOut, code, err := p.runHelper(ctx, c, args, nil, false); err != nil {
 		return err
-	case code == 21:
-		return providers.Errorf(providers.ErrInvalidArgument, "write %q: is a directory", name)
-	case code != 0:
-		return providers.Errorf(providers.ErrInvalidArgument, "write %q: %s", name, strings.TrimSpace(string(errOut)))
+	} else if code != 0 {
+		placeErr = providers.Errorf(providers.ErrInvalidArgument, "write %q: %s", name, strings.TrimSpace(string(errOut)))
 	}
-	return nil
+	if placeErr != nil {
+		if _, err := p.fsCall(ctx, c, "write", name, map[string]any{"Remove": map[string]any{"path": tmp, "recursive": false}}, nil); err != nil {
+			p.log.Debug("modal: cannot remove an upload's temp file", "sandbox", id, "path", tmp, "err", err)
+		}
+	}
+	return placeErr
 }
 
 func (p *Provider) ListFiles(ctx context.Context, id, name string, depth, limit int) ([]providers.FileInfo, bool, error) {

@@ -385,3 +385,28 @@ func TestUnreadStdinIsLetGo(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// TestWriteOverADirectoryLeavesNothing: a write refused because the target
+// is a directory removes its upload; a write with a mode sets it.
+func TestWriteOverADirectoryLeavesNothing(t *testing.T) {
+	_, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	if _, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "mkdir -p d/sub"}); err != nil {
+		t.Fatal(err)
+	}
+	err := p.WriteFile(ctxT(t), sb.ID, "d/sub", []byte("x"), 0)
+	if !errors.Is(err, providers.ErrInvalidArgument) || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("writing over a directory: %v", err)
+	}
+	var out bytes.Buffer
+	if _, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "ls -A d d/sub", Stdout: &out}); err != nil || strings.Contains(out.String(), "mcp-sandbox") {
+		t.Errorf("left behind: %q (%v)", out.String(), err)
+	}
+	if err := p.WriteFile(ctxT(t), sb.ID, "d/run.sh", []byte("#!/bin/sh\n"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := p.Stat(ctxT(t), sb.ID, "d/run.sh"); err != nil || fi.Mode.Perm() != 0o750 {
+		t.Errorf("mode after a write with 0750: %v, %v", fi.Mode, err)
+	}
+}
