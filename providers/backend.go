@@ -212,7 +212,7 @@ func (b *Backend) Stat(ctx context.Context, id, path string) (FileInfo, error) {
 }
 
 // ListFiles walks a directory ("" is the workdir) down to depth levels
-// (0 or 1: its own entries).
+// (0 or 1: its own entries), returning at most limit entries (0: all).
 func (b *Backend) ListFiles(ctx context.Context, id, path string, depth, limit int) ([]FileInfo, bool, error) {
 	if err := checkID(id); err != nil {
 		return nil, false, err
@@ -223,8 +223,8 @@ func (b *Backend) ListFiles(ctx context.Context, id, path string, depth, limit i
 	if err := checkText("path", path); err != nil {
 		return nil, false, err
 	}
-	if limit < 1 {
-		return nil, false, Errorf(ErrInvalidArgument, "limit must be at least 1, got %d", limit)
+	if limit < 0 {
+		return nil, false, Errorf(ErrInvalidArgument, "limit must not be negative, got %d", limit)
 	}
 	depth = max(depth, 1) // 0 means the directory's own entries
 	entries, truncated, err := b.d.ListFiles(ctx, id, path, depth, limit)
@@ -233,12 +233,12 @@ func (b *Backend) ListFiles(ctx context.Context, id, path string, depth, limit i
 
 // Reap removes the sandboxes this server left behind (see Reaper); drivers
 // whose sandboxes cannot outlive the server have nothing to reap.
-func (b *Backend) Reap(ctx context.Context, live func(owner string) bool) ([]string, error) {
+func (b *Backend) Reap(ctx context.Context, owner func(label string) Liveness) ([]string, error) {
 	r, ok := b.d.(Reaper)
 	if !ok {
 		return nil, nil
 	}
-	removed, err := r.Reap(ctx, live)
+	removed, err := r.Reap(ctx, owner)
 	return removed, b.err(err)
 }
 

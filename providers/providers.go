@@ -41,7 +41,7 @@ type Provider interface {
 	// Stat describes a path without following a final symlink.
 	Stat(ctx context.Context, id, path string) (FileInfo, error)
 	// ListFiles walks a directory down to depth levels (1 = direct children)
-	// and returns at most limit entries, in lexical path order; truncated
+	// and returns at most limit entries (0: all), in lexical path order; truncated
 	// reports whether entries were left out.
 	ListFiles(ctx context.Context, id, path string, depth, limit int) (entries []FileInfo, truncated bool, err error)
 
@@ -96,6 +96,10 @@ type ExecResult struct {
 	// unless the backend reports a signal status).
 	TimedOut bool
 	Duration time.Duration
+	// OutputCut is true when children the command left running still held
+	// its output open when the call returned: what they write after that
+	// is not in the output. All the command itself wrote always is.
+	OutputCut bool
 }
 
 // FileType is the kind of a file-system entry.
@@ -146,15 +150,50 @@ func (cs Capabilities) Has(c Capability) bool {
 }
 
 // LabelSession is the label key under which the session manager records the
-// MCP session that owns a sandbox (CreateOptions.Labels). Drivers that reap
-// orphans (Reaper) read it to ask whether the owner is still alive.
+// owner of a sandbox: its MCP session and the server process that holds it
+// (CreateOptions.Labels). Drivers that reap orphans (Reaper) ask whether
+// that owner is still alive.
 const LabelSession = "session"
+
+// LabelKeep, set to "true", marks a sandbox meant to outlive its session
+// (--keep-sandboxes): a reaper removes it only once it has expired.
+const LabelKeep = "keep"
+
+// Liveness is what a server can tell of a sandbox's owner.
+type Liveness int
+
+const (
+	// OwnerUnknown: the owner may be alive (a server on another machine, a
+	// label this server cannot read); only the expiry may reclaim it.
+	OwnerUnknown Liveness = iota
+	// OwnerLive: the owning session is live; its sandbox is left alone.
+	OwnerLive
+	// OwnerDead: the owning session ended or its server is gone.
+	OwnerDead
+)
 
 // Reaper is implemented by drivers whose sandboxes can outlive the server
 // that created them (a container keeps running after a crash). Reap removes
-// the sandboxes this server created that are past their expiry and whose
-// owning session (the LabelSession label) is not live, and returns their IDs.
-// The server calls it at start-up and then on a timer.
+// the sandboxes this server's ID labels that Reapable says may go, and
+// returns their IDs. owner tells the liveness of a LabelSession value. The
+// server calls it at start-up and then on a timer.
 type Reaper interface {
-	Reap(ctx context.Context, live func(sessionID string) bool) (removed []string, err error)
+	Reap(ctx context.Context, owner func(label string) Liveness) (removed []string, err error)
+}
+
+// Reapable decides for one sandbox, from its labels and whether it is past
+// its expiry: a dead owner's sandbox goes at once, a live one's stays, and
+// one whose owner cannot be known, or that is kept on purpose, goes only
+// once expired. owner may be nil (nothing is known).
+func Reapable(labels map[string]string, expired bool, owner func(label string) Liveness) bool {
+	if labels[LabelKeep] == "true" || labels[LabelSession] == "" || owner == nil {
+		return expired
+	}
+	switch owner(labels[LabelSession]) {
+	case OwnerLive:
+		return false
+	case OwnerDead:
+		return true
+	}
+	return expired
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -62,8 +63,14 @@ type Config struct {
 	Default string
 	// ServerID labels every sandbox this server creates.
 	ServerID string
-	// KeepSandboxes leaves sandboxes running when their session ends.
+	// KeepSandboxes leaves sandboxes running when their session ends; they
+	// are labelled providers.LabelKeep, so reapers wait for their expiry.
 	KeepSandboxes bool
+	// InstanceDir, when set, is where server processes on this machine hold
+	// a lock while they run, so each can tell whether the server owning a
+	// sandbox is gone (see Liveness). Servers sharing a machine should
+	// share it (the state dir's "instances").
+	InstanceDir string
 	// MaxSandboxes caps the sandboxes one session may hold (0: no cap).
 	MaxSandboxes int
 	Logger       *slog.Logger
@@ -72,7 +79,8 @@ type Config struct {
 // Manager tracks sessions and their sandboxes. It is safe for concurrent use.
 type Manager struct {
 	cfg      Config
-	instance string // tells this process's sessions from others' ("stdio" is everyone's)
+	instance string   // tells this process's sessions from others' ("stdio" is everyone's)
+	lock     *os.File // held while this process runs (Config.InstanceDir)
 	mu       sync.Mutex
 	sessions map[string]*state
 }
@@ -92,7 +100,18 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, instance: uuid.NewString(), sessions: map[string]*state{}}, nil
+	m := &Manager{cfg: cfg, instance: uuid.NewString(), sessions: map[string]*state{}}
+	if cfg.InstanceDir != "" {
+		lock, err := lockInstance(cfg.InstanceDir, m.instance)
+		if err != nil {
+			// Other servers will not know whether this one runs, and wait
+			// for its sandboxes' expiry: worse reaping, not a reason to stop.
+			cfg.Logger.Warn("servers on this machine cannot tell whether this one runs", "err", err)
+		}
+		m.lock = lock
+		pruneInstances(cfg.InstanceDir, time.Now())
+	}
+	return m, nil
 }
 
 // Owner is the value of the providers.LabelSession label on the session's
@@ -102,17 +121,24 @@ func (m *Manager) Owner(sessionID string) string {
 	return sessionID + "@" + m.instance
 }
 
-// IsLive reports whether an owner label names a live session of this
-// manager; pass it to providers.Reaper.
-func (m *Manager) IsLive(owner string) bool {
+// Liveness tells a reaper what is known of the owner a LabelSession label
+// names: a session of this process is live until it ends; another process's
+// is dead once that process is gone (its instance lock is free), and
+// unknown when no lock of it is on this machine.
+func (m *Manager) Liveness(owner string) providers.Liveness {
 	id, instance, ok := strings.Cut(owner, "@")
-	if !ok || instance != m.instance {
-		return false
+	if !ok {
+		return providers.OwnerUnknown
+	}
+	if instance != m.instance {
+		return instanceLiveness(m.cfg.InstanceDir, instance)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, ok := m.sessions[id]
-	return ok && !s.ended
+	if s, ok := m.sessions[id]; ok && !s.ended {
+		return providers.OwnerLive
+	}
+	return providers.OwnerDead
 }
 
 // ProviderNames lists the providers a session may choose from, sorted.
@@ -181,6 +207,9 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 	}
 	labels[LabelServer] = m.cfg.ServerID
 	labels[providers.LabelSession] = m.Owner(sessionID)
+	if m.cfg.KeepSandboxes {
+		labels[providers.LabelKeep] = "true"
+	}
 	opts.Labels = labels
 	start := time.Now()
 	sb, err := p.Create(ctx, opts)
@@ -301,8 +330,16 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 	s.sandboxes = map[string]Handle{}
 }
 
-// Close ends every session (at shutdown).
+// Close ends every session (at shutdown) and gives up the instance lock.
 func (m *Manager) Close(ctx context.Context) {
+	defer func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.lock != nil {
+			unlockInstance(m.lock)
+			m.lock = nil
+		}
+	}()
 	m.mu.Lock()
 	ids := make([]string, 0, len(m.sessions))
 	for id := range m.sessions {

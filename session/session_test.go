@@ -1,11 +1,16 @@
 package session_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
@@ -113,18 +118,89 @@ func TestSandboxLimitPerSession(t *testing.T) {
 	}
 }
 
-func TestOwnerLabelsAreLiveOnlyInTheirOwnProcess(t *testing.T) {
+func TestOwnerLiveness(t *testing.T) {
 	ctx := context.Background()
-	m, _ := newManager(t, nil)
-	other, _ := newManager(t, nil)
+	dir := t.TempDir()
+	m, _ := newManager(t, func(c *session.Config) { c.InstanceDir = dir })
+	other, _ := newManager(t, func(c *session.Config) { c.InstanceDir = dir })
+	elsewhere, _ := newManager(t, func(c *session.Config) { c.InstanceDir = t.TempDir() })
 	m.Create(ctx, "stdio", "", providers.CreateOptions{})
 	other.Create(ctx, "stdio", "", providers.CreateOptions{})
-	if !m.IsLive(m.Owner("stdio")) || m.IsLive(other.Owner("stdio")) || m.IsLive("stdio") {
-		t.Fatal("a session is live only for the manager that owns it")
+	crashed := crashedOwner(t, dir)
+	for _, tc := range []struct {
+		name  string
+		owner string
+		want  providers.Liveness
+	}{
+		{"a live session of this process", m.Owner("stdio"), providers.OwnerLive},
+		{"a session this process never had", m.Owner("gone"), providers.OwnerDead},
+		{"another live server on this machine", other.Owner("stdio"), providers.OwnerLive},
+		{"a killed server on this machine", crashed, providers.OwnerDead},
+		{"a server this machine cannot see", elsewhere.Owner("stdio"), providers.OwnerUnknown},
+		{"no instance", "stdio", providers.OwnerUnknown},
+		{"an instance that is not an ID", "stdio@../../etc/passwd", providers.OwnerUnknown},
+	} {
+		if got := m.Liveness(tc.owner); got != tc.want {
+			t.Errorf("%s: Liveness(%q) = %v, want %v", tc.name, tc.owner, got, tc.want)
+		}
 	}
 	m.End(ctx, "stdio")
-	if m.IsLive(m.Owner("stdio")) {
-		t.Fatal("an ended session is not live")
+	if got := m.Liveness(m.Owner("stdio")); got != providers.OwnerDead {
+		t.Errorf("an ended session is %v, want dead", got)
+	}
+	// A clean exit gives up the lock and its file: what is left is unknown.
+	other.Close(ctx)
+	if got := m.Liveness(other.Owner("stdio")); got != providers.OwnerUnknown {
+		t.Errorf("after a clean exit the other server's session is %v, want unknown", got)
+	}
+}
+
+// crashedOwner starts this test binary as a server holding an instance lock
+// in dir, SIGKILLs it and returns an owner label of it.
+func crashedOwner(t *testing.T, dir string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldInstance$")
+	cmd.Env = append(os.Environ(), "SESSION_TEST_INSTANCE_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	owner, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the holder said nothing: %v", err)
+	}
+	owner = strings.TrimSpace(owner)
+	cmd.Process.Kill()
+	cmd.Wait()
+	return owner
+}
+
+// TestHoldInstance is the process crashedOwner kills.
+func TestHoldInstance(t *testing.T) {
+	dir := os.Getenv("SESSION_TEST_INSTANCE_DIR")
+	if dir == "" {
+		t.Skip("run by TestOwnerLiveness")
+	}
+	m, _ := newManager(t, func(c *session.Config) { c.InstanceDir = dir })
+	fmt.Println(m.Owner("s"))
+	time.Sleep(time.Minute)
+}
+
+func TestKeptSandboxesAreLabelled(t *testing.T) {
+	ctx := context.Background()
+	for _, keep := range []bool{false, true} {
+		m, _ := newManager(t, func(c *session.Config) { c.KeepSandboxes = keep })
+		sb, err := m.Create(ctx, "s", "", providers.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sb.Labels[providers.LabelKeep] == "true"; got != keep {
+			t.Errorf("keep=%v: labels %v", keep, sb.Labels)
+		}
 	}
 }
 

@@ -14,13 +14,13 @@ import (
 )
 
 type runCommandArgs struct {
-	Command        string            `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c. Pipes, redirections and && work."`
-	SandboxID      string            `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
-	Cwd            string            `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
-	Env            map[string]string `json:"env,omitempty" jsonschema_description:"Extra environment variables for this command."`
-	Stdin          string            `json:"stdin,omitempty" jsonschema_description:"Text written to the command's standard input."`
-	TimeoutSeconds float64           `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill the command (and everything it started) after this many seconds. Default and maximum are set by the server."`
-	WaitSeconds    float64           `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. Default set by the server (below the usual 60 s client timeout)."`
+	Command        string  `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c. Pipes, redirections and && work."`
+	SandboxID      string  `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
+	Cwd            string  `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
+	Env            envVars `json:"env,omitempty" jsonschema_description:"Extra environment variables for this command."`
+	Stdin          string  `json:"stdin,omitempty" jsonschema_description:"Text written to the command's standard input."`
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill the command (and everything it started) after this many seconds. Default and maximum are set by the server."`
+	WaitSeconds    float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. Default set by the server (below the usual 60 s client timeout)."`
 }
 
 // RunCommandResult is what run_command returns.
@@ -38,6 +38,7 @@ type RunCommandResult struct {
 	StdoutTruncated *Truncation `json:"stdout_truncated,omitempty" jsonschema_description:"Present when stdout was cut: the head and tail are kept."`
 	StderrTruncated *Truncation `json:"stderr_truncated,omitempty" jsonschema_description:"Present when stderr was cut: the head and tail are kept."`
 	NonUTF8Output   bool        `json:"non_utf8_output,omitempty" jsonschema_description:"True when the output had bytes that are not UTF-8, shown as U+FFFD. Page it with process_output (raw bytes come base64-encoded) or redirect to a file."`
+	BackgroundCut   bool        `json:"background_output_cut,omitempty" jsonschema_description:"True when children the command left running (cmd &) still held its output when it exited: what they print later is not in this result. Redirect their output to a file (cmd > log 2>&1 &) or use process_start."`
 }
 
 func (h *handlers) runCommand() server.ServerTool {
@@ -51,28 +52,25 @@ func (h *handlers) runCommand() server.ServerTool {
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
 		behaviour{Destructive: true, OpenWorld: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(h.handleRunCommand)}
+	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleRunCommand)}
 }
 
-// seconds turns a seconds argument into a duration: def when omitted, an
-// error when negative or over max.
-func seconds(name string, v float64, def, max time.Duration) (time.Duration, error) {
-	switch {
-	case v < 0:
-		return 0, invalid("%s must be positive, got %v", name, v)
-	case v == 0:
-		return def, nil
+// checkCommand rejects a command no provider can start: an empty one, or
+// one with a NUL byte (a process's arguments are C strings, so exec fails
+// with a bare "invalid argument" that reads like a fault of the sandbox).
+func checkCommand(cmd, example string) error {
+	if strings.TrimSpace(cmd) == "" {
+		return invalid("command is empty; pass a shell command such as %q", example)
 	}
-	d := time.Duration(v * float64(time.Second))
-	if d > max {
-		return 0, invalid("%s %v is over this server's maximum of %v seconds", name, v, max.Seconds())
+	if i := strings.IndexByte(cmd, 0); i >= 0 {
+		return invalid("command has a NUL byte at offset %d, which no command line can carry; remove it, write it with printf '\\0' inside the command, or put the data in a file with write_file", i)
 	}
-	return d, nil
+	return nil
 }
 
 func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runCommandArgs) (*mcp.CallToolResult, error) {
-	if strings.TrimSpace(a.Command) == "" {
-		return nil, invalid("command is empty; pass a shell command such as \"ls -la\"")
+	if err := checkCommand(a.Command, "ls -la"); err != nil {
+		return nil, err
 	}
 	timeout, err := seconds("timeout_seconds", a.TimeoutSeconds, h.lim.DefaultTimeout, h.lim.MaxTimeout)
 	if err != nil {
@@ -112,7 +110,7 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 		return nil, err
 	}
 	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
-		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total}
+		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total, BackgroundCut: res.OutputCut}
 	if res.ProcessID != "" {
 		out.ProcessID = processHandle(id, res.ProcessID)
 	}
@@ -157,6 +155,9 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
 	}
 	section("stdout", r.Stdout, r.StdoutTruncated)
 	section("stderr", r.Stderr, r.StderrTruncated)
+	if r.BackgroundCut {
+		b.WriteString("(children the command left running still held its output; what they print later is not shown: redirect it to a file, cmd > log 2>&1 &, or use process_start)\n")
+	}
 	if r.NonUTF8Output {
 		b.WriteString("(output had non-UTF-8 bytes, shown as U+FFFD")
 		if r.ProcessID != "" {

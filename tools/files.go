@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/invopop/jsonschema"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -22,8 +23,8 @@ const defaultReadLines = 2000
 type readFileArgs struct {
 	Path      string `json:"path" jsonschema_description:"File to read, relative to the sandbox workdir or absolute."`
 	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to read from. Omit to use the current sandbox."`
-	Offset    int    `json:"offset,omitempty" jsonschema:"minimum=1" jsonschema_description:"First line to return, 1-based. Default 1."`
-	Limit     int    `json:"limit,omitempty" jsonschema:"minimum=1" jsonschema_description:"How many lines to return. Default 2000."`
+	Offset    int    `json:"offset,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"First line to return, 1-based. Default 1."`
+	Limit     int    `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"How many lines to return. Default 2000."`
 }
 
 // ReadFileResult is what read_file returns.
@@ -47,15 +48,12 @@ func (h *handlers) readFile() server.ServerTool {
 			fmt.Sprintf("Files over %d bytes cannot be read whole: use run_command with head, tail, sed -n or grep.", h.lim.MaxReadBytes),
 		readFileArgs{}, ReadFileResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(h.handleReadFile)}
+	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleReadFile)}
 }
 
 func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArgs) (*mcp.CallToolResult, error) {
 	if a.Path == "" {
 		return nil, invalid("path is required")
-	}
-	if a.Offset < 0 || a.Limit < 0 {
-		return nil, invalid("offset and limit must be positive line numbers")
 	}
 	p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
 	if err != nil {
@@ -78,33 +76,44 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 		return result(out, text+"\n"+out.Content), nil
 	}
 	out.Encoding = "utf-8"
-	lines := splitLines(string(data))
-	out.TotalLines = len(lines)
+	// Lines are walked in the file's bytes: a slice of them, or the file as
+	// a string, would cost more than the file (16 bytes per short line).
+	total := bytes.Count(data, []byte{'\n'})
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		total++
+	}
+	out.TotalLines = total
 	start := max(a.Offset, 1)
 	limit := a.Limit
 	if limit == 0 {
 		limit = defaultReadLines
 	}
-	if start > len(lines) && !(start == 1 && len(lines) == 0) {
-		return nil, invalid("offset %d is past the end of %s, which has %d lines", start, a.Path, len(lines))
+	if start > total && !(start == 1 && total == 0) {
+		return nil, invalid("offset %d is past the end of %s, which has %d lines", start, a.Path, total)
 	}
-	var b strings.Builder
-	end := start - 1
-	for i := start - 1; i < len(lines) && i < start-1+limit; i++ {
-		if b.Len()+len(lines[i]) > h.lim.MaxReturnBytes && end >= start {
+	pos := 0
+	for range start - 1 {
+		pos += bytes.IndexByte(data[pos:], '\n') + 1
+	}
+	from, end := pos, start-1
+	for end-(start-1) < limit && pos < len(data) {
+		next := len(data)
+		if i := bytes.IndexByte(data[pos:], '\n'); i >= 0 {
+			next = pos + i + 1
+		}
+		if next-from > h.lim.MaxReturnBytes && end >= start {
 			break // keep the result inside the byte budget; the caller pages on
 		}
-		b.WriteString(lines[i])
-		end = i + 1
+		pos, end = next, end+1
 	}
-	out.Content = b.String()
-	out.Truncated = end < len(lines)
-	if len(lines) > 0 {
+	out.Content = string(data[from:pos])
+	out.Truncated = end < total
+	if total > 0 {
 		out.StartLine, out.EndLine = start, end
 	}
 	text := out.Content
 	if out.Truncated {
-		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with offset=%d]", start, end, len(lines), end+1)
+		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with offset=%d]", start, end, total, end+1)
 	}
 	return result(out, text), nil
 }
@@ -119,7 +128,20 @@ func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path
 	if fi.Size > h.lim.MaxReadBytes {
 		return nil, 0, invalid("%s is %d bytes, over the %d-byte read limit; use run_command with head, tail, sed -n or grep", path, fi.Size, h.lim.MaxReadBytes)
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, h.lim.MaxReadBytes+1))
+	// One allocation of the stated size and a byte to see growth, not
+	// io.ReadAll's doublings; a file that grew is read on.
+	r := io.LimitReader(rc, h.lim.MaxReadBytes+1)
+	data := make([]byte, max(fi.Size, 0)+1)
+	n, err := io.ReadFull(r, data)
+	data = data[:n]
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		err = nil
+	case err == nil:
+		var more []byte
+		more, err = io.ReadAll(r)
+		data = append(data, more...)
+	}
 	if err != nil {
 		return nil, 0, providers.Errorf(providers.ErrUnavailable, "read %s: %w", path, err)
 	}
@@ -150,11 +172,33 @@ func splitLines(s string) []string {
 }
 
 type writeFileArgs struct {
-	Path      string `json:"path" jsonschema_description:"File to write, relative to the sandbox workdir or absolute. Missing parent directories are created."`
-	Content   string `json:"content" jsonschema_description:"The whole new content of the file."`
-	Encoding  string `json:"encoding,omitempty" jsonschema:"enum=utf-8,enum=base64" jsonschema_description:"utf-8 (default) or base64 for binary content."`
-	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to write to. Omit to use the current sandbox."`
+	Path      string      `json:"path" jsonschema_description:"File to write, relative to the sandbox workdir or absolute. Missing parent directories are created."`
+	Content   fileContent `json:"content" jsonschema_description:"The whole new content of the file."`
+	Encoding  string      `json:"encoding,omitempty" jsonschema:"enum=utf-8,enum=base64" jsonschema_description:"utf-8 (default) or base64 for binary content."`
+	SandboxID string      `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to write to. Omit to use the current sandbox."`
 }
+
+// fileContent is write_file's content, decoded from its JSON string
+// straight into the bytes the driver takes: through a string it would be
+// copied twice, and a maximal write_file is the largest thing a call holds.
+type fileContent []byte
+
+func (c *fileContent) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*c = nil
+		return nil
+	}
+	s, ok := unquoteJSON(b)
+	if !ok {
+		return argumentError{fmt.Sprintf("argument \"content\" must be a string, not %.20s", b)}
+	}
+	*c = s
+	return nil
+}
+
+// JSONSchemaExtend keeps the schema a plain string: []byte would reflect
+// as base64-encoded.
+func (fileContent) JSONSchemaExtend(s *jsonschema.Schema) { s.ContentEncoding = "" }
 
 type writeFileResult struct {
 	Path         string `json:"path"`
@@ -168,20 +212,21 @@ func (h *handlers) writeFile() server.ServerTool {
 			"Parent directories are created. An existing file keeps its permissions. Use edit_file to change part of a file.",
 		writeFileArgs{}, writeFileResult{},
 		behaviour{Destructive: true, Idempotent: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a writeFileArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a writeFileArgs) (*mcp.CallToolResult, error) {
 		if a.Path == "" {
 			return nil, invalid("path is required")
 		}
 		var data []byte
 		switch a.Encoding {
 		case "", "utf-8", "utf8":
-			data = []byte(a.Content)
+			data = a.Content
 		case "base64":
-			d, err := base64.StdEncoding.DecodeString(a.Content)
+			data = make([]byte, base64.StdEncoding.DecodedLen(len(a.Content)))
+			n, err := base64.StdEncoding.Decode(data, a.Content)
 			if err != nil {
 				return nil, invalid("content is not valid base64 (%v); send standard base64 with padding, or encoding utf-8 for text", err)
 			}
-			data = d
+			data, a.Content = data[:n], nil // the encoded copy can go
 		default:
 			return nil, invalid("encoding %q is not supported; use utf-8 or base64", a.Encoding)
 		}
@@ -222,7 +267,7 @@ func (h *handlers) editFile() server.ServerTool {
 			"No match, or several without replace_all, is an error that leaves the file unchanged.",
 		editFileArgs{}, editFileResult{},
 		behaviour{Destructive: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a editFileArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a editFileArgs) (*mcp.CallToolResult, error) {
 		if a.Path == "" {
 			return nil, invalid("path is required")
 		}
@@ -312,10 +357,7 @@ func (h *handlers) listFiles() server.ServerTool {
 			"depth descends into subdirectories. At most %d entries are returned; truncated says when there were more.", h.lim.MaxListEntries),
 		listFilesArgs{}, listFilesResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a listFilesArgs) (*mcp.CallToolResult, error) {
-		if a.Depth < 0 || a.Depth > 10 {
-			return nil, invalid("depth must be between 1 and 10, got %d", a.Depth)
-		}
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a listFilesArgs) (*mcp.CallToolResult, error) {
 		depth := max(a.Depth, 1)
 		path := a.Path
 		if path == "" {

@@ -85,13 +85,13 @@ func (pi ProcessInfo) status() string {
 }
 
 type processStartArgs struct {
-	Command        string            `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c, e.g. a dev server or a watcher."`
-	SandboxID      string            `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
-	Cwd            string            `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
-	Env            map[string]string `json:"env,omitempty" jsonschema_description:"Extra environment variables for this process."`
-	Stdin          string            `json:"stdin,omitempty" jsonschema_description:"Text written to its standard input first."`
-	KeepStdinOpen  bool              `json:"keep_stdin_open,omitempty" jsonschema_description:"Keep standard input open for process_write_stdin (for REPLs and interactive programs). Otherwise it reads end-of-file after stdin."`
-	TimeoutSeconds float64           `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill it (and everything it started) after this many seconds. Default: it runs until process_kill or until the sandbox is destroyed."`
+	Command        string  `json:"command" jsonschema_description:"Shell command, run with /bin/sh -c, e.g. a dev server or a watcher."`
+	SandboxID      string  `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to run in. Omit to use the current sandbox (created on first use)."`
+	Cwd            string  `json:"cwd,omitempty" jsonschema_description:"Working directory, relative to the sandbox workdir or absolute. Default: the workdir."`
+	Env            envVars `json:"env,omitempty" jsonschema_description:"Extra environment variables for this process."`
+	Stdin          string  `json:"stdin,omitempty" jsonschema_description:"Text written to its standard input first."`
+	KeepStdinOpen  bool    `json:"keep_stdin_open,omitempty" jsonschema_description:"Keep standard input open for process_write_stdin (for REPLs and interactive programs). Otherwise it reads end-of-file after stdin."`
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill it (and everything it started) after this many seconds. Default: it runs until process_kill or until the sandbox is destroyed."`
 }
 
 func (h *handlers) processStart() server.ServerTool {
@@ -102,9 +102,9 @@ func (h *handlers) processStart() server.ServerTool {
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
 		behaviour{Destructive: true, OpenWorld: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
-		if strings.TrimSpace(a.Command) == "" {
-			return nil, invalid("command is empty; pass a shell command such as \"python3 -m http.server 8000\"")
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processStartArgs) (*mcp.CallToolResult, error) {
+		if err := checkCommand(a.Command, "python3 -m http.server 8000"); err != nil {
+			return nil, err
 		}
 		timeout, err := seconds("timeout_seconds", a.TimeoutSeconds, 0, h.lim.MaxTimeout)
 		if err != nil {
@@ -140,7 +140,7 @@ func (h *handlers) processList() server.ServerTool {
 			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed.",
 		processListArgs{}, processListResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
 		var sandboxes []string
 		if a.SandboxID != "" {
 			if _, _, err := h.m.Resolve(ctx, sid, a.SandboxID); err != nil {
@@ -186,8 +186,8 @@ func (h *handlers) processList() server.ServerTool {
 type processOutputArgs struct {
 	ProcessID   string  `json:"process_id" jsonschema_description:"The process, as returned by run_command, process_start or process_list."`
 	Stream      string  `json:"stream,omitempty" jsonschema:"enum=stdout,enum=stderr" jsonschema_description:"Which stream to read. Default stdout."`
-	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
-	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
+	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0,maximum=9007199254740991" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
+	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
 	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0."`
 }
 
@@ -213,7 +213,7 @@ func (h *handlers) processOutput() server.ServerTool {
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(h.handleProcessOutput)}
+	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleProcessOutput)}
 }
 
 func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a processOutputArgs) (*mcp.CallToolResult, error) {
@@ -224,9 +224,6 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	case providers.Stdout, providers.Stderr:
 	default:
 		return nil, invalid("stream must be \"stdout\" or \"stderr\", not %q", a.Stream)
-	}
-	if a.Offset < 0 || a.Limit < 0 {
-		return nil, invalid("offset and limit must not be negative")
 	}
 	limit := min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes)
 	if a.Limit > 0 {
@@ -293,7 +290,7 @@ func (h *handlers) processWriteStdin() server.ServerTool {
 			"close=true then sends end-of-file. Read the response with process_output.",
 		processWriteStdinArgs{}, ProcessInfo{},
 		behaviour{Destructive: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
 		if a.Data == "" && !a.Close {
 			return nil, invalid("nothing to send: pass data, close=true, or both")
 		}
@@ -331,7 +328,7 @@ func (h *handlers) processKill() server.ServerTool {
 			"running=false with exit_code 128+N once signal N ended it. If TERM does not stop it, send KILL.",
 		processKillArgs{}, ProcessInfo{},
 		behaviour{Destructive: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processKillArgs) (*mcp.CallToolResult, error) {
 		sig := a.Signal
 		if sig == "" {
 			sig = "TERM"

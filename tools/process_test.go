@@ -530,19 +530,19 @@ func TestProcessToolErrors(t *testing.T) {
 		want string
 	}{
 		{"process_start", map[string]any{"command": " "}, "command is empty"},
-		{"process_start", map[string]any{"command": "true", "timeout_seconds": -2}, "timeout_seconds must be positive"},
+		{"process_start", map[string]any{"command": "true", "timeout_seconds": -2}, `"timeout_seconds" must be from 0 to`},
 		{"process_output", map[string]any{"process_id": "7"}, "is not a process handle"},
 		{"process_output", map[string]any{"process_id": sandbox + ":99"}, "not found in this session"},
 		{"process_output", map[string]any{"process_id": sandbox + ":../../x"}, "not found in this session"},
 		{"process_output", map[string]any{"process_id": "nope:1"}, "not found in this session"},
 		{"process_output", map[string]any{"process_id": h, "stream": "both"}, `stream must be "stdout" or "stderr"`},
 		{"process_output", map[string]any{"process_id": h, "offset": 100}, "past the end"},
-		{"process_output", map[string]any{"process_id": h, "wait_seconds": 3600}, "over this server's maximum"},
+		{"process_output", map[string]any{"process_id": h, "wait_seconds": 3600}, "this server's maximum"},
 		{"process_write_stdin", map[string]any{"process_id": h}, "nothing to send"},
 		{"process_write_stdin", map[string]any{"process_id": h, "data": "x"}, "without open stdin"},
 		{"process_kill", map[string]any{"process_id": h}, "already exited"},
 		{"process_kill", map[string]any{"process_id": h, "signal": "NOPE"}, "unknown signal"},
-		{"run_command", map[string]any{"command": "true", "wait_seconds": -1}, "wait_seconds must be positive"},
+		{"run_command", map[string]any{"command": "true", "wait_seconds": -1}, `"wait_seconds" must be from 0 to`},
 	}
 	for _, tc := range cases {
 		res, _ := call(t, c, tc.tool, tc.args)

@@ -13,10 +13,10 @@ import (
 )
 
 type sandboxCreateArgs struct {
-	Provider string            `json:"provider,omitempty" jsonschema_description:"Which provider to create the sandbox on. Omit to use the server's default; sandbox_list shows which are enabled."`
-	Name     string            `json:"name,omitempty" jsonschema_description:"A label for the sandbox, shown by sandbox_list."`
-	Image    string            `json:"image,omitempty" jsonschema_description:"Provider-specific image or template (e.g. a Docker image). Omit for the provider's default."`
-	Env      map[string]string `json:"env,omitempty" jsonschema_description:"Environment variables set for every command run in this sandbox."`
+	Provider string  `json:"provider,omitempty" jsonschema_description:"Which provider to create the sandbox on. Omit to use the server's default; sandbox_list shows which are enabled."`
+	Name     string  `json:"name,omitempty" jsonschema_description:"A label for the sandbox, shown by sandbox_list."`
+	Image    string  `json:"image,omitempty" jsonschema_description:"Provider-specific image or template (e.g. a Docker image). Omit for the provider's default."`
+	Env      envVars `json:"env,omitempty" jsonschema_description:"Environment variables set for every command run in this sandbox."`
 }
 
 // SandboxInfo describes one sandbox in results.
@@ -42,7 +42,7 @@ func (h *handlers) sandboxCreate() server.ServerTool {
 			"or to work in several isolated sandboxes at once. Sandboxes are destroyed when the session ends.",
 		sandboxCreateArgs{}, SandboxInfo{},
 		behaviour{}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a sandboxCreateArgs) (*mcp.CallToolResult, error) {
 		sb, err := h.m.Create(ctx, sid, a.Provider, providers.CreateOptions{Name: a.Name, Image: a.Image, Env: a.Env})
 		if err != nil {
 			return nil, err
@@ -66,7 +66,7 @@ func (h *handlers) sandboxList() server.ServerTool {
 		"List this session's sandboxes (oldest first), which one is current, and which providers can be used with sandbox_create.",
 		sandboxListArgs{}, sandboxListResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, _ sandboxListArgs) (*mcp.CallToolResult, error) {
 		sbs, current, err := h.m.List(ctx, sid)
 		if err != nil {
 			return nil, err
@@ -103,7 +103,7 @@ func (h *handlers) sandboxDestroy() server.ServerTool {
 		"Destroy one of this session's sandboxes: its processes are killed and its files deleted. This cannot be undone.",
 		sandboxDestroyArgs{}, sandboxDestroyResult{},
 		behaviour{Destructive: true, Idempotent: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
+	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a sandboxDestroyArgs) (*mcp.CallToolResult, error) {
 		if a.SandboxID == "" {
 			return nil, invalid("sandbox_id is required; call sandbox_list to see this session's sandboxes")
 		}

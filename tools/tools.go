@@ -4,7 +4,6 @@
 package tools
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -13,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/invopop/jsonschema"
@@ -44,6 +44,10 @@ type Limits struct {
 	// MaxProcessOutputBytes caps the output kept on disk per stream of each
 	// process (head and tail), for paging with process_output.
 	MaxProcessOutputBytes int64
+	// MaxCallsPerSession bounds the tool calls one session runs at once
+	// (0: no bound); a call over it is refused at once rather than queued,
+	// so a cheap call never waits behind long ones.
+	MaxCallsPerSession int
 }
 
 // DefaultLimits are sized for a model's context window.
@@ -58,11 +62,12 @@ var DefaultLimits = Limits{
 	Wait:           45 * time.Second,
 
 	MaxProcessOutputBytes: 64 << 20,
+	MaxCallsPerSession:    64,
 }
 
 // Register adds every sandbox tool to s.
 func Register(s *server.MCPServer, m *session.Manager, lim Limits) {
-	h := &handlers{m: m, lim: lim}
+	h := &handlers{m: m, lim: lim, running: map[string]int{}}
 	s.AddTools(
 		h.sandboxCreate(), h.sandboxList(), h.sandboxDestroy(),
 		h.runCommand(),
@@ -74,6 +79,29 @@ func Register(s *server.MCPServer, m *session.Manager, lim Limits) {
 type handlers struct {
 	m   *session.Manager
 	lim Limits
+
+	mu      sync.Mutex
+	running map[string]int // session -> tool calls in flight
+}
+
+// enter counts a call against its session's bound; leave undoes it.
+func (h *handlers) enter(sid string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.running[sid]; h.lim.MaxCallsPerSession > 0 && n >= h.lim.MaxCallsPerSession {
+		return fmt.Errorf(
+			"this session already has %d tool calls running, the most it may run at once; wait for one to finish, or stop a long command with process_kill, then retry", n)
+	}
+	h.running[sid]++
+	return nil
+}
+
+func (h *handlers) leave(sid string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running[sid]--; h.running[sid] <= 0 {
+		delete(h.running, sid)
+	}
 }
 
 type progressTokenKey struct{}
@@ -145,7 +173,7 @@ func newTool(name, title, desc string, args, result any, ann mcp.ToolAnnotation)
 
 // typed binds arguments into A and maps errors to isError results; a
 // handler returns its result, a text rendering and extra content.
-func typed[A any](fn func(ctx context.Context, sid string, args A) (*mcp.CallToolResult, error)) server.ToolHandlerFunc {
+func typed[A any](h *handlers, fn func(ctx context.Context, sid string, args A) (*mcp.CallToolResult, error)) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var args A
 		if err := bind(req, &args); err != nil {
@@ -154,67 +182,17 @@ func typed[A any](fn func(ctx context.Context, sid string, args A) (*mcp.CallToo
 		if m := req.Params.Meta; m != nil && m.ProgressToken != nil {
 			ctx = context.WithValue(ctx, progressTokenKey{}, m.ProgressToken)
 		}
-		res, err := fn(ctx, sessionID(ctx), args)
+		sid := sessionID(ctx)
+		if err := h.enter(sid); err != nil {
+			return errorResult(err), nil
+		}
+		defer h.leave(sid)
+		res, err := fn(ctx, sid, args)
 		if err != nil {
 			return errorResult(err), nil
 		}
 		return res, nil
 	}
-}
-
-// bind decodes the call's arguments strictly: a misspelt or unknown
-// argument is an error the model can correct, not something silently ignored.
-func bind(req mcp.CallToolRequest, v any) error {
-	raw, err := json.Marshal(req.Params.Arguments)
-	if err != nil {
-		return fmt.Errorf("arguments could not be read: %v", err)
-	}
-	if string(raw) == "null" {
-		raw = []byte("{}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(v)
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &typeErr):
-		return fmt.Errorf("argument %q must be %s, not a JSON %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		return fmt.Errorf("unknown argument %s; the arguments this tool takes are: %s", name, strings.Join(fieldNames(v), ", "))
-	}
-	return fmt.Errorf("arguments are not valid: %v", err)
-}
-
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "an integer"
-	case reflect.Float64, reflect.Float32:
-		return "a number"
-	case reflect.Map:
-		return "an object of string values"
-	case reflect.Slice:
-		return "an array"
-	}
-	return "a " + t.Kind().String()
-}
-
-func fieldNames(v any) []string {
-	t := reflect.TypeOf(v).Elem()
-	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
-			names = append(names, name)
-		}
-	}
-	return names
 }
 
 // result pairs structured content with a text rendering for clients that
@@ -240,6 +218,11 @@ func errorResult(err error) *mcp.CallToolResult {
 		msg += "; destroy one with sandbox_destroy first"
 	case errors.Is(err, session.ErrEnded):
 		msg += "; reconnect to start a new session"
+	case errors.Is(err, syscall.E2BIG) || strings.Contains(msg, "argument list too long"):
+		// Retrying cannot help: the command line is over the kernel's limit
+		// (128 KiB for one argument on Linux). Remote drivers pass the text.
+		msg = "the command is too long to start (" + msg + "): a command line, including its environment, is limited by the kernel (128 KiB per argument on Linux); " +
+			"write the script to a file with write_file and run it with `sh script.sh`, or pass large data in a file or through stdin"
 	case errors.Is(err, providers.ErrUnavailable):
 		msg = "the sandbox provider failed: " + msg + " (this may be temporary; retry, or create a new sandbox)"
 	}

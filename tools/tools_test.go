@@ -128,8 +128,8 @@ func TestBadArgumentsAreToolErrors(t *testing.T) {
 		{"run_command", map[string]any{}, "command is empty"},
 		{"run_command", map[string]any{"command": 42}, `argument "command" must be a string`},
 		{"run_command", map[string]any{"cmd": "ls"}, `unknown argument "cmd"`},
-		{"run_command", map[string]any{"command": "ls", "timeout_seconds": -1}, "timeout_seconds must be positive"},
-		{"run_command", map[string]any{"command": "ls", "timeout_seconds": 1e6}, "over this server's maximum"},
+		{"run_command", map[string]any{"command": "ls", "timeout_seconds": -1}, `"timeout_seconds" must be from 0 to`},
+		{"run_command", map[string]any{"command": "ls", "timeout_seconds": 1e6}, "this server's maximum"},
 		{"run_command", map[string]any{"command": "ls", "cwd": "nope"}, "no such file or directory"},
 		{"run_command", map[string]any{"command": "ls", "env": map[string]any{"A=B": "x"}}, "is invalid"},
 		{"run_command", map[string]any{"command": "ls", "sandbox_id": "not-mine"}, "not found in this session; call sandbox_list to see yours"},
@@ -142,7 +142,7 @@ func TestBadArgumentsAreToolErrors(t *testing.T) {
 		{"edit_file", map[string]any{"path": "twice.txt", "old_string": "zzz", "new_string": "b"}, "was not found"},
 		{"edit_file", map[string]any{"path": "twice.txt", "old_string": "", "new_string": "b"}, "old_string is empty"},
 		{"list_files", map[string]any{"path": "twice.txt"}, "not a directory"},
-		{"list_files", map[string]any{"depth": 99}, "depth must be between 1 and 10"},
+		{"list_files", map[string]any{"depth": 99}, `"depth" must be an integer from 1 to 10`},
 		{"sandbox_destroy", map[string]any{}, "sandbox_id is required"},
 		{"sandbox_create", map[string]any{"provider": "docker"}, `provider "docker" is not enabled`},
 		{"sandbox_create", map[string]any{"image": "ubuntu"}, "no images"},
@@ -308,5 +308,19 @@ func TestEditReplaceAllAndKeepsMode(t *testing.T) {
 	out := mustCall(t, c, "run_command", map[string]any{"command": "./run.sh"})
 	if out["stdout"] != "two\ntwo\n" {
 		t.Fatalf("script after edit: %v", out)
+	}
+}
+
+// A command that leaves a child holding its output returns at once, and the
+// result says the child's later output is not in it.
+func TestBackgroundChildrenOutputCutIsSaid(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	res, m := call(t, c, "run_command", map[string]any{"command": "echo first; (sleep 3; echo late) &"})
+	if res.IsError || m["stdout"] != "first\n" || m["background_output_cut"] != true || !strings.Contains(text(res), "left running") {
+		t.Fatalf("got %v: %s", m, text(res))
+	}
+	res, m = call(t, c, "run_command", map[string]any{"command": "echo alone"})
+	if res.IsError || m["background_output_cut"] != nil || strings.Contains(text(res), "left running") {
+		t.Fatalf("nothing left running, nothing to say: %v: %s", m, text(res))
 	}
 }

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -24,11 +24,10 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
-	_ "github.com/mcp-sandbox/mcp-sandbox/providers/local"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/modal"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
-	"github.com/mcp-sandbox/mcp-sandbox/tools/conformance"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -99,6 +98,8 @@ type app struct {
 	providers map[string]*providers.Backend
 	// httpSessions counts live MCP sessions for the HTTP session cap.
 	httpSessions *httpguard.SessionLimiter
+	// calls knows the tool calls in flight, for the shutdown log.
+	calls callTracker
 }
 
 const instructions = `mcp-sandbox runs shell commands and edits files in isolated sandboxes.
@@ -123,9 +124,14 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		}
 		a.providers[name] = p
 	}
+	stateDir := cfg.Getenv(local.EnvStateDir)
+	if stateDir == "" {
+		stateDir, _ = local.DefaultStateDir(cfg.Getenv) // none: liveness is unknown, sandboxes go by expiry
+	}
 	mgr, err := session.New(session.Config{
 		Providers: a.providers, Default: cfg.Provider, ServerID: cfg.ServerID,
 		KeepSandboxes: cfg.KeepSandboxes, MaxSandboxes: cfg.MaxSandboxes, Logger: logger,
+		InstanceDir: instanceDir(stateDir),
 	})
 	if err != nil {
 		a.close()
@@ -136,6 +142,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	hooks := &server.Hooks{}
 	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions)
 	a.httpSessions.AddHooks(hooks)
+	a.calls.addHooks(hooks)
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
 		logger.Debug("session started", "session", s.SessionID())
 	})
@@ -156,12 +163,16 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		opts = append(opts, server.WithLogger(logger)) // one line per request
 	}
 	if cfg.ConformanceFixtures {
-		opts = append(opts, conformance.ServerOptions()...)
+		if conformanceFixtures == nil {
+			a.close()
+			return nil, errors.New("--conformance-fixtures: this build has no conformance fixtures (they are built only with -tags conformance, for testing)")
+		}
+		opts = append(opts, conformanceFixtures.options()...)
 	}
 	a.mcp = server.NewMCPServer("mcp-sandbox", version, opts...)
 	tools.Register(a.mcp, mgr, cfg.Limits)
 	if cfg.ConformanceFixtures {
-		conformance.Register(a.mcp)
+		conformanceFixtures.register(a.mcp)
 		logger.Warn("serving the conformance suite's test tools, resources and prompts (--conformance-fixtures); do not use in production")
 	}
 	return a, nil
@@ -171,17 +182,26 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 // servers are looked for.
 const reapInterval = 5 * time.Minute
 
+// instanceDir is where servers sharing a state dir hold their liveness
+// locks (session.Config.InstanceDir).
+func instanceDir(stateDir string) string {
+	if stateDir == "" {
+		return ""
+	}
+	return filepath.Join(stateDir, "instances")
+}
+
 // reapLoop removes, on every provider that can outlive this process, the
-// expired sandboxes of sessions that are not live here: at start-up (what a
-// crashed predecessor left) and then on a timer.
+// sandboxes of servers that are gone and those expired whose owner is not
+// live: at start-up (what a crashed predecessor left) and then on a timer.
 func (a *app) reapLoop(ctx context.Context, every time.Duration) {
 	for {
 		for name, p := range a.providers {
-			removed, err := p.Reap(ctx, a.sessions.IsLive)
+			removed, err := p.Reap(ctx, a.sessions.Liveness)
 			if err != nil && ctx.Err() == nil {
 				a.log.Warn("reaping expired sandboxes failed", "provider", name, "err", err)
 			} else if len(removed) > 0 {
-				a.log.Info("reaped expired sandboxes", "provider", name, "count", len(removed))
+				a.log.Info("reaped sandboxes", "provider", name, "count", len(removed))
 			}
 		}
 		select {
@@ -192,24 +212,30 @@ func (a *app) reapLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
-// close ends every session (destroying their sandboxes unless kept) and
-// releases the providers.
-func (a *app) close() {
-	if a.sessions != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		a.sessions.Close(ctx)
-		cancel()
-	}
-	for _, p := range a.providers {
-		p.Close()
-	}
-}
+// closeTimeout bounds ending the sessions and releasing the providers at
+// exit: a driver stuck past it is left to the process's end.
+const closeTimeout = time.Minute
 
-func (a *app) serveStdio(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
-	s := server.NewStdioServer(a.mcp)
-	s.SetErrorLogger(log.New(&slogWriter{a.log}, "", 0))
-	a.log.Info("serving MCP over stdio", "provider", a.cfg.Provider, "version", version)
-	return s.Listen(ctx, stdin, stdout)
+// close ends every session (destroying their sandboxes unless kept) and
+// releases the providers, within closeTimeout.
+func (a *app) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if a.sessions != nil {
+			a.sessions.Close(ctx)
+		}
+		for _, p := range a.providers {
+			p.Close()
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		a.log.Error("ending the sessions did not finish in time; exiting anyway", "timeout", closeTimeout)
+	}
 }
 
 // httpHandler serves MCP at /mcp and liveness at /healthz, behind the guard
@@ -257,7 +283,11 @@ func (a *app) serveHTTP(ctx context.Context, addr string) error {
 	defer cancel()
 	// Refuse new requests and end GET streams, wait for in-flight tool
 	// calls, and only then end the sessions (their sandboxes go with them).
-	return httpguard.Shutdown(sctx, guard, srv, mcpHTTP, 10*time.Second)
+	err = httpguard.Shutdown(sctx, guard, srv, mcpHTTP, shutdownGrace)
+	if calls := a.calls.list(); len(calls) > 0 {
+		a.log.Error("tool calls did not end before shutdown; abandoning them", "calls", calls)
+	}
+	return err
 }
 
 // slogWriter forwards mcp-go's stdlib-log errors to slog.

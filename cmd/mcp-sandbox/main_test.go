@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "mcp-sandbox")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	// The binary under test also serves the conformance suite's fixtures
+	// (with --conformance-fixtures); production builds have none.
+	if out, err := exec.Command("go", "build", "-tags", "conformance", "-o", binary, ".").CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
 		panic(err)
 	}
@@ -498,5 +500,20 @@ func TestREADMEListsEveryProviderSetting(t *testing.T) {
 				t.Errorf("README does not document --%s (provider %s)", s.Flag, name)
 			}
 		}
+	}
+}
+
+// The production build carries no conformance fixtures: this test binary is
+// built without the conformance tag, as a release is.
+func TestProductionBuildHasNoConformanceFixtures(t *testing.T) {
+	if conformanceFixtures != nil {
+		t.Fatal("conformance fixtures are linked into a build without -tags conformance")
+	}
+	cfg, err := loadConfig([]string{"--conformance-fixtures", "--env-file", os.DevNull, "--state-dir", t.TempDir()}, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newApp(cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "-tags conformance") {
+		t.Fatalf("want a refusal naming the build tag, got %v", err)
 	}
 }

@@ -63,8 +63,9 @@ const (
 	DefaultCPUs    = "1"
 	DefaultPids    = "512"
 	DefaultWorkdir = "/workspace"
-	// DefaultExpiry is long because another server process cannot tell
-	// whether a session it does not own is still live.
+	// DefaultExpiry is long because a server on another machine cannot
+	// tell whether a session it does not own is still live (one on the
+	// same machine can: see providers.Liveness).
 	DefaultExpiry = 24 * time.Hour
 )
 

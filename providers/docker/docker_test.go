@@ -315,43 +315,63 @@ func TestForeignContainersAreNotFound(t *testing.T) {
 
 func TestReap(t *testing.T) {
 	ctx := context.Background()
-	set := settings(docker.EnvExpiry, "1ms")
-	p := open(t, set)
-	live := create(t, p, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "live"}})
-	dead := create(t, p, providers.CreateOptions{Labels: map[string]string{providers.LabelSession: "gone"}})
-	orphan := create(t, p, providers.CreateOptions{})
-	// Another server's container, expired too, is not this server's to reap.
-	other := open(t, settings(docker.EnvExpiry, "1ms"))
-	foreign := create(t, other, providers.CreateOptions{})
-	// Not expired yet: safe whatever its session.
-	young := create(t, open(t, settings(envServer, set[envServer])), providers.CreateOptions{})
+	set := settings()
+	p := open(t, set) // the default expiry: a day
+	short := open(t, settings(envServer, set[envServer], docker.EnvExpiry, "1ms"))
+	owner := func(label string) providers.Liveness {
+		return map[string]providers.Liveness{"live": providers.OwnerLive, "dead": providers.OwnerDead}[label]
+	}
+	made := func(by *docker.Provider, session string, keep bool) providers.Sandbox {
+		labels := map[string]string{providers.LabelSession: session}
+		if keep {
+			labels[providers.LabelKeep] = "true"
+		}
+		return create(t, by, providers.CreateOptions{Labels: labels})
+	}
+	var (
+		deadOwner      = made(p, "dead", false)
+		unknownOwner   = made(p, "elsewhere", false)
+		liveOwner      = made(p, "live", false)
+		kept           = made(p, "dead", true)
+		expired        = made(short, "elsewhere", false)
+		keptExpired    = made(short, "dead", true)
+		liveExpired    = made(short, "live", false)
+		foreignDead    = made(open(t, settings()), "dead", false)
+		wantGone       = []providers.Sandbox{deadOwner, expired, keptExpired}
+		wantKept       = []providers.Sandbox{unknownOwner, liveOwner, kept, liveExpired, foreignDead}
+		wantGoneLater  = []providers.Sandbox{unknownOwner, kept}
+		wantKeptLonger = []providers.Sandbox{liveOwner, liveExpired, foreignDead}
+	)
 	time.Sleep(10 * time.Millisecond)
 
-	removed, err := p.Reap(ctx, func(s string) bool { return s == "live" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(removed)
-	want := []string{dead.ID, orphan.ID}
-	slices.Sort(want)
-	if !slices.Equal(removed, want) {
-		t.Errorf("reaped %v, want %v", removed, want)
-	}
-	for _, sb := range []providers.Sandbox{live, foreign, young} {
-		if _, err := p.Get(ctx, sb.ID); err != nil {
-			t.Errorf("%s was reaped: %v", sb.ID, err)
+	check := func(step string, removed []string, err error, gone, kept []providers.Sandbox) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		var want []string
+		for _, sb := range gone {
+			want = append(want, sb.ID)
+			if _, err := p.Get(ctx, sb.ID); !errors.Is(err, providers.ErrNotFound) {
+				t.Errorf("%s: %s (%v) survived the reaper: %v", step, sb.ID[:12], sb.Labels, err)
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(removed)
+		if !slices.Equal(removed, want) {
+			t.Errorf("%s: reaped %v, want %v", step, removed, want)
+		}
+		for _, sb := range kept {
+			if _, err := p.Get(ctx, sb.ID); err != nil {
+				t.Errorf("%s: %s (%v) was reaped: %v", step, sb.ID[:12], sb.Labels, err)
+			}
 		}
 	}
-	for _, sb := range []providers.Sandbox{dead, orphan} {
-		if _, err := p.Get(ctx, sb.ID); !errors.Is(err, providers.ErrNotFound) {
-			t.Errorf("%s survived the reaper: %v", sb.ID, err)
-		}
-	}
-	// With no liveness information (a fresh start), expired means gone.
-	removed, err = p.Reap(ctx, nil)
-	if err != nil || !slices.Equal(removed, []string{live.ID}) {
-		t.Errorf("Reap(nil) = %v, %v; want just %s", removed, err, live.ID)
-	}
+	removed, err := p.Reap(ctx, owner)
+	check("a day's expiry", removed, err, wantGone, wantKept)
+	// Lowering the expiry reaches sandboxes labelled with the longer one.
+	removed, err = short.Reap(ctx, owner)
+	check("the expiry lowered", removed, err, wantGoneLater, wantKeptLonger)
 }
 
 func TestStoppedSandboxIsRestartedOnExec(t *testing.T) {
@@ -370,20 +390,20 @@ func TestStoppedSandboxIsRestartedOnExec(t *testing.T) {
 	}
 }
 
-// ListFiles reads small trees through the archive API and walks big ones in
-// the container; both must give the same answer.
+// ListFiles walks the tree from metadata in the container, and reads the
+// archive only in an image without the tools; both must give the same
+// answer, names with newlines and spaces included.
 func TestListFilesBothWays(t *testing.T) {
-	set := settings()
-	byArchive, byFind := open(t, set), open(t, set)
-	byArchive.SetListBudget(-1)
-	byFind.SetListBudget(0)
+	p := open(t, settings())
 	ctx := context.Background()
-	sb := create(t, byArchive, providers.CreateOptions{})
+	sb := create(t, p, providers.CreateOptions{})
+	byArchive, byFind := p, p
 	sh(t, byArchive, sb.ID, `mkdir -p t/b/d t/e t/b-x && printf x > t/a && printf yy > t/b/c && printf z > t/b/d/f &&
 		printf 1 > t/.hidden && printf 2 > 't/with space' && printf 3 > "t/new
-line" && ln -s a t/link && chmod 750 t/b && head -c 1000 /dev/zero > t/b-x/k`)
+line" && printf 4 > "t/x
+81a4 9 9 forged" && ln -s a t/link && chmod 750 t/b && head -c 1000 /dev/zero > t/b-x/k`)
 	for _, tc := range []struct{ depth, limit int }{{1, 100}, {2, 100}, {5, 100}, {5, 4}, {2, 3}, {1, 1}} {
-		a, at, err := byArchive.ListFiles(ctx, sb.ID, "t", tc.depth, tc.limit)
+		a, at, err := byArchive.ListFilesByArchive(ctx, sb.ID, "t", tc.depth, tc.limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -403,28 +423,33 @@ line" && ln -s a t/link && chmod 750 t/b && head -c 1000 /dev/zero > t/b-x/k`)
 		}
 	}
 	all, _, _ := byFind.ListFiles(ctx, sb.ID, "t", 1, 100)
-	want := []string{".hidden", "a", "b", "b-x", "e", "link", "new\nline", "with space"}
+	want := []string{".hidden", "a", "b", "b-x", "e", "link", "new\nline", "with space", "x\n81a4 9 9 forged"}
 	if got := paths(all); !slices.Equal(got, want) {
 		t.Errorf("find listing %q, want %q", got, want)
 	}
 }
 
-// A directory whose archive is over the budget (a big file below it) is
-// listed by walking in the container, with the same answer.
-func TestListFilesOverBudget(t *testing.T) {
+// Listing reads metadata only: a directory holding a huge sparse file
+// lists at once, whatever the file's size.
+func TestListFilesHugeSparseFile(t *testing.T) {
 	p := open(t, settings())
 	ctx := context.Background()
 	sb := create(t, p, providers.CreateOptions{})
-	sh(t, p, sb.ID, "mkdir -p data && head -c 50000000 /dev/zero > data/big.bin && touch zz")
+	const size = 100 << 30 // 100 GiB, of which nothing is on disk
+	sh(t, p, sb.ID, fmt.Sprintf("mkdir -p data && truncate -s %d data/huge.bin && touch zz", size))
 	start := time.Now()
 	ents, truncated, err := p.ListFiles(ctx, sb.ID, ".", 2, 100)
+	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := paths(ents); truncated || !slices.Equal(got, []string{"data", "data/big.bin", "zz"}) || ents[1].Size != 50000000 {
-		t.Errorf("listing %v truncated=%v sizes %+v", got, truncated, ents)
+	if got := paths(ents); truncated || !slices.Equal(got, []string{"data", "data/huge.bin", "zz"}) || ents[1].Size != size {
+		t.Errorf("listing %v truncated=%v entries %+v", got, truncated, ents)
 	}
-	t.Logf("listed a directory holding 50 MB in %v", time.Since(start))
+	if took > 5*time.Second {
+		t.Errorf("listing a directory with a %d-byte sparse file took %v; it must not read the file", size, took)
+	}
+	t.Logf("listed a directory holding a 100 GiB sparse file in %v", took)
 }
 
 func paths(ents []providers.FileInfo) []string {

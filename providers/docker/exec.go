@@ -235,15 +235,29 @@ func (p *Provider) ended(ctx context.Context, execID string, d time.Duration) bo
 // driver's own housekeeping: stdin (nil for none) is its input, its stdout
 // goes to stdout (nil discards); it returns the exit code and stderr.
 func (p *Provider) run(ctx context.Context, id string, stdin io.Reader, stdout io.Writer, argv ...string) (int, string, error) {
+	var errOut bytes.Buffer
+	code, err := p.runIO(ctx, id, stdin, stdout, &limitedWriter{w: &errOut, n: 4 << 10}, argv...)
+	if err != nil {
+		return -1, "", err
+	}
+	return code, errOut.String(), nil
+}
+
+// runStreams is run for a script whose stderr carries data, not errors.
+func (p *Provider) runStreams(ctx context.Context, id string, stdout, stderr io.Writer, argv ...string) (int, error) {
+	return p.runIO(ctx, id, nil, stdout, stderr, argv...)
+}
+
+func (p *Provider) runIO(ctx context.Context, id string, stdin io.Reader, stdout, stderr io.Writer, argv ...string) (int, error) {
 	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
 		Cmd: argv, AttachStdin: stdin != nil, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
-		return -1, "", err
+		return -1, err
 	}
 	att, err := p.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return -1, "", err
+		return -1, err
 	}
 	defer att.Close()
 	// The hijacked stream ignores ctx: close it when ctx ends, so a caller
@@ -255,15 +269,13 @@ func (p *Provider) run(ctx context.Context, id string, stdin io.Reader, stdout i
 			att.CloseWrite()
 		}()
 	}
-	var errOut bytes.Buffer
-	if _, err := stdcopy.StdCopy(orDiscard(stdout), &limitedWriter{w: &errOut, n: 4 << 10}, att.Reader); err != nil {
+	if _, err := stdcopy.StdCopy(orDiscard(stdout), orDiscard(stderr), att.Reader); err != nil {
 		if ctx.Err() != nil {
-			return -1, "", ctx.Err()
+			return -1, ctx.Err()
 		}
-		return -1, "", err
+		return -1, err
 	}
-	code, err := p.exitCode(ctx, created.ID)
-	return code, errOut.String(), err
+	return p.exitCode(ctx, created.ID)
 }
 
 // limitedWriter keeps the first n bytes and drops the rest.

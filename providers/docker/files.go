@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -127,13 +128,24 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 }
 
 // writeScript writes stdin to $1 with mode $2: into a temporary file beside
-// it, then renamed over it, so readers never see half a file. Running as
-// the sandbox's user, it makes what that user's commands would make (owner,
-// permissions) and cannot write where they could not. One exec is faster
-// here than the archive API, which re-executes the engine for every copy.
-const writeScript = `t=$1; d=${t%/*}; d=${d:-/}; tmp="$d/.${t##*/}.$3.tmp"
+// it, then renamed over it, so readers never see half a file. Only a temp
+// file of exactly $4 bytes replaces the target: a stream cut short (the
+// server killed, the request dropped, the caller gone) ends stdin early,
+// and must not pass for the whole content. Running as the sandbox's user,
+// it makes what that user's commands would make (owner, permissions) and
+// cannot write where they could not. One exec is faster here than the
+// archive API, which re-executes the engine for every copy.
+const writeScript = `t=$1; d=${t%/*}; d=${d:-/}; tmp="$d/.${t##*/}.$3` + tempSuffix + `"
 mkdir -p "$d" || exit 3
-cat > "$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$t" || { rm -f "$tmp"; exit 4; }`
+trap 'rm -f "$tmp"' HUP INT TERM PIPE
+cat > "$tmp" || { rm -f "$tmp"; exit 4; }
+n=$(wc -c < "$tmp") || n=-1
+[ "$((n))" = "$4" ] || { rm -f "$tmp"; echo "short write: $n of $4 bytes came" >&2; exit 5; }
+chmod "$2" "$tmp" && mv -f "$tmp" "$t" || { rm -f "$tmp"; exit 4; }`
+
+// tempSuffix ends the names of the temp files writes go through, so a
+// listing can leave them out and a cleanup can find them.
+const tempSuffix = ".mcp-sandbox-tmp"
 
 func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, mode fs.FileMode) error {
 	wd, err := p.workdir(ctx, id)
@@ -160,12 +172,14 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 		mode = 0o644
 	}
 	code, errOut, err := p.run(ctx, id, bytes.NewReader(data), nil,
-		"/bin/sh", "-c", writeScript, "write", abs, fmt.Sprintf("%o", mode.Perm()), randomHex(4))
+		"/bin/sh", "-c", writeScript, "write", abs, fmt.Sprintf("%o", mode.Perm()), randomHex(4), strconv.Itoa(len(data)))
 	switch {
 	case err != nil:
 		return p.fileErr(id, "write", name, err)
 	case code == 0:
 		return nil
+	case code == 5:
+		return providers.Errorf(providers.ErrUnavailable, "write %q: the content was cut off on its way (%s); the file is unchanged, write it again", name, strings.TrimSpace(errOut))
 	case strings.Contains(errOut, "Not a directory") || strings.Contains(errOut, "File exists"):
 		return providers.Errorf(providers.ErrInvalidArgument, "write %q: a parent is not a directory", name)
 	case strings.Contains(errOut, "Permission denied") || strings.Contains(errOut, "Read-only"):
@@ -193,49 +207,57 @@ func (p *Provider) Stat(ctx context.Context, id, name string) (providers.FileInf
 }
 
 func (p *Provider) ListFiles(ctx context.Context, id, name string, depth, limit int) ([]providers.FileInfo, bool, error) {
-	if name == "" {
-		name = "."
-	}
 	if depth < 1 {
 		depth = 1
 	}
-	wd, err := p.workdir(ctx, id)
+	if name == "" {
+		name = "."
+	}
+	abs, err := p.listTarget(ctx, id, name)
 	if err != nil {
 		return nil, false, err
 	}
-	abs, err := resolve(wd, name)
-	if err != nil {
-		return nil, false, err
-	}
-	abs, st, err := p.follow(ctx, id, "list", name, abs)
-	if err != nil {
-		return nil, false, err
-	}
-	if !st.Mode.IsDir() {
-		return nil, false, providers.Errorf(providers.ErrInvalidArgument, "list %q: not a directory", name)
-	}
-	out, truncated, err := p.listByArchive(ctx, id, name, abs, depth, limit, p.listBudget)
-	if errors.Is(err, errOverBudget) {
-		// A big file or a deep tree below: walk in the container instead of
-		// streaming all of it through the engine.
-		out, truncated, err = p.listByFind(ctx, id, name, abs, depth, limit)
-		if errors.Is(err, errNoTools) {
-			out, truncated, err = p.listByArchive(ctx, id, name, abs, depth, limit, noBudget)
+	out, truncated, err := p.listByFind(ctx, id, name, abs, depth, limit)
+	if errors.Is(err, errNoTools) {
+		out, truncated, err = p.listByArchive(ctx, id, name, abs, depth, limit, p.listBudget)
+		if errors.Is(err, errOverBudget) {
+			return nil, false, providers.Errorf(providers.ErrTooLarge,
+				"list %q: the sandbox's image has no find, xargs, stat or tee, and the directory is too big to list without them; list a smaller directory, or use an image with those tools", name)
 		}
 	}
 	return out, truncated, err
 }
 
+// listTarget resolves the directory to list, following a final symlink.
+func (p *Provider) listTarget(ctx context.Context, id, name string) (string, error) {
+	wd, err := p.workdir(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	abs, err := resolve(wd, name)
+	if err != nil {
+		return "", err
+	}
+	abs, st, err := p.follow(ctx, id, "list", name, abs)
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode.IsDir() {
+		return "", providers.Errorf(providers.ErrInvalidArgument, "list %q: not a directory", name)
+	}
+	return abs, nil
+}
+
 // archiveListBudget bounds how much of a directory's archive (which carries
-// file contents too) ListFiles reads before it walks in the container
-// instead. Small trees list fastest through the archive.
+// file contents too) ListFiles reads in an image without the tools to walk
+// the tree from metadata.
 const archiveListBudget = 8 << 20
 
 const noBudget = -1
 
 var (
 	errOverBudget = errors.New("archive larger than the listing budget")
-	errNoTools    = errors.New("find, xargs or stat missing in the image")
+	errNoTools    = errors.New("find, xargs, stat or tee missing in the image")
 )
 
 type countingReader struct {
@@ -290,45 +312,49 @@ func (p *Provider) listByArchive(ctx context.Context, id, name, abs string, dept
 	return out, truncated, nil
 }
 
-// findScript lists $1 down to depth $2, one "rawmode size mtime ./path"
-// line per entry, with tools busybox and GNU both have.
-const findScript = `for t in find xargs stat; do command -v $t >/dev/null 2>&1 || exit 127; done
+// findScript lists $1 down to depth $2 from metadata alone (no file is
+// read, however big): the names, NUL-terminated, go to stderr and one
+// "rawmode size mtime ./name" line per name to stdout, in the same order,
+// so a name holding newlines (or anything like a line) parses exactly.
+// Only tools busybox and GNU both have; $3 bounds the walk's time where
+// timeout takes that form (old busybox wants -t), so a huge tree stops
+// costing CPU once the caller gives up.
+const findScript = `for t in find xargs stat tee; do command -v $t >/dev/null 2>&1 || exit 127; done
 cd -- "$1" || exit 2
-find . -mindepth 1 -maxdepth "$2" -print0 2>/dev/null | xargs -0 -r stat -c '%f %s %Y %n' -- 2>/dev/null
+exec 3>&2 2>/dev/null
+[ -e /dev/fd/3 ] || exit 127
+T=; timeout 1 true && T="timeout $3"
+$T find . -mindepth 1 -maxdepth "$2" -print0 | tee /dev/fd/3 | xargs -0 -r stat -c '%f %s %Y %n' --
 exit 0`
 
-const maxFindOutput = 64 << 20
+// Bounds on one listing: the bytes its output may take (in both streams),
+// and how long it may walk.
+const (
+	maxFindOutput = 32 << 20
+	findTimeout   = 60 * time.Second
+)
 
 // listByFind walks the directory inside the container.
 func (p *Provider) listByFind(ctx context.Context, id, name, abs string, depth, limit int) ([]providers.FileInfo, bool, error) {
-	var stdout bytes.Buffer
-	lw := &limitedWriter{w: &stdout, n: maxFindOutput + 1}
-	code, errOut, err := p.run(ctx, id, nil, lw, "/bin/sh", "-c", findScript, "list", abs, fmt.Sprint(depth))
+	ctx, cancel := context.WithTimeout(ctx, findTimeout)
+	defer cancel()
+	var stats, names bytes.Buffer
+	budget := &sharedBudget{n: maxFindOutput, cancel: cancel}
+	code, err := p.runStreams(ctx, id, budget.writer(&stats), budget.writer(&names),
+		"/bin/sh", "-c", findScript, "list", abs, strconv.Itoa(depth), strconv.Itoa(int(findTimeout/time.Second)))
 	switch {
+	case budget.over():
+		return nil, false, providers.Errorf(providers.ErrTooLarge, "list %q: more entries than can be listed to depth %d; list a subdirectory or a smaller depth", name, depth)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return nil, false, providers.Errorf(providers.ErrTooLarge, "list %q: walking to depth %d took over %v; list a subdirectory or a smaller depth", name, depth, findTimeout)
 	case err != nil:
 		return nil, false, p.fileErr(id, "list", name, err)
 	case code == 127:
 		return nil, false, errNoTools
 	case code != 0:
-		return nil, false, providers.Errorf(providers.ErrUnavailable, "list %q: %s", name, strings.TrimSpace(errOut))
-	case stdout.Len() > maxFindOutput:
-		return nil, false, providers.Errorf(providers.ErrTooLarge, "list %q: more entries than can be listed to depth %d; list a subdirectory or a smaller depth", name, depth)
+		return nil, false, providers.Errorf(providers.ErrUnavailable, "list %q: the walk ended with status %d", name, code)
 	}
-	var out []providers.FileInfo
-	for _, line := range strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n") {
-		f := strings.SplitN(line, " ", 4)
-		raw, err1 := strconv.ParseUint(safeIndex(f, 0), 16, 32)
-		size, err2 := strconv.ParseInt(safeIndex(f, 1), 10, 64)
-		mtime, err3 := strconv.ParseInt(safeIndex(f, 2), 10, 64)
-		rel, ok := strings.CutPrefix(safeIndex(f, 3), "./")
-		if err1 != nil || err2 != nil || err3 != nil || !ok {
-			if len(out) > 0 && line != "" { // a name with a newline in it
-				out[len(out)-1].Path += "\n" + line
-			}
-			continue
-		}
-		out = append(out, fileInfo(rel, modeFromRaw(uint32(raw)), size, time.Unix(mtime, 0)))
-	}
+	out := parseFindOutput(names.Bytes(), stats.Bytes())
 	// Cut where a lexical walk would (as the archive and local do), then
 	// order by path.
 	sort.Slice(out, func(i, j int) bool { return walkLess(out[i].Path, out[j].Path) })
@@ -339,6 +365,64 @@ func (p *Provider) listByFind(ctx context.Context, id, name, abs string, depth, 
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, truncated, nil
 }
+
+// parseFindOutput pairs each NUL-terminated name with its stat line, which
+// must end in exactly that name. A name with no line (it went between the
+// walk and the stat) is skipped.
+func parseFindOutput(names, stats []byte) []providers.FileInfo {
+	var out []providers.FileInfo
+	for _, n := range bytes.Split(names, []byte{0}) {
+		if len(n) < 3 || !bytes.HasPrefix(n, []byte("./")) {
+			continue
+		}
+		f := bytes.SplitN(stats, []byte(" "), 4)
+		if len(f) < 4 || !bytes.HasPrefix(f[3], n) || len(f[3]) == len(n) || f[3][len(n)] != '\n' {
+			continue
+		}
+		raw, err1 := strconv.ParseUint(string(f[0]), 16, 32)
+		size, err2 := strconv.ParseInt(string(f[1]), 10, 64)
+		mtime, err3 := strconv.ParseInt(string(f[2]), 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		stats = f[3][len(n)+1:]
+		out = append(out, fileInfo(string(n[2:]), modeFromRaw(uint32(raw)), size, time.Unix(mtime, 0)))
+	}
+	return out
+}
+
+// sharedBudget caps the bytes several writers keep between them, and
+// cancels the run once they want more.
+type sharedBudget struct {
+	mu      sync.Mutex
+	n       int
+	spilled bool
+	cancel  func()
+}
+
+func (b *sharedBudget) writer(w io.Writer) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if len(p) > b.n {
+			b.spilled = true
+			b.cancel()
+			return 0, errOverBudget
+		}
+		b.n -= len(p)
+		return w.Write(p)
+	})
+}
+
+func (b *sharedBudget) over() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.spilled
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func safeIndex(f []string, i int) string {
 	if i < len(f) {

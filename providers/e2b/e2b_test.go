@@ -341,3 +341,70 @@ func TestQuietCommandWithKeepalives(t *testing.T) {
 		t.Fatalf("got %+v, %v, stdout %q, stderr %q", res, err, out.String(), errOut.String())
 	}
 }
+
+// TestReap: a restarted server kills its own sandboxes whose owner is gone,
+// and leaves live, unknown and kept ones (E2B's timeout ends those) and
+// other servers' alone.
+func TestReap(t *testing.T) {
+	fake, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	o := fakeOptions(url)
+	o.ServerID = "another-server"
+	other := newDriver(t, o)
+	made := func(p *Provider, labels map[string]string) string {
+		return create(t, p, providers.CreateOptions{Labels: labels}).ID
+	}
+	dead := made(p, map[string]string{providers.LabelSession: "dead"})
+	live := made(p, map[string]string{providers.LabelSession: "live"})
+	unknown := made(p, map[string]string{providers.LabelSession: "elsewhere"})
+	kept := made(p, map[string]string{providers.LabelSession: "dead", providers.LabelKeep: "true"})
+	foreign := made(other, map[string]string{providers.LabelSession: "dead"})
+	owner := func(label string) providers.Liveness {
+		return map[string]providers.Liveness{"live": providers.OwnerLive, "dead": providers.OwnerDead}[label]
+	}
+	removed, err := newDriver(t, fakeOptions(url)).Reap(ctxT(t), owner)
+	if err != nil || len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("Reap = %v, %v; want just %s", removed, err, dead)
+	}
+	left := map[string]bool{}
+	for _, s := range fake.Sandboxes() {
+		left[s.ID] = true
+	}
+	for _, id := range []string{live, unknown, kept, foreign} {
+		if !left[id] {
+			t.Errorf("%s was reaped", id)
+		}
+	}
+	if left[dead] {
+		t.Errorf("the dead owner's sandbox %s is still running", dead)
+	}
+}
+
+// TestCutUploadLeavesTheOldFile: an upload dropped half way (envd keeps
+// what it read) fails, and leaves the old file whole and no temp file.
+func TestCutUploadLeavesTheOldFile(t *testing.T) {
+	fake, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	old := []byte("old content\n")
+	if err := p.WriteFile(ctxT(t), sb.ID, "d/f.txt", old, 0); err != nil {
+		t.Fatal(err)
+	}
+	fake.CutUploads(1, 64<<10)
+	if err := p.WriteFile(ctxT(t), sb.ID, "d/f.txt", bytes.Repeat([]byte("new "), 1<<18), 0); err == nil {
+		t.Fatal("a write whose upload was cut off succeeded")
+	}
+	rc, _, err := p.ReadFile(ctxT(t), sb.ID, "d/f.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, old) {
+		t.Errorf("after a cut upload the file holds %d bytes, want the old %d", len(got), len(old))
+	}
+	ents, _, err := p.ListFiles(ctxT(t), sb.ID, "d", 1, 0)
+	if err != nil || len(ents) != 1 || ents[0].Path != "f.txt" {
+		t.Errorf("after a cut upload the directory holds %+v (%v), want f.txt alone", ents, err)
+	}
+}

@@ -3,6 +3,8 @@ package e2b
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -95,6 +98,13 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 	return resp.Body, info, nil
 }
 
+// tempSuffix ends the names of the temp files writes go through.
+const tempSuffix = ".mcp-sandbox-tmp"
+
+// WriteFile uploads into a temp file beside the target, checks that all of
+// it arrived, and moves it over the target: envd writes an upload in place,
+// so a request cut off half way would otherwise leave a prefix where the
+// old file was.
 func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, mode fs.FileMode) error {
 	if err := checkPath("write", name); err != nil {
 		return err
@@ -103,43 +113,81 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	if err != nil {
 		return err
 	}
-	target := c.resolve(name)
+	target := path.Clean(c.resolve(name))
+	if st, err := c.fs.Stat(ctx, connect.NewRequest(&fspb.StatRequest{Path: target})); err == nil {
+		e := st.Msg.GetEntry()
+		switch {
+		case e.GetType() == fspb.FileType_FILE_TYPE_DIRECTORY && e.SymlinkTarget == nil:
+			return providers.Errorf(providers.ErrInvalidArgument, "write %q: is a directory", name)
+		case mode == 0 && e.GetType() == fspb.FileType_FILE_TYPE_FILE:
+			mode = fs.FileMode(e.GetMode()).Perm() // keep an existing script executable
+		}
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	nonce := make([]byte, 4)
+	crand.Read(nonce)
+	tmp := path.Join(path.Dir(target), "."+path.Base(target)+"."+hex.EncodeToString(nonce)+tempSuffix)
+	if err := p.writeTemp(ctx, c, name, tmp, data, mode); err != nil {
+		// The caller may have given up: clean up on a context of its own.
+		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		c.fs.Remove(rmCtx, connect.NewRequest(&fspb.RemoveRequest{Path: tmp}))
+		return err
+	}
+	return nil
+}
+
+// writeTemp uploads data to tmp, checks its size, sets its mode and moves it
+// over target.
+func (p *Provider) writeTemp(ctx context.Context, c *conn, name, tmp string, data []byte, mode fs.FileMode) error {
 	// As E2B's SDK sends it: one multipart part named "file" whose filename
-	// is the target path; envd creates parents and replaces the file.
+	// is the path; envd creates parents and writes the file.
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	h := textproto.MIMEHeader{}
-	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, target))
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, tmp))
 	h.Set("Content-Type", "application/octet-stream")
 	part, _ := mw.CreatePart(h)
 	part.Write(data)
 	mw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+"/files?"+url.Values{"path": {target}}.Encode(), &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+"/files?"+url.Values{"path": {tmp}}.Encode(), &body)
 	if err != nil {
 		return providers.Errorf(providers.ErrInvalidArgument, "write %q: %w", name, err)
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return p.envdErr(ctx, id, "write", name, err)
+		return p.envdErr(ctx, c.id, "write", name, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return p.filesErr(ctx, c, "write", name, resp)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	st, err := c.fs.Stat(ctx, connect.NewRequest(&fspb.StatRequest{Path: tmp}))
+	if err != nil {
+		return p.envdErr(ctx, c.id, "write", name, err)
+	}
+	if n := st.Msg.GetEntry().GetSize(); n != int64(len(data)) {
+		return providers.Errorf(providers.ErrUnavailable, "write %q: %d of %d bytes arrived; the file is unchanged, write it again", name, n, len(data))
+	}
 	// envd writes with its default mode (0644); anything else takes a chmod.
-	if perm := mode.Perm(); mode != 0 && perm != 0o644 {
+	if perm := mode.Perm(); perm != 0o644 {
 		var errOut bytes.Buffer
-		res, err := p.Exec(ctx, id, providers.ExecRequest{
-			Command: fmt.Sprintf("chmod %o %s", perm, shellQuote(target)), Stderr: &errOut,
+		res, err := p.Exec(ctx, c.id, providers.ExecRequest{
+			Command: fmt.Sprintf("chmod %o %s", perm, shellQuote(tmp)), Stderr: &errOut,
 		})
 		if err != nil {
 			return err
 		}
 		if res.ExitCode != 0 {
-			return providers.Errorf(providers.ErrInvalidArgument, "write %q: the file was written but chmod %o failed: %s", name, perm, strings.TrimSpace(errOut.String()))
+			return providers.Errorf(providers.ErrInvalidArgument, "write %q: chmod %o failed: %s", name, perm, strings.TrimSpace(errOut.String()))
 		}
+	}
+	if _, err := c.fs.Move(ctx, connect.NewRequest(&fspb.MoveRequest{Source: tmp, Destination: path.Clean(c.resolve(name))})); err != nil {
+		return p.envdErr(ctx, c.id, "write", name, err)
 	}
 	return nil
 }

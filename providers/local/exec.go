@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +22,9 @@ import (
 // that outlived their command (a `server &`).
 const markerVar = "MCP_SANDBOX_ID"
 
-// waitDelay bounds how long a finished shell may hold its output pipes open
-// through background children (`sleep 1000 &`): after that the call returns.
+// waitDelay bounds how long background children (`sleep 1000 &`) may hold a
+// finished command's output pipes open: after that the call returns with
+// what the pipes held, and says that output was cut.
 const waitDelay = 200 * time.Millisecond
 
 // basePath is the PATH commands get; the server's own PATH is not inherited.
@@ -51,20 +53,55 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	cmd.Dir = dir
 	cmd.Env = p.environ(m, req.Env)
 	cmd.Stdin = req.Stdin
-	cmd.Stdout = req.Stdout // nil means the null device
-	cmd.Stderr = req.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Kill the whole process group, not just the shell, so that children
 	// (and their children) cannot outlive a timeout or a cancellation.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// Output goes through pipes of our own (see pipes.go), so WaitDelay
+	// only bounds the copy of stdin.
 	cmd.WaitDelay = waitDelay
+	var pipes []*outPipe
+	var writeEnds []*os.File
+	defer func() {
+		for _, f := range writeEnds {
+			f.Close()
+		}
+	}()
+	for _, s := range []struct {
+		dst io.Writer
+		set *io.Writer
+	}{{req.Stdout, &cmd.Stdout}, {req.Stderr, &cmd.Stderr}} {
+		if s.dst == nil {
+			continue // the null device
+		}
+		if s.set == &cmd.Stderr && sameWriter(req.Stdout, req.Stderr) {
+			cmd.Stderr = cmd.Stdout // one pipe keeps the two in order
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
+		}
+		defer r.Close()
+		writeEnds = append(writeEnds, w)
+		*s.set = w
+		dst := s.dst
+		pipes = append(pipes, copyPipe(r, func(b []byte) { dst.Write(b) }))
+	}
 
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range writeEnds {
+		f.Close() // the command has its own copies
+	}
+	writeEnds = nil
+	if err != nil {
+		finishPipes(0, pipes...)
 		return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
 	}
 	err = cmd.Wait()
-	res := providers.ExecResult{Duration: time.Since(start), ExitCode: exitCode(cmd.ProcessState)}
+	cut := finishPipes(waitDelay, pipes...)
+	res := providers.ExecResult{Duration: time.Since(start), ExitCode: exitCode(cmd.ProcessState), OutputCut: cut}
 
 	switch {
 	case ctx.Err() != nil:
@@ -78,6 +115,12 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		return res, providers.Errorf(providers.ErrUnavailable, "run command: %w", err)
 	}
 	return res, nil
+}
+
+// sameWriter is a == b without the panic on uncomparable types.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() { recover() }()
+	return a == b
 }
 
 var cloexecOnce sync.Once
@@ -169,37 +212,94 @@ func (p *Provider) cwd(id, cwd string) (string, error) {
 }
 
 // killSandboxProcesses kills every process still carrying the sandbox's
-// marker (background children of earlier commands), with its process
-// group: a shell killed mid-fork may have a child the /proc snapshot
-// missed, and the group kill reaches it. Passes repeat until one finds
-// nothing. Linux only: elsewhere there is no /proc to scan and this does
-// nothing.
-func killSandboxProcesses(id string) {
+// marker (background children of earlier commands), and every supervisor
+// holding a directory under the sandbox's base open (its process record,
+// wherever sandboxed code moved it in there), with the process groups of
+// their children: this needs no record, which sandboxed code can spoil.
+// A shell killed mid-fork may have a child the /proc snapshot missed, and
+// the group kill reaches it. Passes repeat until one finds nothing. Linux
+// only: elsewhere there is no /proc to scan and this does nothing.
+func killSandboxProcesses(id, base string) {
 	want := []byte(markerVar + "=" + id + "\x00")
+	killProcessesWhere(func(pid int) bool {
+		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+		return err == nil && (bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) || supervises(pid, base)
+	})
+}
+
+// killProcessesWhere kills the processes match picks, the process groups
+// of their children (a supervisor's command leads one) and their own.
+func killProcessesWhere(match func(pid int) bool) {
 	for pass := 0; pass < 5; pass++ {
 		ents, err := os.ReadDir("/proc")
 		if err != nil {
 			return
 		}
-		found := false
+		var found []int
+		children := map[int][]int{}
 		for _, e := range ents {
 			pid, err := strconv.Atoi(e.Name())
 			if err != nil || pid == os.Getpid() {
 				continue
 			}
-			env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-			if err != nil || !(bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) {
-				continue
+			if ppid := parentPid(pid); ppid > 0 {
+				children[ppid] = append(children[ppid], pid)
 			}
-			found = true
-			if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
-				syscall.Kill(-pgid, syscall.SIGKILL)
+			if match(pid) {
+				found = append(found, pid)
 			}
-			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if !found {
+		if len(found) == 0 {
 			return
+		}
+		for _, pid := range found {
+			for _, child := range children[pid] {
+				killGroupOf(child)
+			}
+			killGroupOf(pid)
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		time.Sleep(10 * time.Millisecond) // let the killed go, then look again
 	}
+}
+
+func killGroupOf(pid int) {
+	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+}
+
+// parentPid reads a process's parent from /proc/<pid>/stat, or 0.
+func parentPid(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// supervises reports whether pid is a supervisor (see supervise.go) with
+// the process directory under, or one below it, open.
+func supervises(pid int, under string) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid))
+	if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err != nil || !bytes.HasPrefix(cmdline, []byte(supervisorArg0+"\x00")) {
+		return false
+	}
+	fds, _ := os.ReadDir(filepath.Join(dir, "fd"))
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join(dir, "fd", fd.Name())); err == nil && (target == under || strings.HasPrefix(target, under+string(filepath.Separator))) {
+			return true
+		}
+	}
+	return false
 }

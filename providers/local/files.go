@@ -64,7 +64,10 @@ func (p *Provider) open(id, name string) (*os.Root, string, error) {
 // fileErr turns an os error into a typed one that names the path.
 func fileErr(op, name string, err error) error {
 	var pe *fs.PathError
+	var nr *errNotRegular
 	switch {
+	case errors.As(err, &nr):
+		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: %v; only regular files can be read (a command can read others, with a timeout: timeout 5 cat FILE)", op, name, nr)
 	case errors.Is(err, fs.ErrNotExist):
 		return providers.Errorf(providers.ErrNotFound, "%s %q: no such file or directory", op, name)
 	case errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes from parent"),
@@ -96,9 +99,13 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 	if err != nil {
 		return nil, providers.FileInfo{}, err
 	}
-	f, err := r.Open(rel)
+	f, err := openRootRegular(r, rel, os.O_RDONLY)
 	if err != nil {
 		r.Close()
+		var nr *errNotRegular
+		if errors.As(err, &nr) && nr.kind == kindOf(fs.ModeDir) {
+			return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: is a directory; use list_files", name)
+		}
 		return nil, providers.FileInfo{}, fileErr("read", name, err)
 	}
 	fi, err := f.Stat()
@@ -106,15 +113,6 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 		f.Close()
 		r.Close()
 		return nil, providers.FileInfo{}, fileErr("read", name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		r.Close()
-		what := "not a regular file"
-		if fi.IsDir() {
-			what = "is a directory; use list_files"
-		}
-		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: %s", name, what)
 	}
 	return rootFile{f, r}, info(name, fi), nil
 }

@@ -70,11 +70,10 @@ type foreground struct {
 
 type fgStream struct {
 	name string
-	r    *os.File
+	pipe *outPipe
 	w    io.Writer // the caller's
 	mem  []byte    // everything so far, until the record is made
 	log  *outWriter
-	done chan struct{}
 }
 
 func (f *foreground) run(ctx context.Context, req providers.RunRequest) (providers.RunResult, error) {
@@ -111,12 +110,14 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 		cmd.Wait()
 		close(exited)
 	}()
-	f.streams = [2]*fgStream{
-		{name: "stdout", r: outR, w: req.Stdout, done: make(chan struct{})},
-		{name: "stderr", r: errR, w: req.Stderr, done: make(chan struct{})},
+	f.streams = [2]*fgStream{{name: "stdout", w: req.Stdout}, {name: "stderr", w: req.Stderr}}
+	for i, r := range []*os.File{outR, errR} {
+		s := f.streams[i]
+		s.pipe = copyPipe(r, func(b []byte) { f.forward(s, b) })
 	}
-	for _, s := range f.streams {
-		go f.copy(s)
+	closePipes := func() {
+		outR.Close()
+		errR.Close()
 	}
 	var timedOut bool
 	var timeout <-chan time.Time
@@ -137,7 +138,8 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 		case <-ctx.Done():
 			syscall.Kill(-pid, syscall.SIGKILL)
 			<-exited
-			f.stopCopying(waitDelay)
+			f.finish()
+			closePipes()
 			f.mu.Lock()
 			if f.dir != "" {
 				f.closeLogs()
@@ -149,9 +151,10 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 		case <-exited:
 			// Background children may hold the pipes open (`server &`):
 			// like Exec, give them waitDelay, then stop reading.
-			f.stopCopying(waitDelay)
+			cut := f.finish()
+			closePipes()
 			res := providers.RunResult{ExecResult: providers.ExecResult{
-				ExitCode: exitCode(cmd.ProcessState), TimedOut: timedOut, Duration: time.Since(start)}}
+				ExitCode: exitCode(cmd.ProcessState), TimedOut: timedOut, Duration: time.Since(start), OutputCut: cut}}
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.dir != "" {
@@ -164,6 +167,7 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 			proc, err := f.detach(exited)
 			if err != nil {
 				syscall.Kill(-pid, syscall.SIGKILL)
+				closePipes()
 				return providers.RunResult{}, err
 			}
 			return providers.RunResult{ProcessID: proc, Running: true,
@@ -172,23 +176,18 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 	}
 }
 
-// copy forwards one stream to the caller and keeps it: in memory until the
+// forward passes output to the caller and keeps it: in memory until the
 // record exists, in its log after.
-func (f *foreground) copy(s *fgStream) {
-	defer close(s.done)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := s.r.Read(buf)
-		if n > 0 {
-			if s.w != nil {
-				s.w.Write(buf[:n])
-			}
-			f.keep(s, buf[:n])
-		}
-		if err != nil {
-			return
-		}
+func (f *foreground) forward(s *fgStream, b []byte) {
+	if s.w != nil {
+		s.w.Write(b)
 	}
+	f.keep(s, b)
+}
+
+// finish ends both copies once the command has exited (see finishPipes).
+func (f *foreground) finish() (cut bool) {
+	return finishPipes(waitDelay, f.streams[0].pipe, f.streams[1].pipe)
 }
 
 func (f *foreground) keep(s *fgStream, b []byte) {
@@ -227,14 +226,14 @@ func (f *foreground) materialize() error {
 		return err
 	}
 	b, _ := json.Marshal(f.spec)
-	if err := os.WriteFile(filepath.Join(dir, "spec.json"), b, 0o600); err != nil {
+	if err := writeNew(filepath.Join(dir, "spec.json"), b); err != nil {
 		return fail(err)
 	}
-	lock, err := os.Open(dir)
+	lock, err := openDir(dir)
 	if err != nil {
 		return fail(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+	if err := flockWithin(lock, syscall.LOCK_SH, lockWait); err != nil {
 		lock.Close()
 		return fail(err)
 	}
@@ -253,25 +252,6 @@ func (f *foreground) materialize() error {
 	}
 	f.proc, f.dir, f.lock = proc, dir, lock
 	return nil
-}
-
-// stopCopying waits up to grace for both copiers to reach end-of-file,
-// then interrupts their reads; what they read is kept either way.
-func (f *foreground) stopCopying(grace time.Duration) {
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	for _, s := range f.streams {
-		select {
-		case <-s.done:
-			continue
-		case <-t.C:
-		}
-		break
-	}
-	for _, s := range f.streams {
-		s.r.SetReadDeadline(time.Now())
-		<-s.done
-	}
 }
 
 func (f *foreground) closeLogs() {
@@ -295,8 +275,7 @@ func (f *foreground) recordExit(code int, timedOut bool) {
 // pipes go over, and this server stays its parent to record the exit.
 func (f *foreground) detach(exited <-chan struct{}) (string, error) {
 	for _, s := range f.streams {
-		s.r.SetReadDeadline(time.Now())
-		<-s.done
+		s.pipe.pause() // the rest stays in the pipe for the supervisor
 	}
 	f.mu.Lock()
 	if err := f.materialize(); err != nil {
@@ -305,10 +284,7 @@ func (f *foreground) detach(exited <-chan struct{}) (string, error) {
 	}
 	f.closeLogs()
 	f.mu.Unlock()
-	outR, errR := f.streams[0].r, f.streams[1].r
-	for _, r := range []*os.File{outR, errR} {
-		r.SetReadDeadline(time.Time{})
-	}
+	outR, errR := f.streams[0].pipe.r, f.streams[1].pipe.r
 	sup, err := spawnSupervisor(outR, errR)
 	outR.Close() // the supervisor has its own copies now
 	errR.Close()

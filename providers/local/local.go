@@ -40,7 +40,14 @@ func init() {
 			}
 			dir = d
 		}
-		return New(dir)
+		p, err := New(dir)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.ServerID != "" {
+			p.server = cfg.ServerID
+		}
+		return p, nil
 	}})
 }
 
@@ -60,7 +67,8 @@ func DefaultStateDir(getenv func(string) string) (string, error) {
 // its state dir, so any process pointed at the same dir can serve the same
 // sandboxes.
 type Provider struct {
-	dir string // <state>/local
+	dir    string // <state>/local
+	server string // MCP_SANDBOX_SERVER_ID: the sandboxes Reap may touch
 
 	mu sync.Mutex
 	// exited wakes waiters when a supervisor this process started ends: a
@@ -80,7 +88,7 @@ func New(stateDir string) (*Provider, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create the state directory %s (%v): set %s to a writable directory", dir, err, EnvStateDir)
 	}
-	return &Provider{dir: dir, exited: map[string]chan struct{}{}}, nil
+	return &Provider{dir: dir, server: hostname(), exited: map[string]chan struct{}{}}, nil
 }
 
 func (p *Provider) Name() string { return Name }
@@ -155,7 +163,7 @@ func (p *Provider) load(id string) (meta, error) {
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
 		return meta{}, providers.Errorf(providers.ErrNotFound, "sandbox %q not found", id)
 	}
-	b, err := os.ReadFile(filepath.Join(p.base(id), "meta.json"))
+	b, err := readRecord(filepath.Join(p.base(id), "meta.json"), maxMetaRecord)
 	if errors.Is(err, fs.ErrNotExist) {
 		return meta{}, providers.Errorf(providers.ErrNotFound, "sandbox %q not found", id)
 	}
@@ -178,7 +186,7 @@ func (p *Provider) Get(ctx context.Context, id string) (providers.Sandbox, error
 }
 
 func (p *Provider) List(ctx context.Context, match map[string]string) ([]providers.Sandbox, error) {
-	ents, err := os.ReadDir(p.dir)
+	ents, err := readDir(p.dir)
 	if err != nil {
 		return nil, providers.Errorf(providers.ErrUnavailable, "list sandboxes: %w", err)
 	}
@@ -206,11 +214,13 @@ func labelsMatch(have, want map[string]string) bool {
 }
 
 func (p *Provider) Destroy(ctx context.Context, id string) error {
-	if _, err := p.load(id); err != nil {
+	// Damaged metadata (sandboxed code can reach it) does not stop the
+	// destruction: only a sandbox that is not there does.
+	if _, err := p.load(id); errors.Is(err, providers.ErrNotFound) {
 		return err
 	}
 	p.killProcesses(id)
-	killSandboxProcesses(id)
+	killSandboxProcesses(id, p.base(id))
 	// Remove the metadata first: a half-removed sandbox must read as gone.
 	if err := os.Remove(filepath.Join(p.base(id), "meta.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return providers.Errorf(providers.ErrUnavailable, "destroy sandbox %s: %w", id, err)
@@ -239,14 +249,6 @@ func removeAll(dir string) error {
 		return nil
 	})
 	return os.RemoveAll(dir)
-}
-
-func writeAtomic(name string, data []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
 }
 
 var _ io.Closer = (*Provider)(nil)

@@ -55,7 +55,7 @@ func resumeOutWriter(dir, stream string, limit int64) (*outWriter, error) {
 		return w, err
 	}
 	last := segs[len(segs)-1]
-	f, err := os.OpenFile(filepath.Join(dir, segmentName(stream, last.start)), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := openRegular(filepath.Join(dir, segmentName(stream, last.start)), os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ type segment struct {
 
 // segments lists a stream's segment files in offset order.
 func segments(dir, stream string) ([]segment, error) {
-	ents, err := os.ReadDir(dir)
+	ents, err := readDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func readStreamOnce(dir, stream string, offset int64, limit int) ([]byte, int64,
 			}
 			pos = s.start
 		}
-		f, err := os.Open(filepath.Join(dir, segmentName(stream, s.start)))
+		f, err := openRegular(filepath.Join(dir, segmentName(stream, s.start)), os.O_RDONLY)
 		if err != nil {
 			return nil, 0, total, err
 		}

@@ -44,16 +44,16 @@ func (p *Provider) newProcDir(id string) (string, string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", err
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return "", "", err
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	if err := flockWithin(lock, syscall.LOCK_EX, lockWait); err != nil {
 		return "", "", err
 	}
 	next := 1
-	if b, err := os.ReadFile(filepath.Join(dir, "next")); err == nil {
+	if b, err := readRecord(filepath.Join(dir, "next"), maxSmallRecord); err == nil {
 		next, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		next = max(next, 1)
 	}
@@ -89,7 +89,7 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	}
 	proc, dir, err := p.newProcDir(id)
 	if err != nil {
-		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "start process: %w", err)
+		return providers.ProcessInfo{}, tableErr(id, "start process", err)
 	}
 	fail := func(err error) (providers.ProcessInfo, error) {
 		removeAll(dir)
@@ -106,7 +106,7 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	// Written in place: nothing reads spec.json before state.json exists.
 	b, err := json.Marshal(ps)
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "spec.json"), b, 0o600)
+		err = writeNew(filepath.Join(dir, "spec.json"), b)
 	}
 	if err != nil {
 		return fail(err)
@@ -147,6 +147,9 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	return p.procInfo(id, proc)
 }
 
+// supervisorArg0 names supervisors in ps, and lets Destroy find them.
+const supervisorArg0 = "mcp-sandbox-supervise"
+
 // supervisor is a supervisor process parked until it is told which
 // process directory to run (see supervise.go).
 type supervisor struct {
@@ -178,7 +181,7 @@ func spawnSupervisor(adopt ...*os.File) (*supervisor, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Args = []string{"mcp-sandbox-supervise"}
+	cmd.Args = []string{supervisorArg0}
 	cmd.Env = []string{superviseVar + "=start"}
 	if len(adopt) > 0 {
 		cmd.Env = []string{superviseVar + "=adopt"}
@@ -242,7 +245,7 @@ func (p *Provider) takeSupervisor() (*supervisor, error) {
 // pruneFinished forgets the oldest finished processes beyond keepFinished.
 func (p *Provider) pruneFinished(id string) {
 	// Cheap check first: reading every record on each start adds up.
-	if ents, err := os.ReadDir(p.procs(id)); err != nil || len(ents) <= keepFinished+3 { // + next, .lock, the new one
+	if ents, err := readDir(p.procs(id)); err != nil || len(ents) <= keepFinished+3 { // + next, .lock, the new one
 		return
 	}
 	infos, err := p.ListProcesses(context.Background(), id)
@@ -260,17 +263,9 @@ func (p *Provider) pruneFinished(id string) {
 	}
 }
 
-func readJSON(name string, v any) error {
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
-}
-
 // supervisorAlive reports whether the supervisor still holds its lock.
 func supervisorAlive(dir string) bool {
-	f, err := os.Open(dir)
+	f, err := openDir(dir)
 	if err != nil {
 		return false
 	}
@@ -293,10 +288,10 @@ func (p *Provider) procInfo(id, proc string) (providers.ProcessInfo, error) {
 	var spec procSpec
 	var st procState
 	if err := readJSON(filepath.Join(dir, "spec.json"), &spec); err != nil {
-		return providers.ProcessInfo{}, providers.ProcessNotFound(proc)
+		return providers.ProcessInfo{}, recordErr(proc, "spec.json", err)
 	}
 	if err := readJSON(filepath.Join(dir, "state.json"), &st); err != nil {
-		return providers.ProcessInfo{}, providers.ProcessNotFound(proc) // not started (yet, or ever)
+		return providers.ProcessInfo{}, recordErr(proc, "state.json", err) // missing: not started (yet, or ever)
 	}
 	in := providers.ProcessInfo{ID: proc, Command: spec.Command, StartedAt: st.StartedAt, Running: true}
 	var ex procExit
@@ -323,6 +318,26 @@ func (p *Provider) procInfo(id, proc string) (providers.ProcessInfo, error) {
 		in.StdinOpen = errors.Is(err, fs.ErrNotExist)
 	}
 	return in, nil
+}
+
+// tableErr is the error for a failure on the sandbox's process table,
+// saying when sandboxed code damaged it.
+func tableErr(id, op string, err error) error {
+	var nr *errNotRegular
+	if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP) || errors.As(err, &nr) {
+		return providers.Errorf(providers.ErrUnavailable, "%s: the process records of sandbox %s are damaged (%v); destroy the sandbox", op, id, err)
+	}
+	return providers.Errorf(providers.ErrUnavailable, "%s: %w", op, err)
+}
+
+// recordErr is the error for a process record that cannot be read: not
+// found when it is missing, damaged when sandboxed code spoiled it.
+func recordErr(proc, file string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return providers.ProcessNotFound(proc)
+	}
+	return providers.Errorf(providers.ErrUnavailable,
+		"the record of process %s is damaged (%s: %v); only signal KILL, or destroying the sandbox, still reaches it", proc, file, err)
 }
 
 func (p *Provider) exitedChan(id, proc string) <-chan struct{} {
@@ -366,12 +381,12 @@ func (p *Provider) ListProcesses(ctx context.Context, id string) ([]providers.Pr
 	if _, err := p.load(id); err != nil {
 		return nil, err
 	}
-	ents, err := os.ReadDir(p.procs(id))
+	ents, err := readDir(p.procs(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, providers.Errorf(providers.ErrUnavailable, "list processes: %w", err)
+		return nil, tableErr(id, "list processes", err)
 	}
 	var nums []int
 	for _, e := range ents {
@@ -441,15 +456,15 @@ func (p *Provider) WriteStdin(ctx context.Context, id, proc string, data []byte,
 		return providers.Errorf(providers.ErrInvalidArgument, "the standard input of process %s was already closed", proc)
 	}
 	// One writer at a time, so that concurrent writes do not interleave.
-	lock, err := os.OpenFile(filepath.Join(dir, "stdin.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile(filepath.Join(dir, "stdin.lock"), os.O_CREATE|os.O_RDWR|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return providers.Errorf(providers.ErrUnavailable, "write stdin: %w", err)
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	if err := flockWithin(lock, syscall.LOCK_EX, stdinTimeout); err != nil {
 		return providers.Errorf(providers.ErrUnavailable, "write stdin: %w", err)
 	}
-	fd, err := syscall.Open(filepath.Join(dir, "stdin"), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	fd, err := syscall.Open(filepath.Join(dir, "stdin"), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.ENOENT) {
 		return providers.Errorf(providers.ErrInvalidArgument, "process %s has exited; it reads no more input", proc)
 	}
@@ -458,6 +473,9 @@ func (p *Provider) WriteStdin(ctx context.Context, id, proc string, data []byte,
 	}
 	f := os.NewFile(uintptr(fd), "stdin") // non-blocking: writes honour the deadline
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+		return providers.Errorf(providers.ErrUnavailable, "write stdin: the record of process %s is damaged (its stdin is not a pipe); remove the process", proc)
+	}
 	deadline := time.Now().Add(stdinTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -477,7 +495,7 @@ func (p *Provider) WriteStdin(ctx context.Context, id, proc string, data []byte,
 		}
 		written += len(chunk)
 		if len(chunk) == 0 { // the end-of-file frame
-			os.WriteFile(filepath.Join(dir, "stdin.closed"), nil, 0o600)
+			touch(filepath.Join(dir, "stdin.closed"))
 			break
 		}
 	}
@@ -505,6 +523,10 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 		return err
 	}
 	in, err := p.procInfo(id, proc)
+	if errors.Is(err, providers.ErrUnavailable) && sig == syscall.SIGKILL {
+		p.killDamaged(id, proc)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -527,7 +549,7 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 // sandbox while Destroy removes it. (The /proc scan that follows finds
 // the rest by their marker, but can miss a process caught mid-exec.)
 func (p *Provider) killProcesses(id string) {
-	ents, _ := os.ReadDir(p.procs(id))
+	ents, _ := readDir(p.procs(id))
 	for _, e := range ents {
 		dir := filepath.Join(p.procs(id), e.Name())
 		var st procState
@@ -543,8 +565,22 @@ func (p *Provider) killProcesses(id string) {
 	}
 }
 
+// killDamaged kills a process whose record is damaged: its supervisor,
+// found by the directory it holds open, goes with its command.
+func (p *Provider) killDamaged(id, proc string) {
+	dir := p.procDir(id, proc)
+	killProcessesWhere(func(pid int) bool { return supervises(pid, dir) })
+}
+
 func (p *Provider) RemoveProcess(ctx context.Context, id, proc string) error {
 	in, err := p.procInfo(id, proc)
+	if errors.Is(err, providers.ErrUnavailable) {
+		p.killDamaged(id, proc)
+		if err := removeAll(p.procDir(id, proc)); err != nil {
+			return providers.Errorf(providers.ErrUnavailable, "remove process %s: %w", proc, err)
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package local
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -68,7 +67,7 @@ func pollable(fd int, name string) *os.File {
 // handed over: it goes on writing the output logs from the pipes. The
 // server, the command's parent, records the exit status and says on ctrl
 // when the command exited; then, as for a started command, children that
-// still hold the pipes get waitDelay before the pipes are closed.
+// still hold the pipes get waitDelay, and what the pipes hold then is kept.
 func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) int {
 	fail := func(err error) int {
 		fmt.Fprintf(ready, "%v\n", err)
@@ -82,19 +81,20 @@ func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) 
 	if err := readJSON(filepath.Join(dir, "state.json"), &st); err != nil {
 		return fail(err)
 	}
-	lock, err := os.Open(dir)
+	lock, err := openDir(dir)
 	if err != nil {
 		return fail(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+	if err := flockWithin(lock, syscall.LOCK_SH, lockWait); err != nil {
 		return fail(err)
 	}
 	st.Supervisor = os.Getpid()
 	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
 		return fail(err)
 	}
-	var done [2]chan struct{}
-	for i, s := range []struct {
+	var pipes []*outPipe
+	var logs []*outWriter
+	for _, s := range []struct {
 		name string
 		r    *os.File
 	}{{"stdout", outR}, {"stderr", errR}} {
@@ -102,12 +102,8 @@ func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) 
 		if err != nil {
 			return fail(err)
 		}
-		done[i] = make(chan struct{})
-		go func() {
-			defer close(done[i])
-			io.Copy(w, s.r)
-			w.Close()
-		}()
+		logs = append(logs, w)
+		pipes = append(pipes, copyPipe(s.r, func(b []byte) { w.Write(b) }))
 	}
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
@@ -115,15 +111,18 @@ func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) 
 		// The server enforces the timeout while it lives; this covers the rest.
 		time.AfterFunc(time.Until(spec.CreatedAt.Add(spec.Timeout)), func() { syscall.Kill(-st.Pid, syscall.SIGKILL) })
 	}
-	go func() {
-		if line, _ := ctrl.ReadString('\n'); line == "exited\n" {
-			time.Sleep(waitDelay)
-			outR.SetReadDeadline(time.Now())
-			errR.SetReadDeadline(time.Now())
+	if line, _ := ctrl.ReadString('\n'); line == "exited\n" {
+		finishPipes(waitDelay, pipes...)
+	} else {
+		// The server went away: no one can say when the command exits, so
+		// the copies run until its last child closes the pipes.
+		for _, o := range pipes {
+			<-o.done
 		}
-	}()
-	<-done[0]
-	<-done[1]
+	}
+	for _, w := range logs {
+		w.Close()
+	}
 	return 0
 }
 
@@ -162,28 +161,32 @@ func supervise(dir string, ready *os.File) int {
 		return 1
 	}
 	var spec procSpec
-	b, err := os.ReadFile(filepath.Join(dir, "spec.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &spec)
-	}
-	if err != nil {
+	if err := readJSON(filepath.Join(dir, "spec.json"), &spec); err != nil {
 		return fail(fmt.Errorf("read spec: %w", err))
 	}
 	// The lock is on the directory itself: one file fewer to create.
-	lock, err := os.Open(dir)
+	lock, err := openDir(dir)
 	if err != nil {
 		return fail(err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fail(fmt.Errorf("lock: %w", err))
 	}
-	stdout := newOutWriter(dir, "stdout", spec.OutputLimit)
-	stderr := newOutWriter(dir, "stderr", spec.OutputLimit)
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
 	cmd.Dir, cmd.Env = spec.Dir, spec.Env
-	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Output goes through pipes of our own (see pipes.go), so WaitDelay
+	// only bounds the copy of stdin.
 	cmd.WaitDelay = waitDelay
+	var logs [2]*outWriter
+	var readEnds, writeEnds [2]*os.File
+	for i, name := range []string{"stdout", "stderr"} {
+		logs[i] = newOutWriter(dir, name, spec.OutputLimit)
+		if readEnds[i], writeEnds[i], err = os.Pipe(); err != nil {
+			return fail(err)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
 	var stdin io.WriteCloser
 	if spec.OpenStdin || len(spec.Stdin) > 0 {
 		if stdin, err = cmd.StdinPipe(); err != nil {
@@ -202,8 +205,16 @@ func supervise(dir string, ready *os.File) int {
 			return fail(err)
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	writeEnds[0].Close() // the command has its own copies
+	writeEnds[1].Close()
+	if err != nil {
 		return fail(err)
+	}
+	var pipes []*outPipe
+	for i, r := range readEnds {
+		w := logs[i]
+		pipes = append(pipes, copyPipe(r, func(b []byte) { w.Write(b) }))
 	}
 	st := procState{Pid: cmd.Process.Pid, Supervisor: os.Getpid(), StartedAt: time.Now().UTC()}
 	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
@@ -224,8 +235,9 @@ func supervise(dir string, ready *os.File) int {
 		})
 	}
 	cmd.Wait()
-	stdout.Close()
-	stderr.Close()
+	finishPipes(waitDelay, pipes...)
+	logs[0].Close()
+	logs[1].Close()
 	ex := procExit{ExitCode: exitCode(cmd.ProcessState), TimedOut: timedOut.Load(), EndedAt: time.Now().UTC()}
 	if err := writeJSON(filepath.Join(dir, "exit.json"), ex); err != nil {
 		return 1
@@ -254,12 +266,4 @@ func feedStdin(w io.WriteCloser, initial []byte, fifo *os.File) {
 			return
 		}
 	}
-}
-
-func writeJSON(name string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeAtomic(name, b)
 }

@@ -362,10 +362,10 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 var _ providers.Reaper = (*Provider)(nil)
 
 // Reap terminates this server's sandboxes (tag mcp-sandbox.server) that
-// are past their expiry (tag mcp-sandbox.expires) and whose owning session
-// (the providers.LabelSession label) is not live. live may be nil: then no
-// session is live. Safe to run from several replicas at once.
-func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) ([]string, error) {
+// providers.Reapable lets go: at once when their owner is known to be gone,
+// after their expiry (tag mcp-sandbox.expires) when it cannot be known,
+// never while it is live. Safe to run from several replicas at once.
+func (p *Provider) Reap(ctx context.Context, owner func(label string) providers.Liveness) ([]string, error) {
 	found, err := p.list(ctx, map[string]string{tagServer: p.o.ServerID})
 	if err != nil {
 		return nil, err
@@ -382,17 +382,20 @@ func (p *Provider) Reap(ctx context.Context, live func(sessionID string) bool) (
 		if err != nil {
 			expires = time.Unix(0, int64(s.GetCreatedAt()*1e9)).Add(p.o.Expiry)
 		}
-		if now.Before(expires) {
-			continue
+		labels := map[string]string{}
+		for k, v := range tags {
+			if !strings.HasPrefix(k, tagPrefix) {
+				labels[k] = v
+			}
 		}
-		if sess := tags[providers.LabelSession]; sess != "" && live != nil && live(sess) {
+		if !providers.Reapable(labels, !now.Before(expires), owner) {
 			continue
 		}
 		if err := p.Destroy(ctx, s.GetId()); err != nil && !errors.Is(err, providers.ErrNotFound) {
 			errs = append(errs, err)
 			continue
 		}
-		p.log.Info("reaped an expired sandbox", "sandbox", s.GetId(), "session", tags[providers.LabelSession], "expired", expires)
+		p.log.Info("reaped a sandbox", "sandbox", s.GetId(), "owner", labels[providers.LabelSession], "expires", expires)
 		removed = append(removed, s.GetId())
 	}
 	return removed, errors.Join(errs...)

@@ -59,8 +59,9 @@ func TestWrongTokenNamesTheVariables(t *testing.T) {
 }
 
 // TestTagsLetAnotherServerFindAndReap: what a session owns is found again
-// by tag from a driver that did not create it, and only expired sandboxes
-// of this server whose session is not live are reaped.
+// by tag from a driver that did not create it; this server's sandboxes go
+// at once when their owner is known dead, after expiry when it is unknown,
+// never while it is live; other servers' are left alone.
 func TestTagsLetAnotherServerFindAndReap(t *testing.T) {
 	fake, url := startFake(t)
 	o := fakeOptions(url)
@@ -94,11 +95,15 @@ func TestTagsLetAnotherServerFindAndReap(t *testing.T) {
 		t.Fatalf("Exec from a fresh driver: %q, %v", out.String(), err)
 	}
 
-	if removed, err := restarted.Reap(ctxT(t), nil); err != nil || len(removed) != 0 {
-		t.Fatalf("Reap before expiry removed %v, %v", removed, err)
+	owner := func(label string) providers.Liveness {
+		return map[string]providers.Liveness{"s2": providers.OwnerLive, "s3": providers.OwnerDead}[label]
+	}
+	dead := create(t, p, providers.CreateOptions{Name: "dead", Labels: map[string]string{providers.LabelSession: "s3"}})
+	if removed, err := restarted.Reap(ctxT(t), owner); err != nil || len(removed) != 1 || removed[0] != dead.ID {
+		t.Fatalf("Reap before expiry removed %v, %v; want only the dead owner's %s", removed, err, dead.ID)
 	}
 	time.Sleep(time.Until(mine.CreatedAt.Add(o.Expiry + 100*time.Millisecond)))
-	removed, err := restarted.Reap(ctxT(t), func(s string) bool { return s == "s2" })
+	removed, err := restarted.Reap(ctxT(t), owner)
 	if err != nil || len(removed) != 1 || removed[0] != mine.ID {
 		t.Fatalf("Reap after expiry removed %v, %v; want only %s", removed, err, mine.ID)
 	}

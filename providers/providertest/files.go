@@ -2,6 +2,7 @@ package providertest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
@@ -213,6 +215,11 @@ func (h *harness) testFiles(t *testing.T) {
 		}
 	})
 
+	t.Run("SpecialFilesAnswerAtOnce", func(t *testing.T) {
+		t.Parallel()
+		h.testSpecialFiles(t, id)
+	})
+
 	t.Run("PathsThatLeaveTheSandbox", func(t *testing.T) {
 		t.Parallel()
 		h.testEscapes(t, sb)
@@ -298,6 +305,82 @@ func (h *harness) testEscapes(t *testing.T, sb providers.Sandbox) {
 	if _, err := os.Stat(hostSecret); err != nil {
 		t.Errorf("the host file is gone: %v", err)
 	}
+}
+
+// testSpecialFiles puts what sandboxed code can plant where a file is
+// expected: a FIFO (whose open blocks until a writer comes), a symlink to a
+// device, a device node and a socket. Every call answers at once: reads
+// with a clear refusal, writes with a refusal or by replacing the entry.
+func (h *harness) testSpecialFiles(t *testing.T, id string) {
+	h.sh(t, id, "mkdir -p special && cd special && mkfifo fifo && ln -s /dev/zero zero-link")
+	// A device node needs CAP_MKNOD, and a socket a tool that makes one:
+	// each is tried, and checked where it could be made.
+	h.run(t, id, providers.ExecRequest{Command: "cd special && mknod null c 1 3 2>/dev/null; " +
+		`perl -MIO::Socket::UNIX -e 'IO::Socket::UNIX->new(Local => "sock", Listen => 1) or exit 1' 2>/dev/null || ` +
+		`python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("sock")' 2>/dev/null; true`})
+	present := strings.Fields(h.sh(t, id, `cd special && for f in fifo zero-link null sock; do if [ -e $f ] || [ -L $f ]; then echo $f; fi; done`))
+	slices.Sort(present)
+	if !slices.Contains(present, "null") || !slices.Contains(present, "sock") {
+		t.Logf("checked only %v (no mknod or no tool to make a socket in this sandbox)", present)
+	}
+	// A refusal must come at once; calls that do their usual work (list,
+	// stat, a write that replaces the entry: a container round trip on
+	// docker) get the time that work takes on a loaded machine.
+	refusal, work := time.Second, 5*time.Second
+	for _, name := range present {
+		name := "special/" + name
+		err := h.timed(t, "ReadFile("+name+")", refusal, func(ctx context.Context) error {
+			rc, _, err := h.p.ReadFile(ctx, id, name)
+			if err == nil {
+				rc.Close()
+			}
+			return err
+		})
+		wantKind(t, "ReadFile of "+name, err, providers.ErrInvalidArgument, name)
+		var fi providers.FileInfo
+		if err := h.timed(t, "Stat("+name+")", work, func(ctx context.Context) (err error) {
+			fi, err = h.p.Stat(ctx, id, name)
+			return err
+		}); err != nil || fi.Type == providers.TypeFile || fi.Type == providers.TypeDir {
+			t.Errorf("Stat(%q) = %+v, %v; want an entry that is neither a file nor a directory", name, fi, err)
+		}
+	}
+	var listed []providers.FileInfo
+	if err := h.timed(t, "ListFiles(special)", work, func(ctx context.Context) (err error) {
+		listed, _, err = h.p.ListFiles(ctx, id, "special", 1, 100)
+		return err
+	}); err != nil || !slices.Equal(paths(listed), present) {
+		t.Errorf("ListFiles(special) = %v, %v; want %v", paths(listed), err, present)
+	}
+	for _, name := range present {
+		name := "special/" + name
+		data := []byte("replaces " + name)
+		err := h.timed(t, "WriteFile("+name+")", work, func(ctx context.Context) error {
+			return h.p.WriteFile(ctx, id, name, data, 0)
+		})
+		if err != nil {
+			wantKind(t, "WriteFile over "+name, err, providers.ErrInvalidArgument, name)
+			continue
+		}
+		if got, _ := h.read(t, id, name); !bytes.Equal(got, data) {
+			t.Errorf("WriteFile over %s was accepted, but reads back %q", name, got)
+		}
+	}
+}
+
+// timed runs one call and fails the test when it takes longer than bound;
+// its deadline lies well past the bound, so that a hang fails the test
+// instead of stalling it.
+func (h *harness) timed(t *testing.T, what string, bound time.Duration, call func(ctx context.Context) error) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(testCtx(t), bound+10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := call(ctx)
+	if d := time.Since(start); d > bound {
+		t.Errorf("%s took %v; want an answer within %v", what, d, bound)
+	}
+	return err
 }
 
 func (h *harness) read(t *testing.T, id, name string) ([]byte, providers.FileInfo) {

@@ -48,6 +48,7 @@ func Run(t *testing.T, newProvider NewProvider) {
 	t.Run("Lifecycle", h.testLifecycle)
 	t.Run("Exec", h.testExec)
 	t.Run("Files", h.testFiles)
+	t.Run("AtomicWrites", h.testAtomicWrites)
 	t.Run("Capabilities", h.testCapabilities)
 	if _, ok := d.(providers.Processes); ok {
 		t.Run("Processes", func(t *testing.T) { RunProcesses(t, newProvider) })

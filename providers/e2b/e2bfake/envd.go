@@ -9,7 +9,9 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"path"
+	"path/filepath"
 
 	"connectrpc.com/connect"
 
@@ -98,6 +100,13 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 // part's full filename) or an octet-stream body (target: the path query).
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	sb := sandboxFrom(r.Context())
+	if cut := s.takeUploadCut(); cut >= 0 {
+		// Write what comes before the cut, then drop the connection
+		// without an answer.
+		r.Body = io.NopCloser(io.LimitReader(r.Body, int64(cut)))
+		w = discardResponse{}
+		defer panic(http.ErrAbortHandler)
+	}
 	target := r.URL.Query().Get("path")
 	type written struct {
 		Path string `json:"path"`
@@ -111,7 +120,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 			err = fmt.Errorf("path '%s' is a directory", abs)
 		}
 		if err == nil {
-			err = sb.WriteFile(rel, body, 0)
+			err = writeFile(sb, rel, body)
 		}
 		if err != nil {
 			envdError(w, http.StatusBadRequest, "cannot write '%s': %v", p, err)
@@ -159,6 +168,41 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// discardResponse swallows the answer to an upload that is being cut.
+type discardResponse struct{}
+
+func (discardResponse) Header() http.Header         { return http.Header{} }
+func (discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (discardResponse) WriteHeader(int)             {}
+
+// writeFile creates parents and writes the target in place, as envd does
+// (it truncates and copies): an upload cut off half way leaves a prefix,
+// which is what a client must guard against.
+func writeFile(sb *sandbox, rel string, body io.Reader) error {
+	root, err := sb.Root()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if d := filepath.Dir(rel); d != "." {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if fi, err := root.Lstat(rel); err == nil && fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // connectError maps an os error to the codes envd uses.

@@ -16,6 +16,8 @@ type faults struct {
 	latency         time.Duration
 	streamCuts      int // cut the next N command streams ...
 	streamCutAfter  int // ... once this many output bytes were sent
+	uploadCuts      int // drop the next N uploads (POST /files) ...
+	uploadCutAfter  int // ... once this many body bytes were read
 }
 
 type createFault struct {
@@ -71,6 +73,27 @@ func (s *Server) CutStreams(n, afterBytes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults.streamCuts, s.faults.streamCutAfter = n, afterBytes
+}
+
+// CutUploads makes the next n file uploads drop their connection once
+// afterBytes of the request body were read, as when a client or the
+// network gives up half way; what was read stays written, as with envd.
+func (s *Server) CutUploads(n, afterBytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.uploadCuts, s.faults.uploadCutAfter = n, afterBytes
+}
+
+// takeUploadCut returns the body byte count after which to cut this
+// upload, or -1.
+func (s *Server) takeUploadCut() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.uploadCuts <= 0 {
+		return -1
+	}
+	s.faults.uploadCuts--
+	return s.faults.uploadCutAfter
 }
 
 func (s *Server) takeCreateFault() createFault {

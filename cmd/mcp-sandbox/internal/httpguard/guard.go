@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultMaxBodyBytes caps a request body unless Config.MaxBodyBytes says
@@ -42,6 +43,12 @@ type Config struct {
 	Origins Origins
 	// MaxBodyBytes caps a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyBudget caps the bytes of bodies held by requests in flight, all
+	// together; 0 means 2 x MaxBodyBytes. A request that does not fit waits
+	// up to BodyBudgetWait (0: DefaultBodyBudgetWait), then gets 503 with
+	// Retry-After.
+	BodyBudget     int64
+	BodyBudgetWait time.Duration
 	// Sessions, when set, caps live sessions and checks the session ID of
 	// GET streams. Register its hooks on the MCP server.
 	Sessions *SessionLimiter
@@ -54,6 +61,7 @@ type Guard struct {
 	cfg      Config
 	tokenSum [sha256.Size]byte
 	log      *slog.Logger
+	bodies   *bodyBudget
 
 	// draining is set by Drain: new requests get 503 and open GET streams
 	// end, so http.Server.Shutdown only waits for in-flight calls.
@@ -69,11 +77,19 @@ func New(cfg Config) *Guard {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.BodyBudget <= 0 {
+		cfg.BodyBudget = 2 * cfg.MaxBodyBytes
+	}
+	cfg.BodyBudget = max(cfg.BodyBudget, cfg.MaxBodyBytes) // room for the largest body
+	if cfg.BodyBudgetWait <= 0 {
+		cfg.BodyBudgetWait = DefaultBodyBudgetWait
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Guard{cfg: cfg, tokenSum: sha256.Sum256([]byte(cfg.Token)), log: log, streams: map[*streamHandle]struct{}{}}
+	return &Guard{cfg: cfg, tokenSum: sha256.Sum256([]byte(cfg.Token)), log: log, bodies: newBodyBudget(cfg.BodyBudget),
+		streams: map[*streamHandle]struct{}{}}
 }
 
 // Handler returns an http.Handler that serves /healthz itself and passes
@@ -98,8 +114,15 @@ func (g *Guard) Handler(mcp http.Handler) http.Handler {
 		if g.cfg.Token != "" && !g.authorized(w, r) {
 			return
 		}
-		if r.Method == http.MethodPost && !g.bufferBody(w, r) {
-			return
+		if r.Method == http.MethodPost {
+			release, ok := g.admitBody(w, r)
+			if !ok {
+				return
+			}
+			defer release()
+			if !g.bufferBody(w, r) {
+				return
+			}
 		}
 		if g.cfg.Sessions != nil {
 			release, ok := g.cfg.Sessions.admit(g, w, r)
@@ -156,6 +179,27 @@ func (g *Guard) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// admitBody holds the POST's body size (the cap when unknown) in the body
+// budget until release, from before the body is read until the response is
+// written: the body's copies live that long.
+func (g *Guard) admitBody(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	n := g.cfg.MaxBodyBytes
+	switch {
+	case r.ContentLength > n:
+		return func() {}, true // refused with 413 before it is read
+	case r.ContentLength >= 0:
+		n = r.ContentLength
+	}
+	if !g.bodies.acquire(r.Context(), n, g.cfg.BodyBudgetWait) {
+		w.Header().Set("Retry-After", "5")
+		g.reject(w, r, http.StatusServiceUnavailable, codeServerError, fmt.Sprintf(
+			"the server is busy with other large requests (%d bytes of request bodies in flight, at most %d held at once): retry in a few seconds",
+			g.bodies.inFlight(), g.cfg.BodyBudget))
+		return nil, false
+	}
+	return func() { g.bodies.release(n) }, true
+}
+
 // bufferBody reads a POST body up to the cap, so that an oversized one gets
 // a clear 413 instead of mcp-go's unbounded read, and later checks can look
 // at the JSON-RPC method.
@@ -170,7 +214,7 @@ func (g *Guard) bufferBody(w http.ResponseWriter, r *http.Request) bool {
 	if r.ContentLength > limit {
 		return tooLarge()
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	body, err := readBody(r, limit)
 	if err != nil {
 		g.reject(w, r, http.StatusBadRequest, codeParseError, "could not read the request body: "+err.Error())
 		return false
@@ -181,6 +225,19 @@ func (g *Guard) bufferBody(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	return true
+}
+
+// readBody reads up to limit+1 bytes, in one allocation when the length
+// is known (io.ReadAll's doublings would allocate about twice the body).
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength < 0 {
+		return io.ReadAll(io.LimitReader(r.Body, limit+1))
+	}
+	body := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, body); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 func (g *Guard) trackStream(cancel context.CancelFunc) *streamHandle {

@@ -418,10 +418,22 @@ func TestSessionLifecycle(t *testing.T) {
 	if del.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE: %s", del.Status)
 	}
-	for _, method := range []string{http.MethodPost, http.MethodGet} {
+	for _, method := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
 		resp := ts.do(t, request{method: method, body: ping, headers: map[string]string{sessionHeader: id}})
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s after DELETE: %s, want 404", method, resp.Status)
+		}
+	}
+	for _, tt := range []struct {
+		id   string
+		want int
+	}{{"never-issued", http.StatusNotFound}, {"", http.StatusBadRequest}} {
+		headers := map[string]string{}
+		if tt.id != "" {
+			headers[sessionHeader] = tt.id
+		}
+		if resp := ts.do(t, request{method: http.MethodDelete, headers: headers}); resp.StatusCode != tt.want {
+			t.Errorf("DELETE of session %q: %s, want %d", tt.id, resp.Status, tt.want)
 		}
 	}
 }

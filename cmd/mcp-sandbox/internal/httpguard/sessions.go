@@ -21,7 +21,9 @@ const sessionHeader = "Mcp-Session-Id"
 //   - refuses a new initialize when max sessions are live, and
 //   - refuses a GET stream for an ID that is not a live session: mcp-go would
 //     otherwise mint and register a brand-new session for it, a way around
-//     both the cap and the session's owner.
+//     both the cap and the session's owner;
+//   - answers a DELETE of an ID that is not a live session with 404, where
+//     mcp-go would answer 200 as if it had ended something.
 type SessionLimiter struct {
 	max int
 
@@ -69,11 +71,15 @@ func (l *SessionLimiter) isLive(id string) bool {
 func (l *SessionLimiter) admit(g *Guard, w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
 	nothing := func() {}
 	switch r.Method {
-	case http.MethodGet:
+	case http.MethodGet, http.MethodDelete:
 		id := r.Header.Get(sessionHeader)
 		if id == "" {
+			what := "a GET stream"
+			if r.Method == http.MethodDelete {
+				what = "a DELETE"
+			}
 			g.reject(w, r, http.StatusBadRequest, codeInvalidRequest,
-				"a GET stream needs the Mcp-Session-Id header returned by initialize")
+				what+" needs the Mcp-Session-Id header returned by initialize")
 			return nil, false
 		}
 		if !l.isLive(id) {

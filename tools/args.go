@@ -1,0 +1,258 @@
+package tools
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// bind decodes the call's arguments strictly, from the bytes the client
+// sent: a misspelt or unknown argument is an error the model can correct,
+// and a number is checked against its range before it becomes a Go value
+// (a float64 detour would round integers above 2^53). Decoding straight
+// from the wire bytes also keeps a large write_file to one decoded copy.
+func bind(req mcp.CallToolRequest, v any) error {
+	raw, err := rawArguments(req)
+	if err != nil {
+		return err
+	}
+	if err := checkKnown(raw, v); err != nil {
+		return err
+	}
+	err = json.Unmarshal(raw, v)
+	var typeErr *json.UnmarshalTypeError
+	var argErr argumentError
+	switch {
+	case err == nil:
+		return checkRanges(v)
+	case errors.As(err, &argErr):
+		return argErr
+	case errors.As(err, &typeErr):
+		name, _, _ := strings.Cut(typeErr.Field, ".")
+		if f, ok := fieldByName(v, name); ok && isInteger(f.Type) {
+			if num, ok := strings.CutPrefix(typeErr.Value, "number "); ok {
+				return rangeError(name, f, num)
+			}
+			return rangeError(name, f, "a JSON "+typeErr.Value)
+		}
+		return fmt.Errorf("argument %q must be %s, not a JSON %s", name, jsonKind(typeErr.Type), typeErr.Value)
+	}
+	return fmt.Errorf("arguments are not valid JSON: %v", err)
+}
+
+// rawArguments returns the arguments as JSON: the wire bytes when the call
+// came over a transport, else (an in-process client) their encoding.
+func rawArguments(req mcp.CallToolRequest) ([]byte, error) {
+	raw := []byte(req.Params.RawArguments)
+	if len(raw) == 0 {
+		switch a := req.Params.Arguments.(type) {
+		case nil:
+		case json.RawMessage:
+			raw = a
+		default:
+			b, err := json.Marshal(a)
+			if err != nil {
+				return nil, fmt.Errorf("arguments could not be read: %v", err)
+			}
+			raw = b
+		}
+	}
+	if t := bytes.TrimSpace(raw); len(t) == 0 || string(t) == "null" {
+		return []byte("{}"), nil
+	}
+	return raw, nil
+}
+
+// skipValue is a JSON value checkKnown does not look at: encoding/json
+// hands it a slice of the input, so even a huge value is not copied.
+type skipValue struct{}
+
+func (*skipValue) UnmarshalJSON([]byte) error { return nil }
+
+// checkKnown rejects argument names the tool does not take (exact case:
+// encoding/json would also accept "Command" for "command").
+func checkKnown(raw []byte, v any) error {
+	var keys map[string]skipValue
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return fmt.Errorf("arguments must be a JSON object of named arguments, not a JSON %s", typeErr.Value)
+		}
+		return fmt.Errorf("arguments are not valid JSON: %v", err)
+	}
+	known := fieldNames(v)
+	for k := range keys {
+		if !slices.Contains(known, k) {
+			return fmt.Errorf("unknown argument %q; the arguments this tool takes are: %s", k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+// argumentError is an argument's own decoder rejecting its value.
+type argumentError struct{ msg string }
+
+func (e argumentError) Error() string { return e.msg }
+
+// envVars is a map of environment variables. A null value is an error:
+// encoding/json would silently make it "".
+type envVars map[string]string
+
+func (e *envVars) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return argumentError{"argument \"env\" must be an object of string values, such as {\"DEBUG\": \"1\"}"}
+	}
+	if m == nil {
+		*e = nil
+		return nil
+	}
+	out := make(envVars, len(m))
+	for k, v := range m {
+		if string(v) == "null" {
+			return argumentError{fmt.Sprintf("env variable %q is null; pass a string (\"\" for an empty value) or leave the variable out", k)}
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return argumentError{fmt.Sprintf("env variable %q must be a string, not %s", k, v)}
+		}
+		out[k] = s
+	}
+	*e = out
+	return nil
+}
+
+// checkRanges checks every integer argument against the minimum and maximum
+// of its jsonschema tag, the bounds the schema advertises. Zero is an
+// omitted argument and takes the tool's default. The number arguments are
+// all seconds, checked by seconds against the server's configured maximum.
+func checkRanges(v any) error {
+	rv := reflect.ValueOf(v).Elem()
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		fv := rv.Field(i)
+		if !fv.CanInt() || fv.IsZero() {
+			continue
+		}
+		if lo, hi := bounds(f); float64(fv.Int()) < lo || float64(fv.Int()) > hi {
+			return rangeError(jsonName(f), f, strconv.FormatInt(fv.Int(), 10))
+		}
+	}
+	return nil
+}
+
+func isInteger(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return true
+	}
+	return false
+}
+
+// bounds reads minimum= and maximum= from a field's jsonschema tag; an
+// integer without maximum= is bounded by what its Go type holds.
+func bounds(f reflect.StructField) (lo, hi float64) {
+	lo, hi = math.Inf(-1), math.Inf(1)
+	if isInteger(f.Type) {
+		hi = math.MaxInt32 // unless the tag says more
+	}
+	for _, part := range strings.Split(f.Tag.Get("jsonschema"), ",") {
+		k, val, _ := strings.Cut(part, "=")
+		n, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "minimum":
+			lo = n
+		case "maximum":
+			hi = n
+		}
+	}
+	return lo, hi
+}
+
+// rangeError names the argument's valid range; got is its JSON text.
+func rangeError(name string, f reflect.StructField, got string) error {
+	lo, hi := bounds(f)
+	num := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+	var rng string
+	switch {
+	case math.IsInf(hi, 1):
+		rng = "of at least " + num(lo)
+	default:
+		rng = "from " + num(lo) + " to " + num(hi)
+	}
+	if x, err := strconv.ParseFloat(got, 64); err == nil && x >= lo && x <= hi {
+		rng = "in plain digits (no exponent or fraction), " + rng
+	}
+	return invalid("argument %q must be an integer %s, got %s (omit it for the default)", name, rng, got)
+}
+
+// seconds turns a seconds argument into a duration: def when omitted, an
+// error naming the valid range when negative or over max. The check comes
+// before the conversion: 1e10 seconds would overflow a time.Duration.
+func seconds(name string, v float64, def, most time.Duration) (time.Duration, error) {
+	if v == 0 {
+		return def, nil
+	}
+	if !(v > 0 && v <= most.Seconds()) {
+		return 0, invalid("argument %q must be from 0 to %v seconds (this server's maximum; 0 or omitted: the default), got %v",
+			name, most.Seconds(), v)
+	}
+	// At least a nanosecond: a zero duration would mean no limit at all.
+	return max(time.Duration(v*float64(time.Second)), time.Nanosecond), nil
+}
+
+func fieldByName(v any, name string) (reflect.StructField, bool) {
+	t := reflect.TypeOf(v).Elem()
+	for i := 0; i < t.NumField(); i++ {
+		if jsonName(t.Field(i)) == name {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func jsonName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return name
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "an integer"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
+	case reflect.Map:
+		return "an object of string values"
+	case reflect.Slice:
+		return "an array"
+	}
+	return "a " + t.Kind().String()
+}
+
+func fieldNames(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		if name := jsonName(t.Field(i)); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
