@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -208,6 +209,7 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	// fs-tools creates missing parents.
 	if _, err := p.fsCall(ctx, c, "write", name, map[string]pathArg{"WriteFile": {tmp}}, bytes.NewReader(data)); err != nil {
 		<-isDir
+		p.removeUpload(ctx, c, tmp)
 		return err
 	}
 	args := []string{"mv", "-f", tmp, target}
@@ -223,11 +225,20 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 		placeErr = providers.Errorf(providers.ErrInvalidArgument, "write %q: %s", name, strings.TrimSpace(string(errOut)))
 	}
 	if placeErr != nil {
-		if _, err := p.fsCall(ctx, c, "write", name, map[string]any{"Remove": map[string]any{"path": tmp, "recursive": false}}, nil); err != nil {
-			p.log.Debug("modal: cannot remove an upload's temp file", "sandbox", id, "path", tmp, "err", err)
-		}
+		p.removeUpload(ctx, c, tmp)
 	}
 	return placeErr
+}
+
+// removeUpload removes the temp file of a write that did not complete,
+// even when the caller has given up.
+func (p *Provider) removeUpload(ctx context.Context, c *sandboxConn, tmp string) {
+	kctx, cancel := detached(ctx)
+	defer cancel()
+	_, err := p.fsCall(kctx, c, "remove", tmp, map[string]any{"Remove": map[string]any{"path": tmp, "recursive": false}}, nil)
+	if err != nil && !errors.Is(err, providers.ErrNotFound) {
+		p.log.Debug("modal: cannot remove an upload's temp file", "sandbox", c.id, "path", tmp, "err", err)
+	}
 }
 
 func (p *Provider) ListFiles(ctx context.Context, id, name string, depth, limit int) ([]providers.FileInfo, bool, error) {

@@ -392,6 +392,22 @@ func (p *Provider) feedStdin(ctx context.Context, c *sandboxConn, execID string,
 	return err
 }
 
+// endStdin sends end-of-file after whatever stdin the command got so far.
+func (p *Provider) endStdin(ctx context.Context, c *sandboxConn, execID string) {
+	var st *pb.TaskExecStdinStatusResponse
+	err := p.routerCall(ctx, c, func(ctx context.Context, rc pb.TaskCommandRouterClient) (err error) {
+		st, err = rc.TaskExecStdinStatus(ctx, &pb.TaskExecStdinStatusRequest{TaskId: c.taskID, ExecId: execID})
+		return err
+	})
+	if err != nil || st.GetClosed() {
+		return
+	}
+	p.routerCall(ctx, c, func(ctx context.Context, rc pb.TaskCommandRouterClient) error {
+		_, err := rc.TaskExecStdinWrite(ctx, &pb.TaskExecStdinWriteRequest{TaskId: c.taskID, ExecId: execID, Offset: st.GetNumBytesWritten(), Eof: true})
+		return err
+	})
+}
+
 // closeStdin sends end-of-file, so a command reading stdin does not wait.
 func (p *Provider) closeStdin(ctx context.Context, c *sandboxConn, execID string) error {
 	return p.routerCall(ctx, c, func(ctx context.Context, rc pb.TaskCommandRouterClient) error {
@@ -406,6 +422,18 @@ func (p *Provider) closeStdin(ctx context.Context, c *sandboxConn, execID string
 func (p *Provider) runHelper(ctx context.Context, c *sandboxConn, args []string, stdin io.Reader, wantStdout bool) (stdout, stderr []byte, code int, err error) {
 	execID := uuid.NewString()
 	if err := p.start(ctx, c, execID, args, execOpts{}); err != nil {
+		if stdin != nil && ctx.Err() != nil {
+			// The start may yet reach the sandbox. Starting again with the
+			// same exec ID runs nothing twice and settles that it exists;
+			// then its input is ended and its end awaited, so that nothing
+			// is left waiting for input or writing after this returns.
+			kctx, cancel := detached(ctx)
+			defer cancel()
+			if p.start(kctx, c, execID, args, execOpts{}) == nil {
+				p.endStdin(kctx, c, execID)
+				p.wait(kctx, c, execID)
+			}
+		}
 		return nil, nil, -1, p.routerErr(ctx, c, "start "+args[0], err)
 	}
 	stdinDone := make(chan error, 1)
@@ -414,6 +442,15 @@ func (p *Provider) runHelper(ctx context.Context, c *sandboxConn, args []string,
 	}
 	code, err = p.wait(ctx, c, execID)
 	if err != nil {
+		if stdin != nil {
+			// Given up half way: end the input where it stopped, so the
+			// helper finishes instead of waiting for the rest forever.
+			<-stdinDone
+			kctx, cancel := detached(ctx)
+			defer cancel()
+			p.endStdin(kctx, c, execID)
+			p.wait(kctx, c, execID)
+		}
 		return nil, nil, -1, err
 	}
 	if stdin != nil {
