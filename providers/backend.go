@@ -148,6 +148,19 @@ func (b *Backend) Destroy(ctx context.Context, id string) error {
 	return b.err(b.d.Destroy(ctx, id))
 }
 
+// Release is what becomes of a sandbox whose session ended: the driver's
+// choice when it is a Releaser (a hosted sandbox may be stopped, to be found
+// again by its labels), else Destroy. It reports which it did.
+func (b *Backend) Release(ctx context.Context, id string) (destroyed bool, err error) {
+	if err := checkID(id); err != nil {
+		return false, err
+	}
+	if r, ok := b.d.(Releaser); ok {
+		return false, b.err(r.Release(ctx, id))
+	}
+	return true, b.err(b.d.Destroy(ctx, id))
+}
+
 // Exec runs a command in the foreground (see Provider.Exec).
 func (b *Backend) Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error) {
 	if err := b.checkRun(id, req.Command, req.Cwd, req.Env); err != nil {

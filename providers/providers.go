@@ -197,3 +197,11 @@ func Reapable(labels map[string]string, expired bool, owner func(label string) L
 	}
 	return expired
 }
+
+// Releaser is implemented by drivers that decide what becomes of a sandbox
+// whose session ended (a hosted sandbox may be stopped, to be found again by
+// its labels, rather than deleted). The session manager calls Release
+// instead of Destroy when a session ends.
+type Releaser interface {
+	Release(ctx context.Context, id string) error
+}

@@ -46,6 +46,14 @@ type refusal struct {
 
 func (r refusal) Error() string { return r.msg }
 
+// sandboxes counts in words: "1 sandbox", "2 sandboxes".
+func sandboxes(n int) string {
+	if n == 1 {
+		return "1 sandbox"
+	}
+	return fmt.Sprintf("%d sandboxes", n)
+}
+
 // Is matches both the reason (ErrLimit, ...) and the providers kind.
 func (r refusal) Is(target error) bool { return target == r.reason || target == r.kind }
 
@@ -199,7 +207,7 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 	}
 	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
 		return providers.Sandbox{}, refusal{ErrLimit, providers.ErrInvalidArgument,
-			fmt.Sprintf("this session already has %d sandboxes, the most it may hold", len(s.sandboxes))}
+			fmt.Sprintf("this session already holds %s, the limit per session", sandboxes(len(s.sandboxes)))}
 	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {
@@ -303,7 +311,8 @@ func (m *Manager) Destroy(ctx context.Context, sessionID, sandboxID string) erro
 	return nil
 }
 
-// End forgets a session; its sandboxes are destroyed unless the manager
+// End forgets a session; its sandboxes are released (destroyed, unless the
+// driver is a providers.Releaser that decides otherwise) unless the manager
 // keeps them. It is safe to call for unknown sessions and more than once.
 func (m *Manager) End(ctx context.Context, sessionID string) {
 	m.mu.Lock()
@@ -321,11 +330,16 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 			m.cfg.Logger.Info("session ended; keeping sandbox", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 			continue
 		}
-		if err := m.cfg.Providers[h.Provider].Destroy(ctx, h.ID); err != nil && !errors.Is(err, providers.ErrNotFound) {
-			m.cfg.Logger.Error("session ended; sandbox not destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
+		destroyed, err := m.cfg.Providers[h.Provider].Release(ctx, h.ID)
+		if err != nil && !errors.Is(err, providers.ErrNotFound) {
+			m.cfg.Logger.Error("session ended; sandbox not released", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
 			continue
 		}
-		m.cfg.Logger.Info("session ended; sandbox destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+		done := "released"
+		if destroyed {
+			done = "destroyed"
+		}
+		m.cfg.Logger.Info("session ended; sandbox "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 	}
 	s.sandboxes = map[string]Handle{}
 }

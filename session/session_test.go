@@ -224,3 +224,48 @@ func TestRefusalsAreTyped(t *testing.T) {
 		}
 	}
 }
+
+// releasingProvider records what session end asked of it.
+type releasingProvider struct {
+	providers.Provider
+	released, destroyed []string
+}
+
+func (r *releasingProvider) Release(ctx context.Context, id string) error {
+	r.released = append(r.released, id)
+	return nil
+}
+
+func (r *releasingProvider) Destroy(ctx context.Context, id string) error {
+	r.destroyed = append(r.destroyed, id)
+	return nil
+}
+
+// TestEndReleasesWhenTheDriverDecides: a providers.Releaser's sandboxes are
+// released, not destroyed, when their session ends; sandbox_destroy still
+// destroys.
+func TestEndReleasesWhenTheDriverDecides(t *testing.T) {
+	ctx := context.Background()
+	var rp *releasingProvider
+	m, inner := newManager(t, func(c *session.Config) {
+		rp = &releasingProvider{}
+		c.Providers = providers.Wrap(map[string]providers.Provider{"local": rp})
+	})
+	rp.Provider = inner
+	a, err := m.Create(ctx, "s1", "", providers.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Create(ctx, "s1", "", providers.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rp.Provider.Destroy(ctx, a.ID); rp.Provider.Destroy(ctx, b.ID) })
+	if err := m.Destroy(ctx, "s1", b.ID); err != nil {
+		t.Fatal(err)
+	}
+	m.End(ctx, "s1")
+	if len(rp.released) != 1 || rp.released[0] != a.ID || len(rp.destroyed) != 1 || rp.destroyed[0] != b.ID {
+		t.Errorf("released %v, destroyed %v; want %s released and %s destroyed", rp.released, rp.destroyed, a.ID, b.ID)
+	}
+}

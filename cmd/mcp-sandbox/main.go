@@ -22,9 +22,11 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/daytona"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/docker"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/modal"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
@@ -34,6 +36,10 @@ import (
 var version = "dev"
 
 func main() {
+	// A local sandbox's PID 1 is this binary in a hidden mode.
+	if jail.IsInit(os.Args) {
+		os.Exit(jail.Main(os.Args))
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -70,8 +70,14 @@ func (p *Provider) lstat(ctx context.Context, id, op, name, abs string) (contain
 
 // follow resolves symlinks at abs (the engine resolves those in parents).
 func (p *Provider) follow(ctx context.Context, id, op, name, abs string) (string, container.PathStat, error) {
-	for range maxSymlinkHops {
+	for hop := range maxSymlinkHops {
 		st, err := p.lstat(ctx, id, op, name, abs)
+		if hop > 0 && errors.Is(err, providers.ErrNotFound) && kernelPath(abs) {
+			// The engine's archive API sees the image's files, not the
+			// runtime's /dev, /proc and /sys mounts: a link into them
+			// reads as missing, but is a device or kernel file.
+			return "", st, providers.Errorf(providers.ErrInvalidArgument, "%s %q: it links to %s, not a regular file", op, name, abs)
+		}
 		if err != nil || st.Mode&fs.ModeSymlink == 0 {
 			return abs, st, err
 		}
@@ -82,6 +88,17 @@ func (p *Provider) follow(ctx context.Context, id, op, name, abs string) (string
 		abs = path.Clean(target)
 	}
 	return "", container.PathStat{}, providers.Errorf(providers.ErrInvalidArgument, "%s %q: too many levels of symbolic links", op, name)
+}
+
+// kernelPath reports whether abs lies in a runtime mount of devices or
+// kernel files.
+func kernelPath(abs string) bool {
+	for _, dir := range []string{"/dev", "/proc", "/sys"} {
+		if abs == dir || strings.HasPrefix(abs, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 type tarFile struct {

@@ -14,13 +14,7 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/docker"
-	"github.com/mcp-sandbox/mcp-sandbox/providers/providertest"
 )
-
-func TestProcessesSuite(t *testing.T) {
-	set := settings() // every driver shares the engine and server name, as a restarted server would
-	providertest.RunProcesses(t, func(t *testing.T) providers.Provider { return open(t, set) })
-}
 
 // imageAsNobody commits a sandbox prepared by setup (run as root) into an image
 // whose commands run as nobody.

@@ -1,0 +1,229 @@
+package jail
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// initArg is the hidden argument that makes the server binary a jail's PID 1.
+const initArg = "mcp-sandbox-jail-init"
+
+// Descriptors PID 1 inherits.
+const (
+	fdControl = 3 // SOCK_SEQPACKET to the server: configuration in, report out
+	fdExe     = 4 // the server binary, which PID 1 was started from
+	fdLock    = 5 // under a root server: the lock on the sandbox's host uid
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// IsInit says whether the process was started as a jail's PID 1. main calls
+// it first thing: if IsInit(os.Args) { os.Exit(jail.Main(os.Args)) }.
+func IsInit(args []string) bool { return len(args) == 2 && args[1] == initArg }
+
+// Main is a jail's PID 1: it builds the sandbox's file system, confines
+// itself, reports to the server, then starts commands on request until the
+// server ends it.
+func Main(args []string) int {
+	if !IsInit(args) {
+		fmt.Fprintln(os.Stderr, "jail: Main is only for a jail's PID 1")
+		return 2
+	}
+	// The memory and fds of PID 1 are no business of the sandbox.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	unix.Close(fdExe)
+	// Inherited descriptors are not close-on-exec: commands must not get
+	// the uid lock.
+	unix.CloseOnExec(fdLock)
+	ctlFile := os.NewFile(fdControl, "control")
+	c, err := net.FileConn(ctlFile)
+	ctlFile.Close()
+	if err != nil {
+		return 1
+	}
+	ctl := c.(*net.UnixConn)
+	defer ctl.Close()
+	report := func(r readyReport) { ctl.WriteMsgUnix(mustJSON(r), nil, nil) }
+	// Being pid 1 means namespaces: the root can be readied while waiting.
+	var root string
+	var rootErr error
+	if os.Getpid() == 1 {
+		root, rootErr = prepareRoot()
+	}
+	report(readyReport{Waiting: true})
+
+	// Wait, started ahead, for the configuration that makes us a sandbox;
+	// the server hanging up instead means we are not needed.
+	buf := make([]byte, maxPacket)
+	oob := make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, _, _, err := ctl.ReadMsgUnix(buf, oob)
+	if err != nil || n == 0 {
+		return 1
+	}
+	files := receivedFiles(oob[:oobn])
+	var cfg initConfig
+	if err := json.Unmarshal(buf[:n], &cfg); err != nil || len(files) < 1 || (cfg.Tree && len(files) < 2) {
+		report(readyReport{Error: fmt.Sprintf("malformed configuration (%v, %d descriptors)", err, len(files))})
+		return 1
+	}
+	tree := -1
+	if cfg.Tree {
+		tree = int(files[1].Fd())
+	}
+	if rootErr != nil {
+		report(readyReport{Error: rootErr.Error()})
+		return 1
+	}
+	p, err := setUp(&cfg, root, tree)
+	if err != nil {
+		report(readyReport{Error: err.Error()})
+		return 1
+	}
+	ln, err := net.FileListener(files[0])
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		report(readyReport{Error: "control socket: " + err.Error()})
+		return 1
+	}
+	report(readyReport{Isolation: p.iso})
+	ctl.Close()
+	p.serve(ln.(*net.UnixListener))
+	return 0
+}
+
+// pid1 is the state of a running PID 1.
+type pid1 struct {
+	cfg   initConfig
+	iso   Isolation
+	spawn chan spawnReq // to the one thread that starts commands
+	tmp   string        // TMPDIR for commands
+	rl    commandRlimits
+
+	mu     sync.Mutex
+	waited map[int]bool // commands whose exit a request waits for
+}
+
+// setUp turns the fresh process into the sandbox: namespaces' contents,
+// file system, limits, Landlock.
+func setUp(cfg *initConfig, root string, tree int) (*pid1, error) {
+	p := &pid1{cfg: *cfg, spawn: make(chan spawnReq), tmp: "/tmp", waited: map[int]bool{}}
+	p.iso = Isolation{Level: cfg.Level, Network: cfg.Network || cfg.Level != LevelNamespaces}
+	if cfg.Level == LevelNamespaces {
+		unix.Sethostname([]byte("sandbox"))
+		if !cfg.Network {
+			if err := loopbackUp(); err != nil {
+				return nil, fmt.Errorf("bringing loopback up: %w", err)
+			}
+		}
+		if root == "" {
+			return nil, fmt.Errorf("PID 1 has no namespaces of its own")
+		}
+		if err := finishRoot(root, cfg.Dir, tree); err != nil {
+			return nil, err
+		}
+	} else {
+		// Without a mount namespace the sandbox sees its directory where it
+		// is, and a private temporary directory inside it.
+		p.tmp = cfg.Dir
+		// Orphans of commands come to PID 1 instead of the host's init,
+		// so that ending the jail can find them.
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+		go p.reapOrphans()
+	}
+	p.rl, p.iso.Limits = planRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces)
+
+	// One locked thread confines itself with Landlock and starts every
+	// command, so that all of them inherit its domain while the rest of
+	// PID 1 (which only talks to the server) stays free to reap.
+	errc := make(chan error, 1)
+	go p.spawner(errc)
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	if cfg.Level == LevelNone {
+		p.iso.Landlock = 0
+	}
+	return p, nil
+}
+
+// spawnReq asks the spawner thread to start a command.
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func (p *pid1) spawner(errc chan<- error) {
+	runtime.LockOSThread() // never unlocked: the thread dies with PID 1
+	if p.cfg.Level != LevelNone {
+		abi, err := confineThread(p.cfg.Level == LevelNamespaces, p.cfg.Dir)
+		if err != nil {
+			errc <- fmt.Errorf("landlock: %w", err)
+			return
+		}
+		p.iso.Landlock = abi
+		if abi == 0 && p.cfg.Level == LevelLandlock {
+			errc <- fmt.Errorf("landlock is not available on this kernel")
+			return
+		}
+	}
+	if p.cfg.Level == LevelNamespaces {
+		if err := dropCapabilities(); err != nil {
+			errc <- err
+			return
+		}
+	}
+	errc <- nil
+	for r := range p.spawn {
+		r.done <- r.cmd.Start()
+	}
+}
+
+// command builds the exec.Cmd for a request; the caller owns stdio.
+func (p *pid1) command(req request, stdio [3]*os.File) (*exec.Cmd, error) {
+	if len(req.Argv) == 0 {
+		return nil, fmt.Errorf("empty command")
+	}
+	argv := req.Argv
+	if script := p.rl.script(); script != "" {
+		argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "sh"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	home := Workspace
+	if p.cfg.Level != LevelNamespaces {
+		home = p.cfg.Dir
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = home
+	} else if !path.IsAbs(cwd) {
+		cwd = path.Join(home, cwd)
+	}
+	cmd.Dir = cwd
+	cmd.Env = append([]string{
+		"PATH=" + defaultPath, "HOME=" + home, "TMPDIR=" + p.tmp,
+		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TERM=dumb", "SHELL=/bin/sh",
+	}, req.Env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if p.cfg.Level == LevelNamespaces {
+		// Each command is the init of a pid namespace of its own: killing
+		// it kills everything it started, however it detached.
+		attr.Cloneflags = syscall.CLONE_NEWPID
+	} else if p.cfg.CmdUID != 0 {
+		// A root server without namespaces still never runs commands as root.
+		attr.Credential = &syscall.Credential{Uid: uint32(p.cfg.CmdUID), Gid: uint32(p.cfg.CmdUID), NoSetGroups: true}
+	}
+	cmd.SysProcAttr = attr
+	return cmd, nil
+}

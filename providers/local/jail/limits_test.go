@@ -1,0 +1,63 @@
+package jail
+
+import (
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLimitsBoundASandbox(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fork and memory bombs are stress tests")
+	}
+	bystander := startJail(t, Options{})
+	j := startJail(t, Options{Limits: Limits{Processes: 64, Memory: 128 << 20, CPU: 1}})
+	rep := j.Isolation().Limits
+	t.Logf("limits: %s", rep)
+	for _, want := range []string{"processes 64", "memory 134217728"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("limits report %q lacks %q", rep, want)
+		}
+	}
+
+	t.Run("processes", func(t *testing.T) {
+		// Raising its own soft limit first does not lift the sandbox's.
+		_, out, _ := sh(t, j, `ulimit -p unlimited 2>/dev/null; perl -e 'my $n = 0; for (1..150) { my $p = fork; last unless defined $p; if (!$p) { sleep 5; exit } $n++ } print $n'`)
+		n, err := strconv.Atoi(strings.TrimSpace(out))
+		if err != nil || n >= 64 || n < 10 {
+			t.Errorf("%q processes forked at once under a limit of 64", out)
+		}
+	})
+	t.Run("fork bomb", func(t *testing.T) {
+		start := time.Now()
+		code, err := j.Run(context.Background(), Cmd{Command: `b(){ b | b & }; b; sleep 30`, Timeout: 3 * time.Second})
+		t.Logf("fork bomb: exit %d, %v after %v", code, err, time.Since(start))
+		if code == 0 {
+			t.Error("the fork bomb exited 0")
+		}
+		// The host and the other sandbox keep working.
+		if err := exec.Command("true").Run(); err != nil {
+			t.Errorf("the host cannot fork after the bomb: %v", err)
+		}
+		if code, out, e := sh(t, bystander, "echo ok"); code != 0 || out != "ok\n" {
+			t.Errorf("another sandbox after the bomb: %d %q %s (%+v, %+v)", code, out, e, bystander.cfg, j.cfg)
+		}
+	})
+	t.Run("memory bomb", func(t *testing.T) {
+		code, out, _ := sh(t, j, `perl -e '$x = "a" x (512*1024*1024); print length $x'`)
+		if code == 0 || out == "536870912" {
+			t.Errorf("512 MiB allocated under a 128 MiB limit: exit %d %q", code, out)
+		}
+		if code, out, _ := sh(t, bystander, "echo ok"); code != 0 || out != "ok\n" {
+			t.Errorf("another sandbox after the memory bomb: %d %q", code, out)
+		}
+	})
+	t.Run("within the limits", func(t *testing.T) {
+		if code, out, e := sh(t, j, `perl -e '$x = "a" x (16*1024*1024); print length $x'`); code != 0 || out != "16777216" {
+			t.Errorf("16 MiB under a 128 MiB limit: exit %d %q %s", code, out, e)
+		}
+	})
+}
