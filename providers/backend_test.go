@@ -59,14 +59,14 @@ func TestRunFallsBackByTheMethodsADriverHas(t *testing.T) {
 			out.Reset()
 			start := time.Now()
 			res, err = b.Run(ctx, sb.ID, providers.RunRequest{
-				ProcessSpec: providers.ProcessSpec{Command: "echo started; sleep 2; echo done", Timeout: time.Minute},
-				Wait:        300 * time.Millisecond, KeepAfter: 1 << 20, Stdout: &out,
+				ProcessSpec: providers.ProcessSpec{Command: "echo started; sleep 4; echo done", Timeout: time.Minute},
+				Wait:        2 * time.Second, KeepAfter: 1 << 20, Stdout: &out,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !tc.canDetach {
-				if res.Running || res.ExitCode != 0 || out.String() != "started\ndone\n" || time.Since(start) < 2*time.Second {
+				if res.Running || res.ExitCode != 0 || out.String() != "started\ndone\n" || time.Since(start) < 4*time.Second {
 					t.Fatalf("Exec cannot detach, so it runs to the end: %+v %q", res, out.String())
 				}
 				return

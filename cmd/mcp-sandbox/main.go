@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/modal"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/runloop"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )

@@ -1,0 +1,432 @@
+package runloop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+// Runloop's executions carry output as JSON strings, which cannot hold
+// arbitrary bytes, and take stdin as text. So that both stay byte-exact,
+// the command runs inside wrapScript: its stdout and stderr go through two
+// relays that print base64 lines as output arrives (one read of up to
+// 64 KiB at a time, so output streams rather than waits for a block to
+// fill), and stdin arrives as base64 lines, decoded one line at a time.
+// Lines starting with "!" on stdout are the script's own reports.
+//
+// The relays read named pipes the script owns, so a background child
+// (`server &`) holds only those: once the command's shell exits, the relays
+// get a second to finish and are stopped, and the call returns. (A relay
+// forks for each read, so on a loaded machine it needs more than the 200ms
+// a plain copier would.) It needs sh,
+// mkfifo, dd and base64 (coreutils or busybox).
+const wrapScript = `mcp_cmd=$CMD; unset CMD
+if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || { if [ -e "$1" ]; then echo '!notdir'; else echo '!nodir'; fi; exit 1; }; fi
+d=${TMPDIR:-/tmp}/.mcp-sandbox-exec.$$
+mkfifo -m 600 "$d.o" "$d.e" 2>/dev/null || { echo '!nofifo'; exit 1; }
+enc() { while c=$(dd bs=65536 count=1 2>/dev/null | base64) && [ -n "$c" ]; do printf '%s\n' "$c"; done; }
+(exec <"$d.o" 2>/dev/null; enc) & o=$!
+(exec <"$d.e" >&2 2>/dev/null; enc) & e=$!
+exec 2>/dev/null
+shift
+echo '!run'
+RUN
+rc=$?
+rm -f "$d.o" "$d.e"
+if [ -n "$o$e" ]; then
+  { sleep 1; kill $o $e; } >/dev/null 2>&1 </dev/null &
+  k=$!
+  wait $o $e
+  kill $k 2>/dev/null
+fi
+echo "!exit $rc"
+exit $rc`
+
+const (
+	runNoStdin = `ENV /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e" </dev/null`
+	runStdin   = `while IFS= read -r l; do printf '%s\n' "$l" | base64 -d 2>/dev/null || exit 1; done | ENV /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e"`
+)
+
+// stdinChunk is how much stdin one send_std_in call carries (as base64).
+const stdinChunk = 48 << 10
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// wrap builds the command line the devbox's shell runs.
+func wrap(req providers.ExecRequest) string {
+	run := runNoStdin
+	if req.Stdin != nil {
+		run = runStdin
+	}
+	if len(req.Env) > 0 {
+		run = strings.Replace(run, "ENV", `env "$@"`, 1)
+	} else {
+		run = strings.Replace(run, "ENV ", "", 1)
+	}
+	// A stream nobody reads needs no relay.
+	if req.Stdout == nil {
+		run = strings.Replace(run, `>"$d.o"`, `>/dev/null`, 1)
+	}
+	if req.Stderr == nil {
+		run = strings.Replace(run, `2>"$d.e"`, `2>/dev/null`, 1)
+	}
+	script := strings.Replace(wrapScript, "RUN", run, 1)
+	if req.Stdout == nil {
+		script = strings.Replace(script, "(exec <\"$d.o\" 2>/dev/null; enc) & o=$!", "o=", 1)
+	}
+	if req.Stderr == nil {
+		script = strings.Replace(script, "(exec <\"$d.e\" >&2 2>/dev/null; enc) & e=$!", "e=", 1)
+	}
+	var b strings.Builder
+	b.WriteString("CMD=" + shellQuote(req.Command) + " sh -c " + shellQuote(script) + " mcp-sandbox " + shellQuote(req.Cwd))
+	keys := make([]string, 0, len(req.Env))
+	for k := range req.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteString(" " + shellQuote(k+"="+req.Env[k]))
+	}
+	return b.String()
+}
+
+// execView is Runloop's DevboxAsyncExecutionDetailView.
+type execView struct {
+	ExecutionID string `json:"execution_id"`
+	Status      string `json:"status"`
+	ExitStatus  *int   `json:"exit_status"`
+	Stdout      string `json:"stdout"`
+	Stderr      string `json:"stderr"`
+}
+
+func (v execView) exit() int {
+	if v.ExitStatus == nil {
+		return -1
+	}
+	return *v.ExitStatus
+}
+
+func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecRequest) (providers.ExecResult, error) {
+	if err := providers.ValidateEnv(req.Env); err != nil {
+		return providers.ExecResult{}, err
+	}
+	if err := checkID(id); err != nil {
+		return providers.ExecResult{}, err
+	}
+	if strings.ContainsRune(req.Command, 0) || strings.ContainsRune(req.Cwd, 0) {
+		return providers.ExecResult{}, providers.Errorf(providers.ErrInvalidArgument, "the command or cwd contains a NUL byte")
+	}
+	began := time.Now()
+	var ex execView
+	body := map[string]any{"command": wrap(req), "attach_stdin": req.Stdin != nil}
+	if err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/execute_async", json: body}, &ex); err != nil {
+		return providers.ExecResult{}, p.execErr(ctx, id, err)
+	}
+	defer p.keepAliveWhile(id)()
+	r := &run{p: p, devbox: id, exec: ex.ExecutionID, started: make(chan struct{})}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var streams sync.WaitGroup
+	var outErr, errErr error
+	streams.Go(func() { outErr = r.follow(runCtx, "stdout", req.Stdout) })
+	streams.Go(func() { errErr = r.follow(runCtx, "stderr", req.Stderr) })
+	if req.Stdin != nil {
+		go r.feed(runCtx, req.Stdin)
+	}
+	ended := make(chan struct{})
+	go func() { streams.Wait(); close(ended) }()
+
+	// The timeout counts from the command's start, which the wrapper
+	// reports: the round trips and the devbox's own start-up are not the
+	// command's time.
+	var timeout <-chan time.Time
+	started := r.started
+	res := providers.ExecResult{ExitCode: -1}
+wait:
+	for {
+		select {
+		case <-ended:
+			break wait
+		case <-started:
+			started = nil
+			if req.Timeout > 0 {
+				t := time.NewTimer(req.Timeout)
+				defer t.Stop()
+				timeout = t.C
+			}
+		case <-timeout:
+			r.kill(ctx)
+			res.TimedOut = true
+			break wait
+		case <-ctx.Done():
+			r.kill(ctx)
+			break wait
+		}
+	}
+	// Output already produced is delivered, but nothing is written once
+	// Exec returns.
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		cancel()
+		<-ended
+	}
+	res.Duration = time.Since(began)
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case res.TimedOut:
+		return res, nil
+	}
+	if err := errors.Join(outErr, errErr); err != nil {
+		r.kill(ctx)
+		return res, p.streamErr(ctx, id, err)
+	}
+	switch r.report {
+	case "":
+	case "nodir":
+		return res, providers.Errorf(providers.ErrNotFound, "cwd %q: no such directory", req.Cwd)
+	case "notdir":
+		return res, providers.Errorf(providers.ErrInvalidArgument, "cwd %q is not a directory", req.Cwd)
+	case "nofifo":
+		return res, providers.Errorf(providers.ErrUnavailable, "devbox %s cannot run commands: mkfifo failed in $TMPDIR (or /tmp)", id)
+	}
+	if r.exit != nil {
+		res.ExitCode = *r.exit
+		return res, nil
+	}
+	// No exit report: the relays were stopped or the stream cut. The API
+	// knows how the command ended.
+	if err := p.longPoll(ctx, r.path()+"/wait_for_status", []string{"completed"}, &ex); err != nil {
+		return res, p.execErr(ctx, id, err)
+	}
+	res.ExitCode = ex.exit()
+	return res, nil
+}
+
+// run is one command's execution.
+type run struct {
+	p      *Provider
+	devbox string
+	exec   string
+	// Set by the stdout follower: started is closed when the command
+	// starts; report and exit are set before it returns.
+	started chan struct{}
+	report  string
+	exit    *int
+}
+
+func (r *run) path() string { return "/v1/devboxes/" + r.devbox + "/executions/" + r.exec }
+
+// kill ends the command and everything it started, even when ctx ended.
+func (r *run) kill(ctx context.Context) {
+	kctx, cancel := detached(ctx)
+	defer cancel()
+	err := r.p.call(kctx, &request{method: http.MethodPost, path: r.path() + "/kill", json: map[string]any{"kill_process_group": true}}, nil)
+	if err != nil {
+		r.p.log.Warn("runloop: cannot kill a command", "devbox", r.devbox, "execution", r.exec, "err", err)
+	}
+}
+
+// feed sends stdin as base64 lines, then end-of-file.
+func (r *run) feed(ctx context.Context, in io.Reader) {
+	buf := make([]byte, stdinChunk)
+	for {
+		n, rerr := io.ReadFull(in, buf)
+		if n > 0 {
+			text := base64.StdEncoding.EncodeToString(buf[:n]) + "\n"
+			if err := r.p.call(ctx, &request{method: http.MethodPost, path: r.path() + "/send_std_in", json: map[string]any{"text": text}}, nil); err != nil {
+				r.p.log.Debug("runloop: stdin not fully delivered", "devbox", r.devbox, "err", err)
+				return
+			}
+		}
+		if rerr != nil {
+			if rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+				r.p.log.Debug("runloop: reading stdin", "err", rerr)
+			}
+			break
+		}
+	}
+	r.p.call(ctx, &request{method: http.MethodPost, path: r.path() + "/send_std_in", json: map[string]any{"signal": "EOF"}}, nil)
+}
+
+// maxReconnects bounds how often one stream is resumed after a cut.
+const maxReconnects = 5
+
+// follow reads one output stream to its end, decoding the relay's base64
+// lines into w. A cut stream is resumed from the last offset received.
+func (r *run) follow(ctx context.Context, stream string, w io.Writer) error {
+	d := &decoder{w: w, stdout: stream == "stdout", run: r}
+	var offset int64
+	for attempt := 0; ; attempt++ {
+		err := r.stream(ctx, stream, &offset, d)
+		if err == nil {
+			if err = d.flush(); err == nil {
+				return nil
+			}
+			// Ended mid-line: the stream was cut, though cleanly.
+		}
+		if ctx.Err() != nil || attempt >= maxReconnects || errors.Is(err, errWriter) || errors.Is(err, errRelay) {
+			return err
+		}
+		r.p.log.Debug("runloop: resuming an output stream", "stream", stream, "offset", offset, "err", err)
+		if !sleep(ctx, r.p.o.RetryBase<<min(attempt, 4)) {
+			return err
+		}
+	}
+}
+
+var (
+	errWriter = errors.New("the output writer failed")
+	errRelay  = errors.New("the command's output relay sent a line that is not base64")
+)
+
+type chunk struct {
+	Output string `json:"output"`
+	Offset *int64 `json:"offset"`
+}
+
+// stream reads server-sent events from *offset until the server ends the
+// stream (nil) or it breaks (an error).
+func (r *run) stream(ctx context.Context, stream string, offset *int64, d *decoder) error {
+	path := r.path() + "/stream_" + stream + "_updates?offset=" + strconv.FormatInt(*offset, 10)
+	resp, cancel, err := r.p.open(ctx, &request{method: http.MethodGet, path: path, accept: "text/event-stream", stream: true})
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	event := ""
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case bytes.HasPrefix(line, []byte("event:")):
+			event = strings.TrimSpace(string(line[len("event:"):]))
+		case bytes.HasPrefix(line, []byte("data:")):
+			data := bytes.TrimSpace(line[len("data:"):])
+			if event == "error" {
+				return fmt.Errorf("the output stream reported an error: %s", data)
+			}
+			var c chunk
+			if err := json.Unmarshal(data, &c); err != nil {
+				return fmt.Errorf("unreadable output event %.100q: %w", data, err)
+			}
+			text := c.Output
+			if c.Offset != nil { // skip what a resumed stream sends again
+				switch skip := *offset - *c.Offset; {
+				case skip < 0:
+					return fmt.Errorf("the output stream skipped bytes %d to %d", *offset, *c.Offset)
+				case skip >= int64(len(text)):
+					continue
+				default:
+					text = text[skip:]
+				}
+			}
+			*offset += int64(len(text))
+			if err := d.write(text); err != nil {
+				return err
+			}
+		case len(line) == 0:
+			event = ""
+		}
+	}
+	return sc.Err()
+}
+
+// decoder turns the relay's lines back into bytes.
+type decoder struct {
+	w       io.Writer
+	stdout  bool
+	run     *run
+	pending []byte
+	out     []byte
+}
+
+func (d *decoder) write(text string) error {
+	d.pending = append(d.pending, text...)
+	d.out = d.out[:0]
+	for {
+		i := bytes.IndexByte(d.pending, '\n')
+		if i < 0 {
+			break
+		}
+		if err := d.line(d.pending[:i]); err != nil {
+			return err
+		}
+		d.pending = d.pending[i+1:]
+	}
+	d.pending = append(d.pending[:0:0], d.pending...) // do not pin the event's memory
+	if len(d.out) > 0 && d.w != nil {
+		if _, err := d.w.Write(d.out); err != nil {
+			return fmt.Errorf("%w: %v", errWriter, err)
+		}
+	}
+	return nil
+}
+
+func (d *decoder) line(l []byte) error {
+	if len(l) == 0 {
+		return nil
+	}
+	if l[0] == '!' && d.stdout {
+		report := string(l[1:])
+		if report == "run" {
+			select {
+			case <-d.run.started:
+			default:
+				close(d.run.started)
+			}
+			return nil
+		}
+		if code, ok := strings.CutPrefix(report, "exit "); ok {
+			if n, err := strconv.Atoi(code); err == nil {
+				d.run.exit = &n
+			}
+			return nil
+		}
+		d.run.report = report
+		return nil
+	}
+	n := len(d.out)
+	d.out = append(d.out, make([]byte, base64.StdEncoding.DecodedLen(len(l)))...)
+	m, err := base64.StdEncoding.Decode(d.out[n:], l)
+	if err != nil {
+		return fmt.Errorf("%w (%.60q): %v", errRelay, l, err)
+	}
+	d.out = d.out[:n+m]
+	return nil
+}
+
+func (d *decoder) flush() error {
+	if len(d.pending) > 0 {
+		return fmt.Errorf("the output stream ended in the middle of a line (%d bytes)", len(d.pending))
+	}
+	return nil
+}
+
+// streamErr explains a command whose output could not be followed.
+func (p *Provider) streamErr(ctx context.Context, id string, err error) error {
+	if _, gerr := p.devbox(ctx, id); gerr != nil {
+		return gerr
+	}
+	if errors.Is(err, errWriter) {
+		return providers.Errorf(providers.ErrUnavailable, "the command in devbox %s was killed: %v", id, err)
+	}
+	return providers.Errorf(providers.ErrUnavailable, "the output stream of the command in devbox %s broke and could not be resumed (%v); the command was killed, run it again", id, err)
+}

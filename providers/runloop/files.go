@@ -1,0 +1,331 @@
+package runloop
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers"
+)
+
+func checkPath(op, p string) error {
+	if p == "" {
+		return providers.Errorf(providers.ErrInvalidArgument, "%s: path is empty; give a path relative to the sandbox workdir, or an absolute one", op)
+	}
+	if strings.ContainsRune(p, 0) || strings.ContainsRune(p, '\n') {
+		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: path contains a NUL byte or a newline", op, p)
+	}
+	return nil
+}
+
+// shellPath makes p safe as a single argument: quoted, and never read as
+// an option.
+func shellPath(p string) string {
+	if strings.HasPrefix(p, "-") {
+		p = "./" + p
+	}
+	return shellQuote(p)
+}
+
+// statScript prints "<raw mode in hex> <size> <mtime>" for a path without
+// following a final symlink, or "missing".
+const statScript = `if [ -e %[1]s ] || [ -L %[1]s ]; then stat -c '%%f %%s %%Y' %[1]s; else echo missing; fi`
+
+// parseStat reads one "<mode hex> <size> <mtime>" line.
+func parseStat(name, line string) (providers.FileInfo, error) {
+	f := strings.Fields(line)
+	if len(f) < 3 {
+		return providers.FileInfo{}, fmt.Errorf("unexpected stat output %q", line)
+	}
+	raw, err1 := strconv.ParseUint(f[0], 16, 32)
+	size, err2 := strconv.ParseInt(f[1], 10, 64)
+	mtime, err3 := strconv.ParseInt(f[2], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return providers.FileInfo{}, fmt.Errorf("unexpected stat output %q: %w", line, err)
+	}
+	fi := providers.FileInfo{Path: name, Size: size, Mode: fs.FileMode(raw & 0o777), ModTime: time.Unix(mtime, 0).UTC()}
+	switch raw & 0o170000 {
+	case 0o100000:
+		fi.Type = providers.TypeFile
+	case 0o040000:
+		fi.Type, fi.Mode = providers.TypeDir, fi.Mode|fs.ModeDir
+	case 0o120000:
+		fi.Type, fi.Mode = providers.TypeSymlink, fi.Mode|fs.ModeSymlink
+	default:
+		fi.Type = providers.TypeOther
+	}
+	return fi, nil
+}
+
+func (p *Provider) Stat(ctx context.Context, id, name string) (providers.FileInfo, error) {
+	if err := checkPath("stat", name); err != nil {
+		return providers.FileInfo{}, err
+	}
+	if err := checkID(id); err != nil {
+		return providers.FileInfo{}, err
+	}
+	p.touched(id)
+	out, err := p.quick(ctx, id, fmt.Sprintf(statScript, shellPath(name)))
+	if err != nil {
+		return providers.FileInfo{}, p.fileErr("stat", name, err)
+	}
+	if strings.TrimSpace(out) == "missing" {
+		return providers.FileInfo{}, providers.Errorf(providers.ErrNotFound, "stat %q: no such file or directory", name)
+	}
+	fi, err := parseStat(name, strings.TrimSpace(out))
+	if err != nil {
+		return providers.FileInfo{}, providers.Errorf(providers.ErrUnavailable, "stat %q in devbox %s: %w", name, id, err)
+	}
+	return fi, nil
+}
+
+// fileErr explains a failed housekeeping command on a path.
+func (p *Provider) fileErr(op, name string, err error) error {
+	var qe *quickError
+	if errors.As(err, &qe) {
+		if strings.Contains(qe.Stderr, "Permission denied") {
+			return providers.Errorf(providers.ErrInvalidArgument, "%s %q: permission denied", op, name)
+		}
+		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: %s", op, name, qe.Stderr)
+	}
+	return err
+}
+
+// ReadFile downloads the file straight away; only when that fails, or the
+// API does not say the size, does a stat (a command) say why or how big.
+func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser, providers.FileInfo, error) {
+	if err := checkPath("read", name); err != nil {
+		return nil, providers.FileInfo{}, err
+	}
+	if err := checkID(id); err != nil {
+		return nil, providers.FileInfo{}, err
+	}
+	p.touched(id)
+	d := &download{ctx: ctx, p: p, id: id, name: name, size: -1}
+	err := d.open()
+	if err == nil && d.size >= 0 {
+		return d, providers.FileInfo{Path: name, Type: providers.TypeFile, Size: d.size, Mode: 0o644}, nil
+	}
+	if err != nil && !errors.Is(err, providers.ErrInvalidArgument) && !errors.Is(err, providers.ErrNotFound) {
+		return nil, providers.FileInfo{}, err
+	}
+	info, serr := p.Stat(ctx, id, name)
+	switch {
+	case serr != nil:
+		if d.body != nil {
+			d.Close()
+		}
+		return nil, providers.FileInfo{}, serr
+	case info.Type == providers.TypeDir:
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: is a directory; use list_files", name)
+	case err != nil && info.Type != providers.TypeFile && info.Type != providers.TypeSymlink:
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: not a regular file", name)
+	case err != nil:
+		return nil, providers.FileInfo{}, err
+	}
+	if info.Type == providers.TypeFile {
+		d.size = info.Size
+	}
+	info.Type, info.Mode, info.Size = providers.TypeFile, info.Mode&^fs.ModeSymlink, d.size
+	return d, info, nil
+}
+
+// download reads a file with download_file. When the connection breaks
+// part-way, it downloads again and skips what was already delivered (the
+// API has no ranges), a few times at most.
+type download struct {
+	ctx     context.Context
+	p       *Provider
+	id      string
+	name    string
+	size    int64 // expected bytes, -1 when unknown
+	read    int64
+	retries int
+	body    io.ReadCloser
+	cancel  context.CancelFunc
+}
+
+func (d *download) open() error {
+	resp, cancel, err := d.p.open(d.ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + d.id + "/download_file",
+		json: map[string]string{"path": d.name}, accept: "application/octet-stream", stream: true})
+	if err != nil {
+		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusBadRequest {
+			if _, gerr := d.p.devbox(d.ctx, d.id); gerr != nil {
+				return gerr
+			}
+			if s == http.StatusNotFound {
+				return providers.Errorf(providers.ErrNotFound, "read %q: no such file", d.name)
+			}
+		}
+		return d.p.typed(d.ctx, "", fmt.Sprintf("read %q", d.name), err)
+	}
+	if d.size < 0 {
+		d.size = resp.ContentLength
+	}
+	if d.read > 0 {
+		if _, err := io.CopyN(io.Discard, resp.Body, d.read); err != nil {
+			resp.Body.Close()
+			cancel()
+			return err
+		}
+	}
+	d.body, d.cancel = resp.Body, cancel
+	return nil
+}
+
+func (d *download) Read(b []byte) (int, error) {
+	for {
+		n, err := d.body.Read(b)
+		d.read += int64(n)
+		if err == nil || n > 0 {
+			return n, nil
+		}
+		if err == io.EOF {
+			if d.size >= 0 && d.read != d.size {
+				return 0, providers.Errorf(providers.ErrUnavailable, "read %q: got %d bytes of %d", d.name, d.read, d.size)
+			}
+			return 0, io.EOF
+		}
+		if d.ctx.Err() != nil || d.retries >= 3 {
+			return 0, providers.Errorf(providers.ErrUnavailable, "read %q: the download broke after %d bytes: %w", d.name, d.read, err)
+		}
+		d.retries++
+		d.Close()
+		if oerr := d.open(); oerr != nil {
+			return 0, oerr
+		}
+	}
+}
+
+func (d *download) Close() error {
+	err := d.body.Close()
+	d.cancel()
+	return err
+}
+
+func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, mode fs.FileMode) error {
+	if err := checkPath("write", name); err != nil {
+		return err
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	p.touched(id)
+	// Upload beside the target under a temporary name, then check the size
+	// and move it into place: readers never see half a file.
+	dir, base := path.Split(name)
+	tmp := dir + "." + base + ".mcp-sandbox-" + newKey()[24:]
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("path", tmp)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, path.Base(tmp)))
+	h.Set("Content-Type", "application/octet-stream")
+	part, _ := mw.CreatePart(h)
+	part.Write(data)
+	mw.Close()
+	err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/upload_file", body: body.Bytes(), contentType: mw.FormDataContentType()}, nil)
+	if err != nil {
+		if s := statusOf(err); s >= 400 && s < 500 && s != http.StatusTooManyRequests {
+			if _, gerr := p.devbox(ctx, id); gerr != nil {
+				return gerr
+			}
+			if s != http.StatusUnauthorized && s != http.StatusForbidden {
+				var ae *apiError
+				errors.As(err, &ae)
+				return providers.Errorf(providers.ErrInvalidArgument, "write %q: %s", name, ae.Message)
+			}
+		}
+		return p.typed(ctx, id, fmt.Sprintf("write %q", name), err)
+	}
+	perm := mode.Perm()
+	if perm == 0 {
+		perm = 0o644
+	}
+	script := fmt.Sprintf(`t=%s; p=%s
+if [ "$(wc -c < "$t")" -ne %d ]; then rm -f "$t"; echo "the upload arrived short" >&2; exit 1; fi
+if [ -d "$p" ] && [ ! -L "$p" ]; then rm -f "$t"; echo "is a directory" >&2; exit 1; fi
+chmod %o "$t" && mv -f "$t" "$p" || { rm -f "$t"; exit 1; }`, shellPath(tmp), shellPath(name), len(data), perm)
+	if _, err := p.quick(ctx, id, script); err != nil {
+		return p.fileErr("write", name, err)
+	}
+	return nil
+}
+
+// listScript prints one "<mode hex> <size> <mtime> <path>" line per entry
+// under the directory, down to the given depth, or "missing" / "notdir".
+const listScript = `p=%s
+if [ ! -e "$p" ]; then echo missing; exit 0; fi
+if [ ! -d "$p" ]; then echo notdir; exit 0; fi
+cd -- "$p" && find . -mindepth 1 -maxdepth %d -exec stat -c '%%f %%s %%Y %%n' {} +`
+
+// maxListing bounds the listing output read from the devbox.
+const maxListing = 32 << 20
+
+func (p *Provider) ListFiles(ctx context.Context, id, name string, depth, limit int) ([]providers.FileInfo, bool, error) {
+	if name == "" {
+		name = "."
+	}
+	if err := checkPath("list", name); err != nil {
+		return nil, false, err
+	}
+	var out, errOut bytes.Buffer
+	res, err := p.Exec(ctx, id, providers.ExecRequest{
+		Command: fmt.Sprintf(listScript, shellPath(name), max(depth, 1)),
+		Stdout:  &limitedBuffer{buf: &out, left: maxListing}, Stderr: &limitedBuffer{buf: &errOut, left: 64 << 10},
+		Timeout: 2 * time.Minute,
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	switch strings.TrimSpace(out.String()) {
+	case "missing":
+		return nil, false, providers.Errorf(providers.ErrNotFound, "list %q: no such directory", name)
+	case "notdir":
+		return nil, false, providers.Errorf(providers.ErrInvalidArgument, "list %q: not a directory", name)
+	}
+	if res.ExitCode != 0 && out.Len() == 0 {
+		return nil, false, providers.Errorf(providers.ErrInvalidArgument, "list %q: %s", name, strings.TrimSpace(errOut.String()))
+	}
+	var ents []providers.FileInfo
+	for line := range strings.Lines(out.String()) {
+		f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 4)
+		if len(f) < 4 || !strings.HasPrefix(f[3], "./") {
+			continue // a name with a newline in it: not listed
+		}
+		fi, err := parseStat(strings.TrimPrefix(f[3], "./"), strings.Join(f[:3], " "))
+		if err != nil {
+			continue
+		}
+		ents = append(ents, fi)
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Path < ents[j].Path })
+	if limit > 0 && len(ents) > limit {
+		return ents[:limit], true, nil
+	}
+	return ents, false, nil
+}
+
+// limitedBuffer keeps at most left bytes and drops the rest.
+type limitedBuffer struct {
+	buf  *bytes.Buffer
+	left int
+}
+
+func (l *limitedBuffer) Write(b []byte) (int, error) {
+	n := min(len(b), l.left)
+	l.buf.Write(b[:n])
+	l.left -= n
+	return len(b), nil
+}
