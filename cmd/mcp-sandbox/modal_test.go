@@ -180,3 +180,39 @@ func TestModalSandboxOutlivesAKilledServer(t *testing.T) {
 		t.Errorf("Get after the reap: the sandbox is still there")
 	}
 }
+
+// A server that finds, on the same machine, the sandbox of a server with
+// its ID that was killed (its instance lock is free) terminates it at
+// start-up, long before its expiry.
+func TestModalOrphanOfAKilledServerHereGoesAtOnce(t *testing.T) {
+	fake, modalEnv := startModalFake(t)
+	home := t.TempDir() // the same state dir for both servers
+	env := append([]string{"HOME=" + home, "MCP_SANDBOX_PROVIDER=modal", "MCP_SANDBOX_SERVER_ID=ha-server", "MCP_SANDBOX_MODAL_EXPIRY=1h"}, modalEnv...)
+	var serverA *exec.Cmd
+	a, err := client.NewStdioMCPClientWithOptions(binary, env, nil,
+		transport.WithCommandFunc(func(ctx context.Context, command string, env, args []string) (*exec.Cmd, error) {
+			serverA = exec.Command(command, args...)
+			serverA.Env = env
+			return serverA, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	initialize(t, a)
+	if _, isErr, text := callTool(t, a, "sandbox_create", map[string]any{"name": "orphan"}); isErr {
+		t.Fatalf("sandbox_create: %s", text)
+	}
+	serverA.Process.Kill()
+	serverA.Wait()
+	if n := len(fake.Sandboxes()); n != 1 {
+		t.Fatalf("%d sandboxes after A died, want its 1", n)
+	}
+	b, err := client.NewStdioMCPClient(binary, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	initialize(t, b)
+	waitFor(t, "server B's reaper to terminate the dead server's sandbox", func() bool { return len(fake.Sandboxes()) == 0 })
+}
