@@ -177,7 +177,7 @@ func (p *Provider) writeTemp(ctx context.Context, c *conn, name, tmp string, dat
 	if perm := mode.Perm(); perm != 0o644 {
 		var errOut bytes.Buffer
 		res, err := p.Exec(ctx, c.id, providers.ExecRequest{
-			Command: fmt.Sprintf("chmod %o %s", perm, shellQuote(tmp)), Stderr: &errOut,
+			Command: fmt.Sprintf("chmod %o %s", perm, providers.ShellQuote(tmp)), Stderr: &errOut,
 		})
 		if err != nil {
 			return err
@@ -191,8 +191,6 @@ func (p *Provider) writeTemp(ctx context.Context, c *conn, name, tmp string, dat
 	}
 	return nil
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func (p *Provider) Stat(ctx context.Context, id, name string) (providers.FileInfo, error) {
 	if err := checkPath("stat", name); err != nil {

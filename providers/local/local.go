@@ -196,21 +196,12 @@ func (p *Provider) List(ctx context.Context, match map[string]string) ([]provide
 		if err != nil {
 			continue // half-created or foreign entries
 		}
-		if labelsMatch(m.Labels, match) {
+		if providers.LabelsMatch(m.Labels, match) {
 			out = append(out, p.sandbox(m))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (p *Provider) Destroy(ctx context.Context, id string) error {

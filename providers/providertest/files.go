@@ -267,7 +267,7 @@ func (h *harness) testEscapes(t *testing.T, sb providers.Sandbox) {
 		} else {
 			// Accepted: it must have landed inside the sandbox, where a
 			// command resolving the same path from the workdir finds it.
-			res, out, _ := h.run(t, id, providers.ExecRequest{Command: "cat " + quote(tc.path)})
+			res, out, _ := h.run(t, id, providers.ExecRequest{Command: "cat " + providers.ShellQuote(tc.path)})
 			if res.ExitCode != 0 || out != string(data) {
 				t.Errorf("%s: WriteFile(%q) succeeded but a command in the sandbox reads %q (exit %d)", tc.name, tc.path, out, res.ExitCode)
 			}

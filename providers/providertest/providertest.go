@@ -124,7 +124,6 @@ func wantKind(t *testing.T, what string, err, kind error, mentions string) {
 }
 
 // quote makes s a single shell word.
-func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func randHex(n int) string {
 	b := make([]byte, n)
@@ -208,7 +207,7 @@ func (w *firstWriteWriter) firstAt() time.Time {
 // reaped by whatever init the sandbox has).
 func aliveScript(pidFile string) string {
 	return fmt.Sprintf(`pid=$(cat %s) || exit 2
-if [ -d /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/status 2>/dev/null; then echo alive; else echo dead; fi`, quote(pidFile))
+if [ -d /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/status 2>/dev/null; then echo alive; else echo dead; fi`, providers.ShellQuote(pidFile))
 }
 
 // waitDead polls until the process recorded in pidFile is gone.
