@@ -27,6 +27,7 @@ import (
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/e2b"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
+	_ "github.com/mcp-sandbox/mcp-sandbox/providers/modal"
 	_ "github.com/mcp-sandbox/mcp-sandbox/providers/runloop"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
