@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
 
@@ -28,7 +30,8 @@ type setting struct {
 }
 
 var settings = []setting{
-	{flag: "http", env: "MCP_SANDBOX_HTTP", usage: "serve streamable HTTP at `ADDR`/mcp instead of stdio (e.g. 127.0.0.1:8080; a bare :PORT binds loopback)"},
+	{flag: "http", env: "MCP_SANDBOX_HTTP", usage: "serve streamable HTTP at `ADDR`/mcp instead of stdio (e.g. 127.0.0.1:8080; a bare :PORT binds loopback; unix:/path.sock serves a Unix socket only this user may open)"},
+	{flag: "auth", env: "MCP_SANDBOX_AUTH", def: "token", usage: "HTTP `auth`: token (the configured one, else one generated into <state-dir>/http-token) or none (loopback or Unix socket only: every local user could run commands)"},
 	{flag: "provider", env: "MCP_SANDBOX_PROVIDER", def: "local", usage: "default sandbox `provider`"},
 	{flag: "providers", env: "MCP_SANDBOX_PROVIDERS", usage: "comma-separated extra `providers` sandbox_create may choose (the default is always allowed)"},
 	{flag: "state-dir", env: "MCP_SANDBOX_STATE_DIR", usage: "`directory` for local sandboxes (default $XDG_STATE_HOME/mcp-sandbox or ~/.local/state/mcp-sandbox)"},
@@ -65,7 +68,11 @@ type Config struct {
 	Limits             tools.Limits
 	ServerID           string
 	// HTTP hardening (see internal/httpguard).
-	AuthToken      string
+	AuthToken string
+	// AuthNone is an explicit --auth none: no token on a local listener.
+	AuthNone bool
+	// TokenFile is the generated token's file (see ensureToken), or "".
+	TokenFile      string
 	AllowedOrigins httpguard.Origins
 	MaxSessions    int
 	MaxBodyBytes   int64
@@ -193,7 +200,11 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	} else {
 		c.AuthToken = token
 	}
-	if p.err == nil && c.HTTPAddr != "" {
+	c.AuthNone = p.oneOf("auth", "token", "none") == "none"
+	if p.err == nil && c.AuthNone && c.AuthToken != "" {
+		p.fail(settingFor("auth"), "none", "a token is configured too (MCP_SANDBOX_AUTH_TOKEN or MCP_SANDBOX_AUTH_TOKEN_FILE): drop one of them")
+	}
+	if p.err == nil && c.HTTPAddr != "" && c.AuthNone {
 		p.err = httpguard.CheckBind(c.HTTPAddr, c.AuthToken)
 	}
 	c.LogLevel = p.level("log-level")
@@ -214,6 +225,29 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 		p.fail(settingFor("max-process-output"), values["MCP_SANDBOX_MAX_PROCESS_OUTPUT"], "must be at least --max-output-bytes ("+strconv.Itoa(c.Limits.MaxOutputBytes)+" bytes), or run_command could not show what it keeps")
 	}
 	return c, p.err
+}
+
+// ensureToken gives an HTTP server without a configured token and without
+// --auth none the token in <state-dir>/http-token, generated on first use.
+func ensureToken(c *Config) error {
+	if c.HTTPAddr == "" || c.AuthToken != "" || c.AuthNone {
+		return nil
+	}
+	dir := c.Getenv(local.EnvStateDir)
+	if dir == "" {
+		d, err := local.DefaultStateDir(c.Getenv)
+		if err != nil {
+			return fmt.Errorf("no place for the generated HTTP token: %w, or configure one with MCP_SANDBOX_AUTH_TOKEN_FILE", err)
+		}
+		dir = d
+	}
+	path := filepath.Join(dir, httpguard.TokenFileName)
+	token, _, err := httpguard.LoadOrCreateTokenFile(path)
+	if err != nil {
+		return err
+	}
+	c.AuthToken, c.TokenFile = token, path
+	return nil
 }
 
 func hasEnv(lookupEnv func(string) (string, bool), key string) bool {
@@ -270,8 +304,11 @@ func printHelp(flags *flag.FlagSet, w io.Writer) {
 Usage:
   mcp-sandbox [flags]                 serve MCP over stdio (attach it to an MCP client)
   mcp-sandbox --http 127.0.0.1:8080   serve streamable HTTP at http://127.0.0.1:8080/mcp
-  MCP_SANDBOX_AUTH_TOKEN=$(openssl rand -hex 32) mcp-sandbox --http 0.0.0.0:8080
-                                      serve other machines: a non-loopback address needs a token
+                                      clients send the token the server prints on start-up
+  MCP_SANDBOX_AUTH_TOKEN_FILE=/etc/mcp-sandbox/token mcp-sandbox --http 0.0.0.0:8080
+                                      serve other machines with a token of your own
+  mcp-sandbox --http unix:$XDG_RUNTIME_DIR/mcp-sandbox.sock
+                                      serve a Unix socket only this user can open
 
 Every flag can also be set by the environment variable shown, or in a .env file.
 Precedence: flag > environment > .env file > default.
@@ -392,11 +429,18 @@ func (p *parser) oneOf(name string, choices ...string) string {
 }
 
 // addr normalises the HTTP address; a missing host means loopback, never
-// every interface.
+// every interface. unix:/path is a Unix socket.
 func (p *parser) addr(name string) string {
 	s, v := p.raw(name)
 	if v == "" {
 		return ""
+	}
+	if path, ok := strings.CutPrefix(v, "unix:"); ok {
+		if !filepath.IsAbs(path) {
+			p.fail(s, v, "use unix:/absolute/path.sock")
+			return ""
+		}
+		return "unix:" + filepath.Clean(path)
 	}
 	if _, err := strconv.Atoi(v); err == nil {
 		v = ":" + v

@@ -162,8 +162,11 @@ func TestHTTPSettingsErrors(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{[]string{"--http", "0.0.0.0:0"}, nil, "refusing to listen on 0.0.0.0:0 (0.0.0.0) without an auth token"},
-		{nil, []string{"MCP_SANDBOX_HTTP=[::]:0"}, "without an auth token"},
+		{[]string{"--http", "0.0.0.0:0", "--auth", "none"}, nil, "refusing to listen on 0.0.0.0:0 (0.0.0.0) without an auth token"},
+		{nil, []string{"MCP_SANDBOX_HTTP=[::]:0", "MCP_SANDBOX_AUTH=none"}, "without an auth token"},
+		{[]string{"--http", "127.0.0.1:0", "--auth", "off"}, nil, `invalid value "off" for --auth (MCP_SANDBOX_AUTH): use one of token, none`},
+		{[]string{"--http", "127.0.0.1:0", "--auth", "none", "--auth-token", testAuthToken}, nil, "a token is configured too"},
+		{[]string{"--http", "unix:relative.sock"}, nil, "use unix:/absolute/path.sock"},
 		{[]string{"--http", "127.0.0.1:0", "--auth-token", "short"}, nil, "use at least 16 random characters"},
 		{[]string{"--http", "127.0.0.1:0", "--auth-token-file", "/nonexistent/token"}, nil, "reading the auth token file"},
 		{[]string{"--http", "127.0.0.1:0", "--allowed-origins", "example.com"}, nil, `invalid value "example.com" for --allowed-origins`},
@@ -213,7 +216,7 @@ func TestHTTPNonLoopbackStartsWithATokenFile(t *testing.T) {
 // the session ends, its sandbox is destroyed and the server exits 0.
 func TestHTTPShutdownLetsInFlightCallsFinish(t *testing.T) {
 	state := t.TempDir()
-	url, cmd := startBinaryCmd(t, []string{"MCP_SANDBOX_STATE_DIR=" + state}, "--http", "127.0.0.1:0")
+	url, cmd := startBinaryCmd(t, []string{"MCP_SANDBOX_STATE_DIR=" + state}, "--http", "127.0.0.1:0", "--auth", "none")
 	c, err := client.NewStreamableHttpClient(url)
 	if err != nil {
 		t.Fatal(err)
