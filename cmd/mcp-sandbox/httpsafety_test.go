@@ -123,22 +123,37 @@ func TestHTTPBodyCap(t *testing.T) {
 	}
 }
 
-func TestHTTPSessionCap(t *testing.T) {
-	ts, _ := newHTTP(t, "--max-sessions", "2")
-	first := httpClient(t, ts.URL)
-	httpClient(t, ts.URL)
-	if _, err := authedClient(t, ts.URL, nil); err == nil || !strings.Contains(err.Error(), "session limit reached") {
-		t.Fatalf("third session: err = %v, want the session-limit refusal", err)
+// At the session cap a new client gets in: the longest-idle session ends,
+// and its sandboxes go with it as at idle expiry. Clients that never send
+// DELETE (a CLI opening a session per call) cannot lock the server out.
+func TestHTTPSessionCapEndsTheLongestIdle(t *testing.T) {
+	ts, state := newHTTP(t, "--max-sessions", "2")
+	first, second := httpClient(t, ts.URL), httpClient(t, ts.URL)
+	for _, c := range []*client.Client{first, second} {
+		if _, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "true"}); isErr {
+			t.Fatal(text)
+		}
 	}
-	resp, body := post(t, ts.URL, initializeJSON, nil)
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "session limit reached") {
-		t.Fatalf("third initialize: %s %s", resp.Status, body)
+	if n := len(sandboxDirs(t, state)); n != 2 {
+		t.Fatalf("%d sandboxes, want 2", n)
 	}
-	first.Close() // DELETE frees the place
-	waitFor(t, "a session place after DELETE", func() bool {
-		resp, _ := post(t, ts.URL, initializeJSON, nil)
-		return resp.StatusCode == http.StatusOK
-	})
+	firstID := first.GetTransport().(*transport.StreamableHTTP).GetSessionId()
+	callTool(t, second, "list_files", nil) // second is the more recently active
+
+	third := httpClient(t, ts.URL)
+	if _, isErr, text := callTool(t, third, "run_command", map[string]any{"command": "true"}); isErr {
+		t.Fatal(text)
+	}
+	if n := len(sandboxDirs(t, state)); n != 2 {
+		t.Fatalf("%d sandboxes after the eviction, want 2: the ended session's sandbox must be gone", n)
+	}
+	resp, _ := post(t, ts.URL, `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": firstID})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the longest-idle session after eviction: %s, want 404", resp.Status)
+	}
+	if _, isErr, text := callTool(t, second, "list_files", nil); isErr {
+		t.Fatalf("the more recent session should live on: %s", text)
+	}
 }
 
 func TestHTTPSandboxCapPerSession(t *testing.T) {

@@ -145,7 +145,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.sessions = mgr
 
 	hooks := &server.Hooks{}
-	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions)
+	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions, cfg.MaxSessionsPerClient)
 	a.httpSessions.AddHooks(hooks)
 	a.calls.addHooks(hooks)
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
@@ -280,7 +280,7 @@ func (a *app) serveHTTP(ctx context.Context, addr string, stderr io.Writer) erro
 		url, socket = "http://localhost/mcp", ln.Addr().String()
 	}
 	a.log.Info("serving MCP over streamable HTTP", "url", url, "socket", socket, "provider", a.cfg.Provider, "version", version,
-		"auth", a.cfg.AuthToken != "", "max_sessions", a.cfg.MaxSessions, "max_body_bytes", a.cfg.MaxBodyBytes)
+		"auth", a.cfg.AuthToken != "", "max_sessions", a.cfg.MaxSessions, "max_sessions_per_client", a.cfg.MaxSessionsPerClient, "max_body_bytes", a.cfg.MaxBodyBytes)
 	a.announceAuth(stderr, url, socket)
 
 	select {
