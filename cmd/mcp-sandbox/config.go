@@ -48,8 +48,9 @@ var settings = []setting{
 	{flag: "auth-token", env: "MCP_SANDBOX_AUTH_TOKEN", usage: "bearer `token` HTTP clients must send as \"Authorization: Bearer <token>\" (at least 16 characters; prefer the env var or --auth-token-file, since flags show in ps)"},
 	{flag: "auth-token-file", env: "MCP_SANDBOX_AUTH_TOKEN_FILE", usage: "read the HTTP bearer token from this `file` (surrounding whitespace ignored)"},
 	{flag: "allowed-origins", env: "MCP_SANDBOX_ALLOWED_ORIGINS", usage: "comma-separated browser `origins` (scheme://host[:port]) allowed besides localhost, 127.0.0.1 and [::1]; others get 403"},
-	{flag: "max-sessions", env: "MCP_SANDBOX_MAX_SESSIONS", def: "100", usage: "most live HTTP sessions, as a number `N`; a new session then ends the longest-idle one, or gets 503 when all are busy (0 = no limit)"},
-	{flag: "max-sessions-per-client", env: "MCP_SANDBOX_MAX_SESSIONS_PER_CLIENT", def: "20", usage: "most live HTTP sessions of one client (its address and clientInfo.name), as a number `N`; its next session ends its longest-idle one (0 = no limit)"},
+	{flag: "max-sessions", env: "MCP_SANDBOX_MAX_SESSIONS", def: "100", usage: "most live HTTP sessions, as a number `N`; a new session then ends the longest-idle one (see --session-evict-idle), or gets 503 (0 = no limit)"},
+	{flag: "max-sessions-per-client", env: "MCP_SANDBOX_MAX_SESSIONS_PER_CLIENT", def: "50", usage: "most live HTTP sessions of one client (its address and clientInfo.name), as a number `N`; its next session ends its longest-idle one (0 = no limit)"},
+	{flag: "session-evict-idle", env: "MCP_SANDBOX_SESSION_EVICT_IDLE", def: "5m", usage: "at a session cap, a session idle this long (a `duration`) may be ended, with its sandboxes, to make room for a new one"},
 	{flag: "max-body-bytes", env: "MCP_SANDBOX_MAX_BODY_BYTES", usage: "largest HTTP request body, as a `size`; larger ones get 413 (default: 1.5 x --max-file-bytes + 1MiB, room for a base64 write_file of the largest file)"},
 	{flag: "conformance-fixtures", env: "MCP_SANDBOX_CONFORMANCE_FIXTURES", def: "false", isBool: true, usage: "also serve the fixed test tools, resources and prompts of the MCP conformance suite (for testing only)"},
 	{flag: "server-id", env: "MCP_SANDBOX_SERVER_ID", usage: "`id` labelled on every sandbox this server creates (default: the host name)"},
@@ -78,7 +79,9 @@ type Config struct {
 	MaxSessions    int
 	// MaxSessionsPerClient caps the sessions of one client (httpguard).
 	MaxSessionsPerClient int
-	MaxBodyBytes         int64
+	// SessionEvictIdle is how idle a session must be to make room.
+	SessionEvictIdle time.Duration
+	MaxBodyBytes     int64
 	// ConformanceFixtures registers the conformance suite's test tools.
 	ConformanceFixtures bool
 	LogLevel            slog.Level
@@ -186,6 +189,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	c.Limits.MaxReturnBytes = int(p.size("max-read-bytes", 1024))
 	c.MaxSessions = p.int("max-sessions", 0)
 	c.MaxSessionsPerClient = p.int("max-sessions-per-client", 0)
+	c.SessionEvictIdle = p.duration("session-evict-idle")
 	if _, v := p.raw("max-body-bytes"); v == "" {
 		c.MaxBodyBytes = fileBytes + fileBytes/2 + 1<<20
 	} else {

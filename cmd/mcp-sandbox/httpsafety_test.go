@@ -127,7 +127,7 @@ func TestHTTPBodyCap(t *testing.T) {
 // and its sandboxes go with it as at idle expiry. Clients that never send
 // DELETE (a CLI opening a session per call) cannot lock the server out.
 func TestHTTPSessionCapEndsTheLongestIdle(t *testing.T) {
-	ts, state := newHTTP(t, "--max-sessions", "2")
+	ts, state := newHTTP(t, "--max-sessions", "2", "--session-evict-idle", "1ms")
 	first, second := httpClient(t, ts.URL), httpClient(t, ts.URL)
 	for _, c := range []*client.Client{first, second} {
 		if _, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "true"}); isErr {

@@ -145,7 +145,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.sessions = mgr
 
 	hooks := &server.Hooks{}
-	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions, cfg.MaxSessionsPerClient)
+	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions, cfg.MaxSessionsPerClient, cfg.SessionEvictIdle)
 	a.httpSessions.AddHooks(hooks)
 	a.calls.addHooks(hooks)
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {

@@ -52,7 +52,7 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	ts := &testServer{events: &eventLog{}, slowCall: make(chan struct{})}
 	hooks := &server.Hooks{}
 	if cfg.Sessions == nil {
-		cfg.Sessions = NewSessionLimiter(0, 0)
+		cfg.Sessions = NewSessionLimiter(0, 0, 0)
 	}
 	ts.limiter = cfg.Sessions
 	ts.limiter.AddHooks(hooks)

@@ -23,10 +23,11 @@ const sessionHeader = "Mcp-Session-Id"
 //   - keeps at most max sessions live, and at most perClient per client (its
 //     address and the clientInfo.name it sent in initialize). A new
 //     initialize over either cap ends the longest-idle session that has no
-//     request in flight (that client's own for the per-client cap), as idle
-//     expiry would, so that clients that never send DELETE (CLIs that open a
-//     session per call) cannot lock anyone out; only when every session is
-//     busy is it refused;
+//     request in flight and has been idle at least minIdle (that client's
+//     own for the per-client cap), as idle expiry would, so that clients
+//     that never send DELETE (CLIs that open a session per call) cannot lock
+//     anyone out for long; an agent pausing to think keeps its sandboxes.
+//     Only when no session qualifies is initialize refused;
 //   - refuses a GET stream for an ID that is not a live session: mcp-go would
 //     otherwise mint and register a brand-new session for it, a way around
 //     both the cap and the session's owner;
@@ -34,6 +35,7 @@ const sessionHeader = "Mcp-Session-Id"
 //     mcp-go would answer 200 as if it had ended something.
 type SessionLimiter struct {
 	max, perClient int
+	minIdle        time.Duration
 
 	mu      sync.Mutex
 	live    map[string]*liveSession
@@ -50,9 +52,10 @@ type liveSession struct {
 }
 
 // NewSessionLimiter allows at most max live sessions and perClient per
-// client; a value <= 0 means no cap (GET streams are still checked).
-func NewSessionLimiter(max, perClient int) *SessionLimiter {
-	return &SessionLimiter{max: max, perClient: perClient, live: map[string]*liveSession{}, now: time.Now}
+// client (a value <= 0 means no cap; GET streams are still checked), ending
+// for a new session one idle at least minIdle.
+func NewSessionLimiter(max, perClient int, minIdle time.Duration) *SessionLimiter {
+	return &SessionLimiter{max: max, perClient: perClient, minIdle: minIdle, live: map[string]*liveSession{}, now: time.Now}
 }
 
 // AddHooks registers the limiter on the MCP server's hooks.
@@ -174,7 +177,7 @@ func (l *SessionLimiter) makeRoom(client string) (victims []victim, refusal stri
 		if n >= l.perClient {
 			v, ok := l.idlest(client)
 			if !ok {
-				return nil, fmt.Sprintf("session limit reached: this client (%s) already has %d live sessions, all of them busy, the most one client may hold (--max-sessions-per-client, MCP_SANDBOX_MAX_SESSIONS_PER_CLIENT); end one with HTTP DELETE or retry when one is idle", client, n)
+				return nil, fmt.Sprintf("session limit reached: this client (%s) already has %d live sessions, the most one client may hold (--max-sessions-per-client, MCP_SANDBOX_MAX_SESSIONS_PER_CLIENT), and none is idle (no request or stream open for %v, --session-evict-idle) to make room; end one with HTTP DELETE, or retry later", client, n, l.minIdle)
 			}
 			victims = append(victims, v)
 		}
@@ -182,7 +185,7 @@ func (l *SessionLimiter) makeRoom(client string) (victims []victim, refusal stri
 	if l.max > 0 && len(l.live)+l.pending >= l.max {
 		v, ok := l.idlest("")
 		if !ok {
-			return nil, fmt.Sprintf("session limit reached: this server allows %d live sessions (--max-sessions, MCP_SANDBOX_MAX_SESSIONS) and all of them are busy; end an unused session with HTTP DELETE or retry shortly", l.max)
+			return nil, fmt.Sprintf("session limit reached: this server allows %d live sessions (--max-sessions, MCP_SANDBOX_MAX_SESSIONS) and none is idle (no request or stream open for %v, --session-evict-idle) to make room; end an unused session with HTTP DELETE, or retry later", l.max, l.minIdle)
 		}
 		victims = append(victims, v)
 	}
@@ -190,14 +193,15 @@ func (l *SessionLimiter) makeRoom(client string) (victims []victim, refusal stri
 	return victims, ""
 }
 
-// idlest picks and unlists the session idle longest with no request in
-// flight, of client (any client when ""). Sessions still initializing are
-// never picked.
+// idlest picks and unlists the session idle longest, at least minIdle,
+// with no request in flight, of client (any client when ""). Sessions still
+// initializing are never picked.
 func (l *SessionLimiter) idlest(client string) (victim, bool) {
 	var best victim
 	found := false
+	now := l.now()
 	for id, s := range l.live {
-		if s.inFlight > 0 || s.client == "" || (client != "" && s.client != client) {
+		if s.inFlight > 0 || s.client == "" || (client != "" && s.client != client) || now.Sub(s.lastActive) < l.minIdle {
 			continue
 		}
 		if !found || s.lastActive.Before(best.lastActive) {

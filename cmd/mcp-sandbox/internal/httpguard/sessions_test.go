@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,7 +78,7 @@ func (l *SessionLimiter) busy(id string) bool {
 // At the cap a new session ends the longest-idle one, never one with a
 // request in flight; only when all are busy is it refused.
 func TestSessionCapEndsTheLongestIdle(t *testing.T) {
-	ts := startServer(t, Config{Sessions: NewSessionLimiter(2, 0)})
+	ts := startServer(t, Config{Sessions: NewSessionLimiter(2, 0, 0)})
 	first := ts.initializeAs(t, "cli")
 	second := ts.initializeAs(t, "cli")
 	ts.ping(t, first) // first is now the more recently active
@@ -98,7 +99,7 @@ func TestSessionCapEndsTheLongestIdle(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("initialize with every session busy: %s, want 503 with Retry-After", resp.Status)
 	}
-	if msg := jsonRPCError(t, resp); !strings.Contains(msg, "2 live sessions") || !strings.Contains(msg, "--max-sessions") || !strings.Contains(msg, "busy") {
+	if msg := jsonRPCError(t, resp); !strings.Contains(msg, "2 live sessions") || !strings.Contains(msg, "--max-sessions") || !strings.Contains(msg, "none is idle") {
 		t.Errorf("message %q should give the cap, the setting and why", msg)
 	}
 	closeFirst()
@@ -111,7 +112,7 @@ func TestSessionCapEndsTheLongestIdle(t *testing.T) {
 // A client opening session after session (and never DELETE-ing) ends its
 // own oldest ones at its quota, and leaves other clients' sessions alone.
 func TestPerClientQuotaDoesNotLockOthersOut(t *testing.T) {
-	ts := startServer(t, Config{Sessions: NewSessionLimiter(10, 3)})
+	ts := startServer(t, Config{Sessions: NewSessionLimiter(10, 3, 0)})
 	alice := ts.initializeAs(t, "agent")
 	var cli []string
 	for range 8 {
@@ -148,7 +149,7 @@ func TestPerClientQuotaDoesNotLockOthersOut(t *testing.T) {
 // Concurrent initialize requests never take the live count over the cap.
 func TestSessionCapHoldsUnderConcurrentInitialize(t *testing.T) {
 	const limit = 3
-	ts := startServer(t, Config{Sessions: NewSessionLimiter(limit, 0)})
+	ts := startServer(t, Config{Sessions: NewSessionLimiter(limit, 0, 0)})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	peak := 0
@@ -177,5 +178,31 @@ func TestSessionCapHoldsUnderConcurrentInitialize(t *testing.T) {
 	wg.Wait()
 	if got := ts.limiter.Live(); got != limit || peak > limit {
 		t.Errorf("live sessions = %d (peak %d), want %d", got, peak, limit)
+	}
+}
+
+// A session active within --session-evict-idle is not ended for a new
+// one (an agent thinking between calls keeps its sandboxes); once idle that
+// long, it is.
+func TestRecentlyActiveSessionsAreNotEnded(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	limiter := NewSessionLimiter(1, 0, time.Minute)
+	limiter.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	ts := startServer(t, Config{Sessions: limiter})
+	first := ts.initializeAs(t, "agent")
+
+	clock.Add(int64(50 * time.Second))
+	resp := ts.do(t, request{body: initializeAs("newcomer")})
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("initialize while the only session was active 50s ago: %s, want 503", resp.Status)
+	}
+	if msg := jsonRPCError(t, resp); !strings.Contains(msg, "--session-evict-idle") || !strings.Contains(msg, "1m0s") {
+		t.Errorf("message %q should name the idle setting and its value", msg)
+	}
+	clock.Add(int64(11 * time.Second))
+	ts.initializeAs(t, "newcomer")
+	if ts.ping(t, first) != http.StatusNotFound {
+		t.Fatal("the session idle for 61s should have made room")
 	}
 }
