@@ -39,7 +39,8 @@ func unifiedDiff(path, old string, at []int, n int, repl string) string {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "--- a/%s\n+++ b/%s\n", strings.TrimPrefix(path, "/"), strings.TrimPrefix(path, "/"))
+	name := strings.TrimPrefix(path, "/") // quoted as git does when it holds control characters
+	fmt.Fprintf(&b, "--- %s\n+++ %s\n", printable("a/"+name), printable("b/"+name))
 	shift := 0 // new line number minus old line number before the current hunk
 	for i := 0; i < len(blocks); {
 		j := i + 1

@@ -69,7 +69,7 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 			return nil, invalid("%s is a %d-byte binary file (%s), over the %d bytes read_file returns; inspect it with run_command (file, xxd | head, ...)", a.Path, size, out.MimeType, h.lim.MaxReturnBytes)
 		}
 		out.Encoding, out.Content = "base64", base64.StdEncoding.EncodeToString(data)
-		text := fmt.Sprintf("%s: %d bytes of binary data (%s), base64-encoded in structured content.", a.Path, size, out.MimeType)
+		text := fmt.Sprintf("%s: %d bytes of binary data (%s), base64-encoded in structured content.", printable(a.Path), size, out.MimeType)
 		if strings.HasPrefix(out.MimeType, "image/") {
 			return result(out, text, mcp.NewImageContent(out.Content, out.MimeType)), nil
 		}
@@ -242,7 +242,7 @@ func (h *handlers) writeFile() server.ServerTool {
 			return nil, err
 		}
 		out := writeFileResult{Path: a.Path, BytesWritten: len(data), Created: statErr != nil}
-		return result(out, fmt.Sprintf("Wrote %d bytes to %s.", len(data), a.Path)), nil
+		return result(out, fmt.Sprintf("Wrote %d bytes to %s.", len(data), printable(a.Path))), nil
 	})}
 }
 
@@ -379,6 +379,7 @@ func (h *handlers) listFiles() server.ServerTool {
 			if e.Type == providers.TypeDir {
 				name += "/"
 			}
+			name = printable(name)
 			fmt.Fprintf(&b, "%-7s %10d  %s  %s\n", e.Type, e.Size, e.ModTime.Format("2006-01-02 15:04"), name)
 		}
 		if len(ents) == 0 {

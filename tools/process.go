@@ -173,7 +173,7 @@ func (h *handlers) processList() server.ServerTool {
 			for _, in := range infos {
 				pi := processInfo(id, in)
 				out.Processes = append(out.Processes, pi)
-				fmt.Fprintf(&b, "%s  %-10s %s\n", pi.ProcessID, pi.status(), pi.Command)
+				fmt.Fprintf(&b, "%s  %-10s %s\n", pi.ProcessID, pi.status(), printable(pi.Command))
 			}
 		}
 		if len(out.Processes) == 0 {

@@ -48,7 +48,7 @@ func (h *handlers) sandboxCreate() server.ServerTool {
 			return nil, err
 		}
 		out := info(sb, sb.ID)
-		return result(out, fmt.Sprintf("Created sandbox %s (provider %s, workdir %s). It is now the current sandbox.", sb.ID, sb.Provider, sb.Workdir)), nil
+		return result(out, fmt.Sprintf("Created sandbox %s (provider %s, workdir %s). It is now the current sandbox.", sb.ID, sb.Provider, printable(sb.Workdir))), nil
 	})}
 }
 
@@ -82,7 +82,7 @@ func (h *handlers) sandboxList() server.ServerTool {
 			if sb.ID == current {
 				mark = "*"
 			}
-			fmt.Fprintf(&b, "%s %s  %-8s %s %s\n", mark, sb.ID, sb.Provider, sb.Workdir, sb.Name)
+			fmt.Fprintf(&b, "%s %s  %-8s %s %s\n", mark, sb.ID, sb.Provider, printable(sb.Workdir), printable(sb.Name))
 		}
 		fmt.Fprintf(&b, "Providers: %s (default %s)", strings.Join(out.Providers, ", "), out.DefaultProvider)
 		return result(out, b.String()), nil

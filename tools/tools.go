@@ -177,7 +177,7 @@ func typed[A any](h *handlers, fn func(ctx context.Context, sid string, args A) 
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var args A
 		if err := bind(req, &args); err != nil {
-			return mcp.NewToolResultError(err.Error()), nil
+			return mcp.NewToolResultError(escapeControls(err.Error())), nil
 		}
 		if m := req.Params.Meta; m != nil && m.ProgressToken != nil {
 			ctx = context.WithValue(ctx, progressTokenKey{}, m.ProgressToken)
@@ -226,7 +226,8 @@ func errorResult(err error) *mcp.CallToolResult {
 	case errors.Is(err, providers.ErrUnavailable):
 		msg = "the sandbox provider failed: " + msg + " (this may be temporary; retry, or create a new sandbox)"
 	}
-	return mcp.NewToolResultError(msg)
+	// Messages quote paths and names the sandbox chose: keep them one line.
+	return mcp.NewToolResultError(escapeControls(msg))
 }
 
 func invalid(format string, args ...any) error {

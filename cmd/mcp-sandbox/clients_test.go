@@ -187,7 +187,7 @@ func TestConformanceSuite(t *testing.T) {
 	n := needNode(t)
 	// The suite opens a session per scenario and never DELETEs them, so
 	// repeated runs would hit the default session cap within the idle timeout.
-	url := startBinary(t, nil, "--http", "127.0.0.1:0", "--conformance-fixtures", "--max-sessions", "0")
+	url := startBinary(t, nil, "--http", "127.0.0.1:0", "--auth", "none", "--conformance-fixtures", "--max-sessions", "0")
 
 	passed, failed, out := runConformance(t, n, url, "")
 	t.Logf("conformance suite: %d passed, %d failed", passed, failed)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
 
@@ -28,7 +30,8 @@ type setting struct {
 }
 
 var settings = []setting{
-	{flag: "http", env: "MCP_SANDBOX_HTTP", usage: "serve streamable HTTP at `ADDR`/mcp instead of stdio (e.g. 127.0.0.1:8080; a bare :PORT binds loopback)"},
+	{flag: "http", env: "MCP_SANDBOX_HTTP", usage: "serve streamable HTTP at `ADDR`/mcp instead of stdio (e.g. 127.0.0.1:8080; a bare :PORT binds loopback; unix:/path.sock serves a Unix socket only this user may open)"},
+	{flag: "auth", env: "MCP_SANDBOX_AUTH", def: "token", usage: "HTTP `auth`: token (the configured one, else one generated into <state-dir>/http-token) or none (loopback or Unix socket only: every local user could run commands)"},
 	{flag: "provider", env: "MCP_SANDBOX_PROVIDER", def: "local", usage: "default sandbox `provider`"},
 	{flag: "providers", env: "MCP_SANDBOX_PROVIDERS", usage: "comma-separated extra `providers` sandbox_create may choose (the default is always allowed)"},
 	{flag: "state-dir", env: "MCP_SANDBOX_STATE_DIR", usage: "`directory` for local sandboxes (default $XDG_STATE_HOME/mcp-sandbox or ~/.local/state/mcp-sandbox)"},
@@ -45,7 +48,9 @@ var settings = []setting{
 	{flag: "auth-token", env: "MCP_SANDBOX_AUTH_TOKEN", usage: "bearer `token` HTTP clients must send as \"Authorization: Bearer <token>\" (at least 16 characters; prefer the env var or --auth-token-file, since flags show in ps)"},
 	{flag: "auth-token-file", env: "MCP_SANDBOX_AUTH_TOKEN_FILE", usage: "read the HTTP bearer token from this `file` (surrounding whitespace ignored)"},
 	{flag: "allowed-origins", env: "MCP_SANDBOX_ALLOWED_ORIGINS", usage: "comma-separated browser `origins` (scheme://host[:port]) allowed besides localhost, 127.0.0.1 and [::1]; others get 403"},
-	{flag: "max-sessions", env: "MCP_SANDBOX_MAX_SESSIONS", def: "100", usage: "most live HTTP sessions, as a number `N`; further initialize requests get 503 (0 = no limit)"},
+	{flag: "max-sessions", env: "MCP_SANDBOX_MAX_SESSIONS", def: "100", usage: "most live HTTP sessions, as a number `N`; a new session then ends the longest-idle one (see --session-evict-idle), or gets 503 (0 = no limit)"},
+	{flag: "max-sessions-per-client", env: "MCP_SANDBOX_MAX_SESSIONS_PER_CLIENT", def: "50", usage: "most live HTTP sessions of one client (its address and clientInfo.name), as a number `N`; its next session ends its longest-idle one (0 = no limit)"},
+	{flag: "session-evict-idle", env: "MCP_SANDBOX_SESSION_EVICT_IDLE", def: "5m", usage: "at a session cap, a session idle this long (a `duration`) may be ended, with its sandboxes, to make room for a new one"},
 	{flag: "max-body-bytes", env: "MCP_SANDBOX_MAX_BODY_BYTES", usage: "largest HTTP request body, as a `size`; larger ones get 413 (default: 1.5 x --max-file-bytes + 1MiB, room for a base64 write_file of the largest file)"},
 	{flag: "conformance-fixtures", env: "MCP_SANDBOX_CONFORMANCE_FIXTURES", def: "false", isBool: true, usage: "also serve the fixed test tools, resources and prompts of the MCP conformance suite (for testing only)"},
 	{flag: "server-id", env: "MCP_SANDBOX_SERVER_ID", usage: "`id` labelled on every sandbox this server creates (default: the host name)"},
@@ -65,10 +70,18 @@ type Config struct {
 	Limits             tools.Limits
 	ServerID           string
 	// HTTP hardening (see internal/httpguard).
-	AuthToken      string
+	AuthToken string
+	// AuthNone is an explicit --auth none: no token on a local listener.
+	AuthNone bool
+	// TokenFile is the generated token's file (see ensureToken), or "".
+	TokenFile      string
 	AllowedOrigins httpguard.Origins
 	MaxSessions    int
-	MaxBodyBytes   int64
+	// MaxSessionsPerClient caps the sessions of one client (httpguard).
+	MaxSessionsPerClient int
+	// SessionEvictIdle is how idle a session must be to make room.
+	SessionEvictIdle time.Duration
+	MaxBodyBytes     int64
 	// ConformanceFixtures registers the conformance suite's test tools.
 	ConformanceFixtures bool
 	LogLevel            slog.Level
@@ -175,6 +188,8 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	c.Limits.MaxReadBytes, c.Limits.MaxWriteBytes = fileBytes, int(fileBytes)
 	c.Limits.MaxReturnBytes = int(p.size("max-read-bytes", 1024))
 	c.MaxSessions = p.int("max-sessions", 0)
+	c.MaxSessionsPerClient = p.int("max-sessions-per-client", 0)
+	c.SessionEvictIdle = p.duration("session-evict-idle")
 	if _, v := p.raw("max-body-bytes"); v == "" {
 		c.MaxBodyBytes = fileBytes + fileBytes/2 + 1<<20
 	} else {
@@ -193,7 +208,11 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	} else {
 		c.AuthToken = token
 	}
-	if p.err == nil && c.HTTPAddr != "" {
+	c.AuthNone = p.oneOf("auth", "token", "none") == "none"
+	if p.err == nil && c.AuthNone && c.AuthToken != "" {
+		p.fail(settingFor("auth"), "none", "a token is configured too (MCP_SANDBOX_AUTH_TOKEN or MCP_SANDBOX_AUTH_TOKEN_FILE): drop one of them")
+	}
+	if p.err == nil && c.HTTPAddr != "" && c.AuthNone {
 		p.err = httpguard.CheckBind(c.HTTPAddr, c.AuthToken)
 	}
 	c.LogLevel = p.level("log-level")
@@ -214,6 +233,29 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 		p.fail(settingFor("max-process-output"), values["MCP_SANDBOX_MAX_PROCESS_OUTPUT"], "must be at least --max-output-bytes ("+strconv.Itoa(c.Limits.MaxOutputBytes)+" bytes), or run_command could not show what it keeps")
 	}
 	return c, p.err
+}
+
+// ensureToken gives an HTTP server without a configured token and without
+// --auth none the token in <state-dir>/http-token, generated on first use.
+func ensureToken(c *Config) error {
+	if c.HTTPAddr == "" || c.AuthToken != "" || c.AuthNone {
+		return nil
+	}
+	dir := c.Getenv(local.EnvStateDir)
+	if dir == "" {
+		d, err := local.DefaultStateDir(c.Getenv)
+		if err != nil {
+			return fmt.Errorf("no place for the generated HTTP token: %w, or configure one with MCP_SANDBOX_AUTH_TOKEN_FILE", err)
+		}
+		dir = d
+	}
+	path := filepath.Join(dir, httpguard.TokenFileName)
+	token, _, err := httpguard.LoadOrCreateTokenFile(path)
+	if err != nil {
+		return err
+	}
+	c.AuthToken, c.TokenFile = token, path
+	return nil
 }
 
 func hasEnv(lookupEnv func(string) (string, bool), key string) bool {
@@ -270,8 +312,11 @@ func printHelp(flags *flag.FlagSet, w io.Writer) {
 Usage:
   mcp-sandbox [flags]                 serve MCP over stdio (attach it to an MCP client)
   mcp-sandbox --http 127.0.0.1:8080   serve streamable HTTP at http://127.0.0.1:8080/mcp
-  MCP_SANDBOX_AUTH_TOKEN=$(openssl rand -hex 32) mcp-sandbox --http 0.0.0.0:8080
-                                      serve other machines: a non-loopback address needs a token
+                                      clients send the token the server prints on start-up
+  MCP_SANDBOX_AUTH_TOKEN_FILE=/etc/mcp-sandbox/token mcp-sandbox --http 0.0.0.0:8080
+                                      serve other machines with a token of your own
+  mcp-sandbox --http unix:$XDG_RUNTIME_DIR/mcp-sandbox.sock
+                                      serve a Unix socket only this user can open
 
 Every flag can also be set by the environment variable shown, or in a .env file.
 Precedence: flag > environment > .env file > default.
@@ -392,11 +437,18 @@ func (p *parser) oneOf(name string, choices ...string) string {
 }
 
 // addr normalises the HTTP address; a missing host means loopback, never
-// every interface.
+// every interface. unix:/path is a Unix socket.
 func (p *parser) addr(name string) string {
 	s, v := p.raw(name)
 	if v == "" {
 		return ""
+	}
+	if path, ok := strings.CutPrefix(v, "unix:"); ok {
+		if !filepath.IsAbs(path) {
+			p.fail(s, v, "use unix:/absolute/path.sock")
+			return ""
+		}
+		return "unix:" + filepath.Clean(path)
 	}
 	if _, err := strconv.Atoi(v); err == nil {
 		v = ":" + v

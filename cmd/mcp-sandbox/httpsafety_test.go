@@ -123,22 +123,37 @@ func TestHTTPBodyCap(t *testing.T) {
 	}
 }
 
-func TestHTTPSessionCap(t *testing.T) {
-	ts, _ := newHTTP(t, "--max-sessions", "2")
-	first := httpClient(t, ts.URL)
-	httpClient(t, ts.URL)
-	if _, err := authedClient(t, ts.URL, nil); err == nil || !strings.Contains(err.Error(), "session limit reached") {
-		t.Fatalf("third session: err = %v, want the session-limit refusal", err)
+// At the session cap a new client gets in: the longest-idle session ends,
+// and its sandboxes go with it as at idle expiry. Clients that never send
+// DELETE (a CLI opening a session per call) cannot lock the server out.
+func TestHTTPSessionCapEndsTheLongestIdle(t *testing.T) {
+	ts, state := newHTTP(t, "--max-sessions", "2", "--session-evict-idle", "1ms")
+	first, second := httpClient(t, ts.URL), httpClient(t, ts.URL)
+	for _, c := range []*client.Client{first, second} {
+		if _, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "true"}); isErr {
+			t.Fatal(text)
+		}
 	}
-	resp, body := post(t, ts.URL, initializeJSON, nil)
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "session limit reached") {
-		t.Fatalf("third initialize: %s %s", resp.Status, body)
+	if n := len(sandboxDirs(t, state)); n != 2 {
+		t.Fatalf("%d sandboxes, want 2", n)
 	}
-	first.Close() // DELETE frees the place
-	waitFor(t, "a session place after DELETE", func() bool {
-		resp, _ := post(t, ts.URL, initializeJSON, nil)
-		return resp.StatusCode == http.StatusOK
-	})
+	firstID := first.GetTransport().(*transport.StreamableHTTP).GetSessionId()
+	callTool(t, second, "list_files", nil) // second is the more recently active
+
+	third := httpClient(t, ts.URL)
+	if _, isErr, text := callTool(t, third, "run_command", map[string]any{"command": "true"}); isErr {
+		t.Fatal(text)
+	}
+	if n := len(sandboxDirs(t, state)); n != 2 {
+		t.Fatalf("%d sandboxes after the eviction, want 2: the ended session's sandbox must be gone", n)
+	}
+	resp, _ := post(t, ts.URL, `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": firstID})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the longest-idle session after eviction: %s, want 404", resp.Status)
+	}
+	if _, isErr, text := callTool(t, second, "list_files", nil); isErr {
+		t.Fatalf("the more recent session should live on: %s", text)
+	}
 }
 
 func TestHTTPSandboxCapPerSession(t *testing.T) {
@@ -148,7 +163,7 @@ func TestHTTPSandboxCapPerSession(t *testing.T) {
 		t.Fatal(text)
 	}
 	_, isErr, text := callTool(t, alice, "sandbox_create", nil)
-	if !isErr || !strings.Contains(text, "limit") {
+	if !isErr || !strings.Contains(text, "the most it may hold") {
 		t.Fatalf("second sandbox over a cap of 1: isError=%v %q", isErr, text)
 	}
 	if _, isErr, text := callTool(t, bob, "sandbox_create", nil); isErr {
@@ -162,8 +177,11 @@ func TestHTTPSettingsErrors(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{[]string{"--http", "0.0.0.0:0"}, nil, "refusing to listen on 0.0.0.0:0 (0.0.0.0) without an auth token"},
-		{nil, []string{"MCP_SANDBOX_HTTP=[::]:0"}, "without an auth token"},
+		{[]string{"--http", "0.0.0.0:0", "--auth", "none"}, nil, "refusing to listen on 0.0.0.0:0 (0.0.0.0) without an auth token"},
+		{nil, []string{"MCP_SANDBOX_HTTP=[::]:0", "MCP_SANDBOX_AUTH=none"}, "without an auth token"},
+		{[]string{"--http", "127.0.0.1:0", "--auth", "off"}, nil, `invalid value "off" for --auth (MCP_SANDBOX_AUTH): use one of token, none`},
+		{[]string{"--http", "127.0.0.1:0", "--auth", "none", "--auth-token", testAuthToken}, nil, "a token is configured too"},
+		{[]string{"--http", "unix:relative.sock"}, nil, "use unix:/absolute/path.sock"},
 		{[]string{"--http", "127.0.0.1:0", "--auth-token", "short"}, nil, "use at least 16 random characters"},
 		{[]string{"--http", "127.0.0.1:0", "--auth-token-file", "/nonexistent/token"}, nil, "reading the auth token file"},
 		{[]string{"--http", "127.0.0.1:0", "--allowed-origins", "example.com"}, nil, `invalid value "example.com" for --allowed-origins`},
@@ -213,7 +231,7 @@ func TestHTTPNonLoopbackStartsWithATokenFile(t *testing.T) {
 // the session ends, its sandbox is destroyed and the server exits 0.
 func TestHTTPShutdownLetsInFlightCallsFinish(t *testing.T) {
 	state := t.TempDir()
-	url, cmd := startBinaryCmd(t, []string{"MCP_SANDBOX_STATE_DIR=" + state}, "--http", "127.0.0.1:0")
+	url, cmd := startBinaryCmd(t, []string{"MCP_SANDBOX_STATE_DIR=" + state}, "--http", "127.0.0.1:0", "--auth", "none")
 	c, err := client.NewStreamableHttpClient(url)
 	if err != nil {
 		t.Fatal(err)

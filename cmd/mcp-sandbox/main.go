@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +56,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mcp-sandbox:", err)
 		return 2
 	}
+	if err := ensureToken(&cfg); err != nil {
+		fmt.Fprintln(stderr, "mcp-sandbox:", err)
+		return 1
+	}
 	logger := newLogger(cfg, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,7 +74,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	go app.reapLoop(ctx, reapInterval)
 
 	if cfg.HTTPAddr != "" {
-		err = app.serveHTTP(ctx, cfg.HTTPAddr)
+		err = app.serveHTTP(ctx, cfg.HTTPAddr, stderr)
 	} else {
 		err = app.serveStdio(ctx, stdin, stdout)
 	}
@@ -147,7 +153,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.sessions = mgr
 
 	hooks := &server.Hooks{}
-	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions)
+	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions, cfg.MaxSessionsPerClient, cfg.SessionEvictIdle)
 	a.httpSessions.AddHooks(hooks)
 	a.calls.addHooks(hooks)
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
@@ -268,17 +274,22 @@ func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer, *httpgu
 	return guard.Handler(mux), h, guard
 }
 
-func (a *app) serveHTTP(ctx context.Context, addr string) error {
+func (a *app) serveHTTP(ctx context.Context, addr string, stderr io.Writer) error {
 	handler, mcpHTTP, guard := a.httpHandler()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listen(addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --http / MCP_SANDBOX_HTTP)", addr, err)
 	}
 	srv := httpguard.NewServer(handler)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "provider", a.cfg.Provider, "version", version,
-		"auth", a.cfg.AuthToken != "", "max_sessions", a.cfg.MaxSessions, "max_body_bytes", a.cfg.MaxBodyBytes)
+	url, socket := "http://"+ln.Addr().String()+"/mcp", ""
+	if ln.Addr().Network() == "unix" {
+		url, socket = "http://localhost/mcp", ln.Addr().String()
+	}
+	a.log.Info("serving MCP over streamable HTTP", "url", url, "socket", socket, "provider", a.cfg.Provider, "version", version,
+		"auth", a.cfg.AuthToken != "", "max_sessions", a.cfg.MaxSessions, "max_sessions_per_client", a.cfg.MaxSessionsPerClient, "max_body_bytes", a.cfg.MaxBodyBytes)
+	a.announceAuth(stderr, url, socket)
 
 	select {
 	case err := <-errc:
@@ -295,6 +306,57 @@ func (a *app) serveHTTP(ctx context.Context, addr string) error {
 		a.log.Error("tool calls did not end before shutdown; abandoning them", "calls", calls)
 	}
 	return err
+}
+
+// listen opens a TCP address or, for unix:/path, a Unix socket that only
+// this user may connect to: it is created under a umask that leaves others
+// no access, so there is no moment when it is open to them.
+func listen(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == fs.ModeSocket {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, errors.New("another server is serving this socket")
+		}
+		os.Remove(path) // left by a server that died
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// announceAuth tells the operator how clients authenticate: the generated
+// token's file and a client line to paste (the token itself stays out of
+// logs), or a warning that --auth none lets every local user in.
+func (a *app) announceAuth(stderr io.Writer, url, socket string) {
+	switch {
+	case a.cfg.AuthNone && socket == "":
+		a.log.Warn("serving HTTP without a token (--auth none): every user and program on this machine can run commands in your sandboxes")
+	case a.cfg.AuthNone:
+		a.log.Warn("serving the Unix socket without a token (--auth none): any program running as this user can run commands in your sandboxes")
+	case a.cfg.TokenFile != "":
+		header := fmt.Sprintf(`"Authorization: Bearer $(cat %s)"`, a.cfg.TokenFile)
+		line := fmt.Sprintf("claude mcp add --transport http sandbox %s --header %s", url, header)
+		if socket != "" {
+			line = fmt.Sprintf("curl --unix-socket %s -H %s %s", socket, header, url)
+		}
+		if a.cfg.LogJSON {
+			a.log.Info("HTTP clients must send the generated token", "token_file", a.cfg.TokenFile, "client_config", line)
+			return
+		}
+		fmt.Fprintf(stderr, "HTTP clients must send \"Authorization: Bearer <token>\" with the token in %s (readable by this user only; remove it to get a new one). For example:\n  %s\n", a.cfg.TokenFile, line)
+	}
 }
 
 // slogWriter forwards mcp-go's stdlib-log errors to slog.

@@ -26,6 +26,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("MCP_SANDBOX_PROBE_URL") != "" {
+		os.Exit(m.Run()) // the probe client of auth_test.go needs no binary
+	}
 	dir, err := os.MkdirTemp("", "mcp-sandbox-bin")
 	if err != nil {
 		panic(err)
@@ -331,7 +334,12 @@ func TestHTTPBinaryServesAndShutsDownCleanly(t *testing.T) {
 	if !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("no listening URL logged")
 	}
-	c, err := client.NewStreamableHttpClient(url)
+	// Without a configured token the server generated one for its user.
+	token, err := os.ReadFile(filepath.Join(state, "http-token"))
+	if err != nil {
+		t.Fatalf("no generated token: %v", err)
+	}
+	c, err := client.NewStreamableHttpClient(url, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + strings.TrimSpace(string(token))}))
 	if err != nil {
 		t.Fatal(err)
 	}

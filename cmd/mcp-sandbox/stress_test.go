@@ -40,7 +40,7 @@ func TestRunCommandOutputUnderLoad(t *testing.T) {
 	calls := stressEnv("MCP_SANDBOX_STRESS_CALLS", 100)
 	budget := time.Duration(stressEnv("MCP_SANDBOX_STRESS_SECONDS", 40)) * time.Second
 
-	url, server := startBinaryCmd(t, []string{"GOMAXPROCS=1"}, "--http", "127.0.0.1:0", "--max-sessions", "0")
+	url, server := startBinaryCmd(t, []string{"GOMAXPROCS=1"}, "--http", "127.0.0.1:0", "--auth", "none", "--max-sessions", "0", "--max-sessions-per-client", "0")
 	// Busy processes beside it: the server's copier goroutines must wait
 	// for the CPU, as on a machine shared with other work.
 	for range runtime.NumCPU() {

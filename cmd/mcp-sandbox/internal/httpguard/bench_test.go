@@ -24,7 +24,7 @@ func BenchmarkToolCall(b *testing.B) {
 		guarded bool
 	}{{"baseline", false}, {"guarded", true}} {
 		b.Run(bc.name, func(b *testing.B) {
-			limiter := NewSessionLimiter(1000)
+			limiter := NewSessionLimiter(1000, 0, 0)
 			hooks := &server.Hooks{}
 			limiter.AddHooks(hooks)
 			s := server.NewMCPServer("bench", "0", server.WithHooks(hooks))

@@ -125,7 +125,7 @@ func (g *Guard) Handler(mcp http.Handler) http.Handler {
 			}
 		}
 		if g.cfg.Sessions != nil {
-			release, ok := g.cfg.Sessions.admit(g, w, r)
+			release, ok := g.cfg.Sessions.admit(g, mcp, w, r)
 			if !ok {
 				return
 			}

@@ -52,7 +52,7 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	ts := &testServer{events: &eventLog{}, slowCall: make(chan struct{})}
 	hooks := &server.Hooks{}
 	if cfg.Sessions == nil {
-		cfg.Sessions = NewSessionLimiter(0)
+		cfg.Sessions = NewSessionLimiter(0, 0, 0)
 	}
 	ts.limiter = cfg.Sessions
 	ts.limiter.AddHooks(hooks)
@@ -311,73 +311,6 @@ func TestBodyCap(t *testing.T) {
 				t.Errorf("body = %s, want a tool result", b)
 			}
 		})
-	}
-}
-
-func TestSessionCap(t *testing.T) {
-	ts := startServer(t, Config{Sessions: NewSessionLimiter(2)})
-	first := ts.initialize(t, nil)
-	ts.initialize(t, nil)
-
-	resp := ts.do(t, request{body: initializeBody})
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("third initialize: %s, want 503", resp.Status)
-	}
-	if resp.Header.Get("Retry-After") == "" {
-		t.Error("no Retry-After on the session-limit rejection")
-	}
-	if msg := jsonRPCError(t, resp); !strings.Contains(msg, "2 live sessions") || !strings.Contains(msg, "--max-sessions") {
-		t.Errorf("message %q should give the cap and the setting", msg)
-	}
-
-	// Requests of existing sessions are not affected by the cap.
-	ping := ts.do(t, request{body: `{"jsonrpc":"2.0","id":2,"method":"ping"}`, headers: map[string]string{sessionHeader: first}})
-	if ping.StatusCode != http.StatusOK {
-		t.Errorf("ping in a live session at the cap: %s", ping.Status)
-	}
-
-	// Ending a session frees its place.
-	del := ts.do(t, request{method: http.MethodDelete, headers: map[string]string{sessionHeader: first}})
-	if del.StatusCode != http.StatusOK {
-		t.Fatalf("DELETE: %s", del.Status)
-	}
-	if got := ts.limiter.Live(); got != 1 {
-		t.Errorf("live sessions after DELETE = %d, want 1", got)
-	}
-	ts.initialize(t, nil)
-}
-
-func TestSessionCapHoldsUnderConcurrentInitialize(t *testing.T) {
-	const max = 3
-	ts := startServer(t, Config{Sessions: NewSessionLimiter(max)})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	codes := map[int]int{}
-	for range 12 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mcp", strings.NewReader(initializeBody))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			resp, err := ts.Client().Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			mu.Lock()
-			codes[resp.StatusCode]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if codes[http.StatusOK] != max || codes[http.StatusServiceUnavailable] != 12-max {
-		t.Errorf("status counts = %v, want %d OK and %d 503", codes, max, 12-max)
-	}
-	if got := ts.limiter.Live(); got != max {
-		t.Errorf("live sessions = %d, want %d", got, max)
 	}
 }
 

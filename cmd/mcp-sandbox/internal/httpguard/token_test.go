@@ -73,6 +73,7 @@ func TestCheckBind(t *testing.T) {
 		{"myhost.example:8080", "", true},
 		{"0.0.0.0:8080", testToken, false},
 		{":8080", testToken, false},
+		{"unix:/run/mcp.sock", "", false}, // guarded by its 0600 mode
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr+"/token="+map[bool]string{true: "set", false: "unset"}[tt.token != ""], func(t *testing.T) {
@@ -91,5 +92,46 @@ func TestCheckBind(t *testing.T) {
 	}
 	if err := CheckBind("no-port", ""); err == nil || !strings.Contains(err.Error(), "host:port") {
 		t.Errorf("CheckBind(no-port) = %v, want an address error", err)
+	}
+}
+
+func TestLoadOrCreateTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state", TokenFileName)
+	first, created, err := LoadOrCreateTokenFile(path)
+	if err != nil || !created || len(first) != 64 {
+		t.Fatalf("first start: %q created=%v err=%v; want a new 64-hex-digit token", first, created, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode: %v %v, want 0600", fi.Mode(), err)
+	}
+	again, created, err := LoadOrCreateTokenFile(path)
+	if err != nil || created || again != first {
+		t.Fatalf("restart: %q created=%v err=%v; want the same token", again, created, err)
+	}
+	other, _, _ := LoadOrCreateTokenFile(filepath.Join(t.TempDir(), TokenFileName))
+	if other == first {
+		t.Fatal("two state dirs got the same token")
+	}
+
+	tests := []struct {
+		name    string
+		setup   func(path string)
+		wantErr string
+	}{
+		{"readable by others", func(p string) { os.WriteFile(p, []byte(testToken), 0o644) }, "only this user"},
+		{"a directory", func(p string) { os.Mkdir(p, 0o700) }, "not a regular file"},
+		{"a symlink", func(p string) { os.Symlink("/etc/hostname", p) }, "not a regular file"},
+		{"too short", func(p string) { os.WriteFile(p, []byte("abc"), 0o600) }, "remove the file and restart"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), TokenFileName)
+			tt.setup(p)
+			_, _, err := LoadOrCreateTokenFile(p)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
 	}
 }
