@@ -45,10 +45,10 @@ func (h *handlers) runCommand() server.ServerTool {
 	tool := newTool("run_command", "Run command",
 		"Run a shell command in a sandbox and return its exit code, stdout and stderr (kept apart). "+
 			"Omit sandbox_id to use the current sandbox, created on first use. "+
-			fmt.Sprintf("Waits at most wait_seconds (default %v): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", h.lim.Wait)+
+			fmt.Sprintf("Waits at most wait_seconds (default %s): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", durationText(h.lim.Wait))+
 			"When the request has a progress token, new output is streamed in progress notifications. "+
-			fmt.Sprintf("Output is capped at %d bytes per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", h.lim.MaxOutputBytes)+
-			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %v, at most %v), or when the call is cancelled. ", h.lim.DefaultTimeout, h.lim.MaxTimeout)+
+			fmt.Sprintf("Output is capped at %s per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", sizeText(int64(h.lim.MaxOutputBytes)))+
+			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %s, at most %s), or when the call is cancelled. ", durationText(h.lim.DefaultTimeout), durationText(h.lim.MaxTimeout))+
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
 		behaviour{Destructive: true, OpenWorld: true}.annotation())
@@ -128,10 +128,10 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
 	var b strings.Builder
 	switch {
 	case r.Running:
-		fmt.Fprintf(&b, "Still running after %v; it continues in the background as process %s.\n", wait, r.ProcessID)
+		fmt.Fprintf(&b, "Still running after %s; it continues in the background as process %s.\n", durationText(wait), r.ProcessID)
 		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, offset: %d, wait_seconds: 30}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes)
 	case r.TimedOut:
-		fmt.Fprintf(&b, "Timed out after %v; the command and its children were killed.\n", timeout)
+		fmt.Fprintf(&b, "Timed out after %s; the command and its children were killed.\n", durationText(timeout))
 	default:
 		fmt.Fprintf(&b, "exit_code: %d (%d ms)\n", r.ExitCode, r.DurationMs)
 	}

@@ -45,7 +45,7 @@ func (h *handlers) readFile() server.ServerTool {
 		"Read a file from a sandbox. Text comes back as UTF-8 lines (offset and limit page through large files; "+
 			"total_lines says how many there are); binary files come back base64-encoded with encoding \"base64\"; "+
 			"images also come back as image content you can see. "+
-			fmt.Sprintf("Files over %d bytes cannot be read whole: use run_command with head, tail, sed -n or grep.", h.lim.MaxReadBytes),
+			fmt.Sprintf("Files over %s cannot be read whole: use run_command with head, tail, sed -n or grep.", sizeText(h.lim.MaxReadBytes)),
 		readFileArgs{}, ReadFileResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleReadFile)}
@@ -66,7 +66,7 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	out := ReadFileResult{Path: a.Path, Size: size, MimeType: http.DetectContentType(data)}
 	if !isText(data) {
 		if len(data) > h.lim.MaxReturnBytes {
-			return nil, invalid("%s is a %d-byte binary file (%s), over the %d bytes read_file returns; inspect it with run_command (file, xxd | head, ...)", a.Path, size, out.MimeType, h.lim.MaxReturnBytes)
+			return nil, invalid("%s is a binary file of %s (%s), over the %s read_file returns; inspect it with run_command (file, xxd | head, ...)", a.Path, sizeText(int64(size)), out.MimeType, sizeText(int64(h.lim.MaxReturnBytes)))
 		}
 		out.Encoding, out.Content = "base64", base64.StdEncoding.EncodeToString(data)
 		text := fmt.Sprintf("%s: %d bytes of binary data (%s), base64-encoded in structured content.", a.Path, size, out.MimeType)
@@ -126,7 +126,7 @@ func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path
 	}
 	defer rc.Close()
 	if fi.Size > h.lim.MaxReadBytes {
-		return nil, 0, invalid("%s is %d bytes, over the %d-byte read limit; use run_command with head, tail, sed -n or grep", path, fi.Size, h.lim.MaxReadBytes)
+		return nil, 0, invalid("%s is %s, over the %s read limit; use run_command with head, tail, sed -n or grep", path, sizeText(fi.Size), sizeText(h.lim.MaxReadBytes))
 	}
 	// One allocation of the stated size and a byte to see growth, not
 	// io.ReadAll's doublings; a file that grew is read on.
@@ -146,7 +146,7 @@ func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path
 		return nil, 0, providers.Errorf(providers.ErrUnavailable, "read %s: %w", path, err)
 	}
 	if int64(len(data)) > h.lim.MaxReadBytes {
-		return nil, 0, invalid("%s grew past the %d-byte read limit while being read", path, h.lim.MaxReadBytes)
+		return nil, 0, invalid("%s grew past the %s read limit while being read", path, sizeText(h.lim.MaxReadBytes))
 	}
 	return data, int64(len(data)), nil
 }
@@ -231,7 +231,7 @@ func (h *handlers) writeFile() server.ServerTool {
 			return nil, invalid("encoding %q is not supported; use utf-8 or base64", a.Encoding)
 		}
 		if len(data) > h.lim.MaxWriteBytes {
-			return nil, invalid("content is %d bytes, over the %d-byte write limit", len(data), h.lim.MaxWriteBytes)
+			return nil, invalid("content is %s, over the %s write limit", sizeText(int64(len(data))), sizeText(int64(h.lim.MaxWriteBytes)))
 		}
 		p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
 		if err != nil {
@@ -242,7 +242,7 @@ func (h *handlers) writeFile() server.ServerTool {
 			return nil, err
 		}
 		out := writeFileResult{Path: a.Path, BytesWritten: len(data), Created: statErr != nil}
-		return result(out, fmt.Sprintf("Wrote %d bytes to %s.", len(data), a.Path)), nil
+		return result(out, fmt.Sprintf("Wrote %s to %s.", sizeText(int64(len(data))), a.Path)), nil
 	})}
 }
 

@@ -74,6 +74,17 @@ func processInfo(sandboxID string, in providers.ProcessInfo) ProcessInfo {
 	return out
 }
 
+// state says what became of the process, as a sentence's predicate.
+func (pi ProcessInfo) state() string {
+	switch {
+	case pi.Running:
+		return "it is still running"
+	case pi.TimedOut:
+		return "its timeout killed it"
+	}
+	return fmt.Sprintf("it exited with status %d", *pi.ExitCode)
+}
+
 func (pi ProcessInfo) status() string {
 	switch {
 	case pi.Running:
@@ -97,7 +108,7 @@ type processStartArgs struct {
 func (h *handlers) processStart() server.ServerTool {
 	tool := newTool("process_start", "Start background process",
 		"Start a command in the background (a dev server, a watcher, a long build) and return at once with a process_id. "+
-			fmt.Sprintf("Its output is kept on disk for process_output (up to %d MiB per stream: the head and the latest tail), ", h.lim.MaxProcessOutputBytes>>20)+
+			fmt.Sprintf("Its output is kept on disk for process_output (up to %s per stream: the head and the latest tail), ", sizeText(h.lim.MaxProcessOutputBytes))+
 			"its exit status stays readable after it exits, and it ends when the sandbox is destroyed. "+
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
@@ -209,7 +220,7 @@ func (h *handlers) processOutput() server.ServerTool {
 	tool := newTool("process_output", "Read process output",
 		"Read a process's stdout or stderr from a byte offset: page through output that run_command cut, or follow a running process "+
 			"(pass next_offset back as offset, with wait_seconds to wait for more). "+
-			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d); wait_seconds is at most %v. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, h.lim.Wait)+
+			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d, that is %s); wait_seconds is at most %s. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, sizeText(int64(h.lim.MaxReturnBytes)), durationText(h.lim.Wait))+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
@@ -295,7 +306,7 @@ func (h *handlers) processWriteStdin() server.ServerTool {
 			return nil, invalid("nothing to send: pass data, close=true, or both")
 		}
 		if len(a.Data) > h.lim.MaxWriteBytes {
-			return nil, invalid("data is %d bytes, over the %d-byte limit; send it in parts", len(a.Data), h.lim.MaxWriteBytes)
+			return nil, invalid("data is %s, over the %s limit; send it in parts", sizeText(int64(len(a.Data))), sizeText(int64(h.lim.MaxWriteBytes)))
 		}
 		pp, id, proc, err := h.resolveProcess(ctx, sid, a.ProcessID)
 		if err != nil {
@@ -309,7 +320,7 @@ func (h *handlers) processWriteStdin() server.ServerTool {
 			return nil, notFoundAs(err, a.ProcessID)
 		}
 		out := processInfo(id, in)
-		msg := fmt.Sprintf("Sent %d bytes to process %s", len(a.Data), a.ProcessID)
+		msg := fmt.Sprintf("Sent %s to process %s", sizeText(int64(len(a.Data))), a.ProcessID)
 		if a.Close {
 			msg += " and closed its standard input"
 		}
@@ -349,6 +360,6 @@ func (h *handlers) processKill() server.ServerTool {
 			return nil, notFoundAs(err, a.ProcessID)
 		}
 		out := processInfo(id, in)
-		return result(out, fmt.Sprintf("Sent %s to process %s; it is %s.", strings.ToUpper(sig), a.ProcessID, out.status())), nil
+		return result(out, fmt.Sprintf("Sent %s to process %s; %s.", strings.ToUpper(sig), a.ProcessID, out.state())), nil
 	})}
 }

@@ -465,9 +465,12 @@ print "port ", $s->sockport, "\n"; while (my $c = $s->accept) { <$c>; print $c "
 	if res["stdout"] != "hello from the background\n" {
 		t.Fatalf("client got %v", res)
 	}
-	killed := mustCall(t, c, "process_kill", map[string]any{"process_id": handle})
-	if killed["running"] != false || killed["exit_code"] != float64(128+int(syscall.SIGTERM)) {
+	kill, killed := call(t, c, "process_kill", map[string]any{"process_id": handle})
+	if kill.IsError || killed["running"] != false || killed["exit_code"] != float64(128+int(syscall.SIGTERM)) {
 		t.Fatalf("after process_kill: %v", killed)
+	}
+	if want := fmt.Sprintf("it exited with status %d.", 128+int(syscall.SIGTERM)); !strings.HasSuffix(text(kill), want) {
+		t.Errorf("process_kill says %q, want it to end %q", text(kill), want)
 	}
 }
 
