@@ -126,7 +126,7 @@ func TestArgumentShapes(t *testing.T) {
 	for _, tt := range tests {
 		res := callRaw(t, s, d, tt.tool, tt.args)
 		switch {
-		case tt.want == "" && (res.IsError || res.StructuredContent.(tools.RunCommandResult).ExitCode != 0):
+		case tt.want == "" && (res.IsError || *res.StructuredContent.(tools.RunCommandResult).ExitCode != 0):
 			t.Errorf("%s %s: %s", tt.tool, tt.args, text(res))
 		case tt.want != "" && (!res.IsError || !strings.Contains(text(res), tt.want)):
 			t.Errorf("%s %s: want error with %q, got %q", tt.tool, tt.args, tt.want, text(res))

@@ -26,7 +26,7 @@ type runCommandArgs struct {
 // RunCommandResult is what run_command returns.
 type RunCommandResult struct {
 	SandboxID       string      `json:"sandbox_id"`
-	ExitCode        int         `json:"exit_code" jsonschema_description:"The command's exit status; 128+N when killed by signal N; -1 when it timed out or is still running."`
+	ExitCode        *int        `json:"exit_code,omitempty" jsonschema_description:"The command's exit status, absent while it runs. 128+N when signal N killed it: a timeout kills with SIGKILL, so 137 with timed_out true. -1 when unknown."`
 	Stdout          string      `json:"stdout"`
 	Stderr          string      `json:"stderr"`
 	DurationMs      int64       `json:"duration_ms"`
@@ -53,6 +53,22 @@ func (h *handlers) runCommand() server.ServerTool {
 		runCommandArgs{}, RunCommandResult{},
 		behaviour{Destructive: true, OpenWorld: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleRunCommand)}
+}
+
+// killedByTimeout is the exit code of a command its timeout killed: every
+// driver kills with SIGKILL, and some cannot tell the status (-1).
+const killedByTimeout = 128 + 9
+
+// exitCode is the one convention run_command and the process tools share:
+// none while running, 128+N after signal N, 137 after a timeout.
+func exitCode(running, timedOut bool, code int) *int {
+	switch {
+	case running:
+		return nil
+	case timedOut:
+		return ptr(killedByTimeout)
+	}
+	return ptr(code)
 }
 
 // checkCommand rejects a command no provider can start: an empty one, or
@@ -109,7 +125,7 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 	if err != nil {
 		return nil, err
 	}
-	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+	out := RunCommandResult{SandboxID: id, ExitCode: exitCode(res.Running, res.TimedOut, res.ExitCode), DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
 		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total, BackgroundCut: res.OutputCut}
 	if res.ProcessID != "" {
 		out.ProcessID = processHandle(id, res.ProcessID)
@@ -118,9 +134,6 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
 	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
 	out.NonUTF8Output = lossyOut || lossyErr
-	if res.TimedOut || res.Running {
-		out.ExitCode = -1
-	}
 	return result(out, renderRun(out, timeout, wait)), nil
 }
 
@@ -133,7 +146,7 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
 	case r.TimedOut:
 		fmt.Fprintf(&b, "Timed out after %s; the command and its children were killed.\n", durationText(timeout))
 	default:
-		fmt.Fprintf(&b, "exit_code: %d (%d ms)\n", r.ExitCode, r.DurationMs)
+		fmt.Fprintf(&b, "exit_code: %d (%d ms)\n", *r.ExitCode, r.DurationMs)
 	}
 	section := func(name, s string, t *Truncation) {
 		if s == "" {

@@ -53,7 +53,7 @@ type ProcessInfo struct {
 	SandboxID   string     `json:"sandbox_id"`
 	Command     string     `json:"command"`
 	Running     bool       `json:"running"`
-	ExitCode    *int       `json:"exit_code,omitempty" jsonschema_description:"Exit status once it has exited; 128+N when killed by signal N; -1 when unknown."`
+	ExitCode    *int       `json:"exit_code,omitempty" jsonschema_description:"Exit status, absent while it runs. 128+N when signal N killed it: a timeout kills with SIGKILL, so 137 with timed_out true. -1 when unknown."`
 	TimedOut    bool       `json:"timed_out,omitempty" jsonschema_description:"True when timeout_seconds killed it."`
 	StartedAt   time.Time  `json:"started_at"`
 	EndedAt     *time.Time `json:"ended_at,omitempty"`
@@ -65,8 +65,8 @@ type ProcessInfo struct {
 func processInfo(sandboxID string, in providers.ProcessInfo) ProcessInfo {
 	out := ProcessInfo{ProcessID: processHandle(sandboxID, in.ID), SandboxID: sandboxID, Command: in.Command, Running: in.Running,
 		TimedOut: in.TimedOut, StartedAt: in.StartedAt, StdoutBytes: in.StdoutBytes, StderrBytes: in.StderrBytes, StdinOpen: in.StdinOpen}
+	out.ExitCode = exitCode(in.Running, in.TimedOut, in.ExitCode)
 	if !in.Running {
-		out.ExitCode = ptr(in.ExitCode)
 		if !in.EndedAt.IsZero() {
 			out.EndedAt = ptr(in.EndedAt)
 		}

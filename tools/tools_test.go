@@ -183,7 +183,7 @@ func TestTimeoutKillsTheProcessTree(t *testing.T) {
 	c := newClient(t, tools.DefaultLimits)
 	start := time.Now()
 	res := mustCall(t, c, "run_command", map[string]any{"command": "sleep 1000 & echo $! > child.pid; sleep 1000", "timeout_seconds": 0.5})
-	if res["timed_out"] != true || res["exit_code"] != -1.0 || time.Since(start) > 5*time.Second {
+	if res["timed_out"] != true || res["exit_code"] != 137.0 || time.Since(start) > 5*time.Second {
 		t.Fatalf("want a timeout after ~0.5s, got %v after %v", res, time.Since(start))
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(mustCall(t, c, "read_file", map[string]any{"path": "child.pid"})["content"].(string)))
@@ -196,6 +196,21 @@ func TestTimeoutKillsTheProcessTree(t *testing.T) {
 			t.Fatalf("background child %d outlived the timeout", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A timeout reads the same in run_command and in process_output: 137 with
+// timed_out, never -1, and no exit code at all while the command runs.
+func TestTimeoutExitCodeIsTheSameEverywhere(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	res := mustCall(t, c, "run_command", map[string]any{"command": "sleep 30", "wait_seconds": 0.3, "timeout_seconds": 1})
+	if _, has := res["exit_code"]; res["running"] != true || has {
+		t.Fatalf("a running command has no exit code yet, got %v", res)
+	}
+	out := mustCall(t, c, "process_output", map[string]any{"process_id": res["process_id"], "wait_seconds": 10})
+	proc := out["process"].(map[string]any)
+	if proc["running"] != false || proc["timed_out"] != true || proc["exit_code"] != 137.0 {
+		t.Fatalf("after its timeout the process reads %v, want exit_code 137 and timed_out", proc)
 	}
 }
 
