@@ -20,7 +20,7 @@ type runCommandArgs struct {
 	Env            envVars `json:"env,omitempty" jsonschema_description:"Extra environment variables for this command."`
 	Stdin          string  `json:"stdin,omitempty" jsonschema_description:"Text written to the command's standard input."`
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill the command (and everything it started) after this many seconds. Default and maximum are set by the server."`
-	WaitSeconds    float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. Default set by the server (below the usual 60 s client timeout)."`
+	WaitSeconds    float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0,maximum=50" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. At most 50, below the 60 s after which common clients give up on a call; default set by the server."`
 }
 
 // RunCommandResult is what run_command returns.
@@ -45,7 +45,7 @@ func (h *handlers) runCommand() server.ServerTool {
 	tool := newTool("run_command", "Run command",
 		"Run a shell command in a sandbox and return its exit code, stdout and stderr (kept apart). "+
 			"Omit sandbox_id to use the current sandbox, created on first use. "+
-			fmt.Sprintf("Waits at most wait_seconds (default %s): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", durationText(h.lim.Wait))+
+			fmt.Sprintf("Waits at most wait_seconds (default %s, at most 50 seconds): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", durationText(min(h.lim.Wait, maxWait)))+
 			"When the request has a progress token, new output is streamed in progress notifications. "+
 			fmt.Sprintf("Output is capped at %s per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", sizeText(int64(h.lim.MaxOutputBytes)))+
 			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %s, at most %s), or when the call is cancelled. ", durationText(h.lim.DefaultTimeout), durationText(h.lim.MaxTimeout))+
@@ -92,7 +92,7 @@ func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runComman
 	if err != nil {
 		return nil, err
 	}
-	wait, err := seconds("wait_seconds", a.WaitSeconds, h.lim.Wait, h.lim.MaxTimeout)
+	wait, err := seconds("wait_seconds", a.WaitSeconds, min(h.lim.Wait, maxWait), maxWait)
 	if err != nil {
 		return nil, err
 	}
@@ -134,15 +134,15 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
 	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
 	out.NonUTF8Output = lossyOut || lossyErr
-	return result(out, renderRun(out, timeout, wait)), nil
+	return result(out, renderRun(out, timeout, wait, h.waitHint(30*time.Second))), nil
 }
 
-func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
+func renderRun(r RunCommandResult, timeout, wait time.Duration, followWait string) string {
 	var b strings.Builder
 	switch {
 	case r.Running:
 		fmt.Fprintf(&b, "Still running after %s; it continues in the background as process %s.\n", durationText(wait), r.ProcessID)
-		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, offset: %d, wait_seconds: 30}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes)
+		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, offset: %d, wait_seconds: %s}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes, followWait)
 	case r.TimedOut:
 		fmt.Fprintf(&b, "Timed out after %s; the command and its children were killed.\n", durationText(timeout))
 	default:

@@ -133,7 +133,7 @@ func (h *handlers) processStart() server.ServerTool {
 			return nil, err
 		}
 		out := processInfo(id, in)
-		return result(out, fmt.Sprintf("Started process %s (%s). Read its output with process_output {process_id: %q, wait_seconds: 5}.", out.ProcessID, out.status(), out.ProcessID)), nil
+		return result(out, fmt.Sprintf("Started process %s (%s). Read its output with process_output {process_id: %q, wait_seconds: %s}.", out.ProcessID, out.status(), out.ProcessID, h.waitHint(5*time.Second))), nil
 	})}
 }
 
@@ -199,7 +199,7 @@ type processOutputArgs struct {
 	Stream      string  `json:"stream,omitempty" jsonschema:"enum=stdout,enum=stderr" jsonschema_description:"Which stream to read. Default stdout."`
 	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0,maximum=9007199254740991" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
 	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
-	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0."`
+	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0,maximum=50" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0; at most 50, or less when the server says so (see the tool description)."`
 }
 
 // ProcessOutputResult is one page of a process's output.
@@ -220,7 +220,7 @@ func (h *handlers) processOutput() server.ServerTool {
 	tool := newTool("process_output", "Read process output",
 		"Read a process's stdout or stderr from a byte offset: page through output that run_command cut, or follow a running process "+
 			"(pass next_offset back as offset, with wait_seconds to wait for more). "+
-			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d, that is %s); wait_seconds is at most %s. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, sizeText(int64(h.lim.MaxReturnBytes)), durationText(h.lim.Wait))+
+			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d, that is %s); wait_seconds is at most %s. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, sizeText(int64(h.lim.MaxReturnBytes)), durationText(h.processWait()))+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
@@ -240,7 +240,7 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	if a.Limit > 0 {
 		limit = min(a.Limit, h.lim.MaxReturnBytes)
 	}
-	wait, err := seconds("wait_seconds", a.WaitSeconds, 0, h.lim.Wait)
+	wait, err := seconds("wait_seconds", a.WaitSeconds, 0, h.processWait())
 	if err != nil {
 		return nil, err
 	}

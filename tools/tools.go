@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,21 @@ type Limits struct {
 	// (0: no bound); a call over it is refused at once rather than queued,
 	// so a cheap call never waits behind long ones.
 	MaxCallsPerSession int
+}
+
+// maxWait caps every wait_seconds, whatever the server's settings: the
+// official TypeScript SDK gives up on a request after 60 s, so a longer wait
+// would be cut by the client, not returned.
+const maxWait = 50 * time.Second
+
+// processWait is the longest wait process_output allows: the server's
+// --wait-seconds, within maxWait.
+func (h *handlers) processWait() time.Duration { return min(h.lim.Wait, maxWait) }
+
+// waitHint is a wait_seconds to suggest in a result: preferred, unless the
+// server allows less. A hint the server would refuse is worse than none.
+func (h *handlers) waitHint(preferred time.Duration) string {
+	return strconv.FormatFloat(min(preferred, h.processWait()).Seconds(), 'f', -1, 64)
 }
 
 // DefaultLimits are sized for a model's context window.
