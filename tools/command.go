@@ -31,7 +31,8 @@ type RunCommandResult struct {
 	Stderr          string      `json:"stderr"`
 	DurationMs      int64       `json:"duration_ms"`
 	TimedOut        bool        `json:"timed_out" jsonschema_description:"True when the timeout killed the command."`
-	Running         bool        `json:"running,omitempty" jsonschema_description:"True when the command was still running after wait_seconds. It keeps running (until timeout_seconds): follow it with process_output, stop it with process_kill."`
+	Running         bool        `json:"running,omitempty" jsonschema_description:"True when the command was still running after wait_seconds. It keeps running until it ends or kill_at: follow it with process_output, stop it with process_kill."`
+	KillAt          *time.Time  `json:"kill_at,omitempty" jsonschema_description:"When the command runs on in the background: the time its timeout (timeout_seconds after it started) will kill it unless it ends first."`
 	ProcessID       string      `json:"process_id,omitempty" jsonschema_description:"Handle of the command's process, present when it is still running or its output was cut: pass it to process_output to read the output from any offset."`
 	StdoutBytes     int64       `json:"stdout_bytes" jsonschema_description:"Bytes written to stdout so far: process_output from this offset returns what comes next."`
 	StderrBytes     int64       `json:"stderr_bytes" jsonschema_description:"Bytes written to stderr so far."`
@@ -48,7 +49,7 @@ func (h *handlers) runCommand() server.ServerTool {
 			fmt.Sprintf("Waits at most wait_seconds (default %s, at most 50 seconds): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", durationText(min(h.lim.Wait, maxWait)))+
 			"When the request has a progress token, new output is streamed in progress notifications. "+
 			fmt.Sprintf("Output is capped at %s per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", sizeText(int64(h.lim.MaxOutputBytes)))+
-			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %s, at most %s), or when the call is cancelled. ", durationText(h.lim.DefaultTimeout), durationText(h.lim.MaxTimeout))+
+			fmt.Sprintf("Commands are killed, with everything they started, timeout_seconds after they started (default %s, at most %s), even once in the background: the result's kill_at says when; use process_start for a server that must stay up. Cancelling the call kills the command. ", durationText(h.lim.DefaultTimeout), durationText(h.lim.MaxTimeout))+
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
 		behaviour{Destructive: true, OpenWorld: true}.annotation())
@@ -130,6 +131,9 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 	if res.ProcessID != "" {
 		out.ProcessID = processHandle(id, res.ProcessID)
 	}
+	if res.Running {
+		out.KillAt = ptr(time.Now().Add(timeout - res.Duration).UTC().Truncate(time.Second))
+	}
 	var lossyOut, lossyErr bool
 	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
 	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
@@ -141,7 +145,9 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration, followWait strin
 	var b strings.Builder
 	switch {
 	case r.Running:
-		fmt.Fprintf(&b, "Still running after %s; it continues in the background as process %s.\n", durationText(wait), r.ProcessID)
+		fmt.Fprintf(&b, "Still running after %s; it continues in the background as process %s until it ends, or until %s when its timeout (%s after it started) kills it. "+
+			"For a command that must run longer, pass a larger timeout_seconds, or use process_start.\n",
+			durationText(wait), r.ProcessID, r.KillAt.Format("15:04:05 MST"), durationText(timeout))
 		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, offset: %d, wait_seconds: %s}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes, followWait)
 	case r.TimedOut:
 		fmt.Fprintf(&b, "Timed out after %s; the command and its children were killed.\n", durationText(timeout))

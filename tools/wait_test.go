@@ -50,3 +50,25 @@ func TestWaitIsCappedBelowClientTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// A command moved to the background still dies at its timeout: the result
+// says when, and the process dies then.
+func TestBackgroundCommandSaysWhenItsTimeoutKillsIt(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	start := time.Now()
+	res, m := call(t, c, "run_command", map[string]any{"command": "sleep 30", "wait_seconds": 0.3, "timeout_seconds": 3})
+	killAt, err := time.Parse(time.RFC3339, m["kill_at"].(string))
+	if res.IsError || err != nil || m["running"] != true {
+		t.Fatalf("want a running command with kill_at, got %v (%v)", m, err)
+	}
+	if d := killAt.Sub(start); d < 2*time.Second || d > 4*time.Second {
+		t.Errorf("kill_at is %v after the start, want about the 3 s timeout", d)
+	}
+	if want := "until " + killAt.Format("15:04:05 MST") + " when its timeout (3 seconds after it started) kills it"; !strings.Contains(text(res), want) {
+		t.Errorf("result text %q does not say %q", text(res), want)
+	}
+	out := mustCall(t, c, "process_output", map[string]any{"process_id": m["process_id"], "wait_seconds": 10})
+	if proc := out["process"].(map[string]any); proc["timed_out"] != true || time.Since(start) > 6*time.Second {
+		t.Errorf("the process was not killed at kill_at: %v after %v", proc, time.Since(start))
+	}
+}
