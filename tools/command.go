@@ -49,7 +49,8 @@ func (h *handlers) runCommand() server.ServerTool {
 			fmt.Sprintf("Waits at most wait_seconds (default %s, at most 50 seconds): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", durationText(min(h.lim.Wait, maxWait)))+
 			"When the request has a progress token, new output is streamed in progress notifications. "+
 			fmt.Sprintf("Output is capped at %s per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", sizeText(int64(h.lim.MaxOutputBytes)))+
-			fmt.Sprintf("Commands are killed, with everything they started, timeout_seconds after they started (default %s, at most %s), even once in the background: the result's kill_at says when; use process_start for a server that must stay up. Cancelling the call kills the command. ", durationText(h.lim.DefaultTimeout), durationText(h.lim.MaxTimeout))+
+			fmt.Sprintf("Commands are killed, with everything they started, timeout_seconds after they started (default %s, at most %s), even once in the background: the result's kill_at says when; use process_start for a server that must stay up. "+
+				"Cancelling the call, or the client going away, does not stop the command: it runs on, listed by process_list (with its result once it ends), until it ends or its timeout; stop it with process_kill. ", durationText(h.lim.DefaultTimeout), durationText(h.lim.MaxTimeout))+
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
 		behaviour{Destructive: true, OpenWorld: true}.annotation())
@@ -119,13 +120,43 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 		defer sw.Close()
 		req.Stdout, req.Stderr = io.MultiWriter(stdout, sw), io.MultiWriter(stderr, sw)
 	}
-	res, err := p.Run(ctx, id, req)
-	if ctx.Err() != nil {
-		h.m.Logger().Info("run_command cancelled; its process group was killed", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
+	// The command must not die with the call: a client's own timeout
+	// cancels a call as surely as a user does, and killing would lose the
+	// work. It runs on, listed by process_list, and process_kill stops it.
+	f := &flight{sid: sid, sandboxID: id, command: a.Command, started: time.Now(), stdout: stdout, stderr: stderr}
+	h.flights.start(f)
+	type outcome struct {
+		res providers.RunResult
+		err error
 	}
-	if err != nil {
-		return nil, err
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := p.Run(context.WithoutCancel(ctx), id, req)
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		h.flights.end(f)
+		if o.err != nil {
+			return nil, o.err
+		}
+		return h.runResult(id, o.res, stdout, stderr, timeout, wait), nil
+	case <-ctx.Done():
 	}
+	h.m.Logger().Info("run_command cancelled; the command runs on, listed by process_list", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
+	go func() {
+		o := <-done
+		h.flights.end(f)
+		if o.err == nil && o.res.ProcessID == "" {
+			res := h.runResult(id, o.res, stdout, stderr, timeout, wait).StructuredContent.(RunCommandResult)
+			h.flights.keep(sid, AbandonedRun{Command: a.Command, RunCommandResult: res, timeout: timeout})
+		}
+	}()
+	return nil, ctx.Err()
+}
+
+// runResult words how a run ended.
+func (h *handlers) runResult(id string, res providers.RunResult, stdout, stderr *capture, timeout, wait time.Duration) *mcp.CallToolResult {
 	out := RunCommandResult{SandboxID: id, ExitCode: exitCode(res.Running, res.TimedOut, res.ExitCode), DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
 		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total, BackgroundCut: res.OutputCut}
 	if res.ProcessID != "" {
@@ -138,7 +169,7 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
 	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
 	out.NonUTF8Output = lossyOut || lossyErr
-	return result(out, renderRun(out, timeout, wait, h.waitHint(30*time.Second))), nil
+	return result(out, renderRun(out, timeout, wait, h.waitHint(30*time.Second)))
 }
 
 func renderRun(r RunCommandResult, timeout, wait time.Duration, followWait string) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -142,13 +143,16 @@ type processListArgs struct {
 }
 
 type processListResult struct {
-	Processes []ProcessInfo `json:"processes"`
+	Processes  []ProcessInfo   `json:"processes"`
+	Foreground []ForegroundRun `json:"foreground" jsonschema_description:"run_command calls whose command still runs in the foreground: each becomes a process (with a process_id) if it outlives its wait."`
+	Abandoned  []AbandonedRun  `json:"abandoned" jsonschema_description:"Results of run_command calls that were cancelled, or whose client went away, and whose command ended before its wait: the result that call would have returned."`
 }
 
 func (h *handlers) processList() server.ServerTool {
 	tool := newTool("process_list", "List processes",
 		"List this session's background processes, oldest first: those started with process_start and run_command calls that outlived their wait or had their output cut. "+
-			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed.",
+			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed. "+
+			fmt.Sprintf("Also lists run_command calls still running in the foreground (foreground), and the results of run_command calls that were cancelled or abandoned and ended before becoming processes (abandoned; the latest %d in all).", maxAbandoned),
 		processListArgs{}, processListResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
@@ -187,7 +191,15 @@ func (h *handlers) processList() server.ServerTool {
 				fmt.Fprintf(&b, "%s  %-10s %s\n", pi.ProcessID, pi.status(), pi.Command)
 			}
 		}
-		if len(out.Processes) == 0 {
+		out.Foreground, out.Abandoned = h.flights.list(sid, func(sb string) bool { return slices.Contains(sandboxes, sb) })
+		for _, f := range out.Foreground {
+			fmt.Fprintf(&b, "(run_command in the foreground since %s, %s)  %s\n", f.StartedAt.UTC().Format("15:04:05"), durationText(time.Since(f.StartedAt).Truncate(time.Second)), f.Command)
+		}
+		for _, r := range out.Abandoned {
+			fmt.Fprintf(&b, "(run_command whose call was abandoned; ended, exit_code %d)  %s\n", *r.ExitCode, r.Command)
+			b.WriteString(renderRun(r.RunCommandResult, r.timeout, 0, "") + "\n")
+		}
+		if len(out.Processes)+len(out.Foreground)+len(out.Abandoned) == 0 {
 			b.WriteString("No processes.")
 		}
 		return result(out, strings.TrimSuffix(b.String(), "\n")), nil

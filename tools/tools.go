@@ -98,6 +98,8 @@ type handlers struct {
 
 	mu      sync.Mutex
 	running map[string]int // session -> tool calls in flight
+
+	flights flights // run_command calls not yet processes
 }
 
 // enter counts a call against its session's bound; leave undoes it.
