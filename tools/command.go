@@ -179,7 +179,7 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration, followWait strin
 		fmt.Fprintf(&b, "Still running after %s; it continues in the background as process %s until it ends, or until %s when its timeout (%s after it started) kills it. "+
 			"For a command that must run longer, pass a larger timeout_seconds, or use process_start.\n",
 			durationText(wait), r.ProcessID, r.KillAt.Format("15:04:05 MST"), durationText(timeout))
-		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, offset: %d, wait_seconds: %s}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes, followWait)
+		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, byte_offset: %d, wait_seconds: %s}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes, followWait)
 	case r.TimedOut:
 		fmt.Fprintf(&b, "Timed out after %s; the command and its children were killed.\n", durationText(timeout))
 	default:
@@ -193,7 +193,7 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration, followWait strin
 		if t != nil {
 			fmt.Fprintf(&b, " (%d bytes, %d dropped from the middle", t.TotalBytes, t.DroppedBytes)
 			if r.ProcessID != "" {
-				fmt.Fprintf(&b, "; read them with process_output {process_id: %q, stream: %q, offset: %d}", r.ProcessID, name, t.DroppedOffset)
+				fmt.Fprintf(&b, "; read them with process_output {process_id: %q, stream: %q, byte_offset: %d}", r.ProcessID, name, t.DroppedOffset)
 			}
 			b.WriteString(")")
 		}

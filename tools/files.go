@@ -23,7 +23,7 @@ const defaultReadLines = 2000
 type readFileArgs struct {
 	Path      string `json:"path" jsonschema_description:"File to read, relative to the sandbox workdir or absolute."`
 	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to read from. Omit to use the current sandbox."`
-	Offset    int    `json:"offset,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"First line to return, 1-based. Default 1."`
+	StartLine int    `json:"start_line,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"First line to return, 1-based. Default 1."`
 	Limit     int    `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"How many lines to return. Default 2000."`
 }
 
@@ -37,12 +37,12 @@ type ReadFileResult struct {
 	TotalLines int    `json:"total_lines,omitempty" jsonschema_description:"Lines in the whole file (text only)."`
 	StartLine  int    `json:"start_line,omitempty" jsonschema_description:"First line returned, 1-based (text only)."`
 	EndLine    int    `json:"end_line,omitempty" jsonschema_description:"Last line returned (text only)."`
-	Truncated  bool   `json:"truncated" jsonschema_description:"True when lines after end_line exist: read again with offset=end_line+1."`
+	Truncated  bool   `json:"truncated" jsonschema_description:"True when lines after end_line exist: read again with start_line=end_line+1."`
 }
 
 func (h *handlers) readFile() server.ServerTool {
 	tool := newTool("read_file", "Read file",
-		"Read a file from a sandbox. Text comes back as UTF-8 lines (offset and limit page through large files; "+
+		"Read a file from a sandbox. Text comes back as UTF-8 lines (start_line and limit page through large files; "+
 			"total_lines says how many there are); binary files come back base64-encoded with encoding \"base64\"; "+
 			"images also come back as image content you can see. "+
 			fmt.Sprintf("Files over %s cannot be read whole: use run_command with head, tail, sed -n or grep.", sizeText(h.lim.MaxReadBytes)),
@@ -83,13 +83,13 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 		total++
 	}
 	out.TotalLines = total
-	start := max(a.Offset, 1)
+	start := max(a.StartLine, 1)
 	limit := a.Limit
 	if limit == 0 {
 		limit = defaultReadLines
 	}
 	if start > total && !(start == 1 && total == 0) {
-		return nil, invalid("offset %d is past the end of %s, which has %d lines", start, a.Path, total)
+		return nil, invalid("start_line %d is past the end of %s, which has %d lines", start, a.Path, total)
 	}
 	pos := 0
 	for range start - 1 {
@@ -113,7 +113,7 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	}
 	text := out.Content
 	if out.Truncated {
-		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with offset=%d]", start, end, total, end+1)
+		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with start_line=%d]", start, end, total, end+1)
 	}
 	return result(out, text), nil
 }

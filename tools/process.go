@@ -209,7 +209,7 @@ func (h *handlers) processList() server.ServerTool {
 type processOutputArgs struct {
 	ProcessID   string  `json:"process_id" jsonschema_description:"The process, as returned by run_command, process_start or process_list."`
 	Stream      string  `json:"stream,omitempty" jsonschema:"enum=stdout,enum=stderr" jsonschema_description:"Which stream to read. Default stdout."`
-	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0,maximum=9007199254740991" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
+	ByteOffset  int64   `json:"byte_offset,omitempty" jsonschema:"minimum=0,maximum=9007199254740991" jsonschema_description:"Byte (not line) offset in the stream to read from, 0-based. Default 0; pass next_byte_offset of the previous read to go on."`
 	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
 	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0,maximum=50" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0; at most 50, or less when the server says so (see the tool description)."`
 }
@@ -218,8 +218,8 @@ type processOutputArgs struct {
 type ProcessOutputResult struct {
 	ProcessID    string      `json:"process_id"`
 	Stream       string      `json:"stream"`
-	Offset       int64       `json:"offset" jsonschema_description:"Byte offset of the first byte of data."`
-	NextOffset   int64       `json:"next_offset" jsonschema_description:"Offset to read next."`
+	Offset       int64       `json:"byte_offset" jsonschema_description:"Byte offset of the first byte of data."`
+	NextOffset   int64       `json:"next_byte_offset" jsonschema_description:"byte_offset to read next."`
 	TotalBytes   int64       `json:"total_bytes" jsonschema_description:"Bytes the stream has produced so far."`
 	SkippedBytes int64       `json:"skipped_bytes,omitempty" jsonschema_description:"Bytes before offset that were no longer kept (the middle of an overlong stream)."`
 	Encoding     string      `json:"encoding" jsonschema:"enum=utf-8,enum=base64" jsonschema_description:"utf-8: data is text. base64: the bytes are not UTF-8 and data is their base64 encoding."`
@@ -231,7 +231,7 @@ type ProcessOutputResult struct {
 func (h *handlers) processOutput() server.ServerTool {
 	tool := newTool("process_output", "Read process output",
 		"Read a process's stdout or stderr from a byte offset: page through output that run_command cut, or follow a running process "+
-			"(pass next_offset back as offset, with wait_seconds to wait for more). "+
+			"(pass next_byte_offset back as byte_offset, with wait_seconds to wait for more). "+
 			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d, that is %s); wait_seconds is at most %s. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, sizeText(int64(h.lim.MaxReturnBytes)), durationText(h.processWait()))+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
@@ -260,7 +260,7 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	if err != nil {
 		return nil, err
 	}
-	o, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Offset: a.Offset, Limit: limit, Wait: wait})
+	o, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Offset: a.ByteOffset, Limit: limit, Wait: wait})
 	if err != nil {
 		return nil, notFoundAs(err, a.ProcessID)
 	}
@@ -294,9 +294,9 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	case out.EOF:
 		fmt.Fprintf(&b, "\n[end of %s; process %s]", stream, out.Process.status())
 	case out.Process.Running && out.NextOffset >= o.Total:
-		fmt.Fprintf(&b, "\n[no more %s yet; process running. Read on with offset=%d, wait_seconds to wait]", stream, out.NextOffset)
+		fmt.Fprintf(&b, "\n[no more %s yet; process running. Read on with byte_offset=%d, wait_seconds to wait]", stream, out.NextOffset)
 	default:
-		fmt.Fprintf(&b, "\n[bytes %d-%d of %d; read on with offset=%d]", out.Offset, out.NextOffset, out.TotalBytes, out.NextOffset)
+		fmt.Fprintf(&b, "\n[bytes %d-%d of %d; read on with byte_offset=%d]", out.Offset, out.NextOffset, out.TotalBytes, out.NextOffset)
 	}
 	return result(out, b.String()), nil
 }

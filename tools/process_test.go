@@ -141,9 +141,9 @@ func readToEOF(t *testing.T, c *client.Client, handle, stream string) ([]byte, m
 		if calls > 10000 {
 			t.Fatal("paging does not end")
 		}
-		page := mustCall(t, c, "process_output", map[string]any{"process_id": handle, "stream": stream, "offset": offset, "wait_seconds": 5})
-		if page["offset"] != offset || page["skipped_bytes"] != nil {
-			t.Fatalf("page asked at %v starts at %v (skipped %v)", offset, page["offset"], page["skipped_bytes"])
+		page := mustCall(t, c, "process_output", map[string]any{"process_id": handle, "stream": stream, "byte_offset": offset, "wait_seconds": 5})
+		if page["byte_offset"] != offset || page["skipped_bytes"] != nil {
+			t.Fatalf("page asked at %v starts at %v (skipped %v)", offset, page["byte_offset"], page["skipped_bytes"])
 		}
 		data := []byte(page["data"].(string))
 		if page["encoding"] == "base64" {
@@ -153,10 +153,10 @@ func readToEOF(t *testing.T, c *client.Client, handle, stream string) ([]byte, m
 			}
 		}
 		all = append(all, data...)
-		if next := page["next_offset"].(float64); next != offset+float64(len(data)) {
+		if next := page["next_byte_offset"].(float64); next != offset+float64(len(data)) {
 			t.Fatalf("next_offset %v after %d bytes at %v", next, len(data), offset)
 		}
-		offset = page["next_offset"].(float64)
+		offset = page["next_byte_offset"].(float64)
 		if page["eof"] == true {
 			return all, page
 		}
@@ -219,7 +219,7 @@ func testPaging(t *testing.T, path runPath) {
 	var got []byte
 	var offset int64
 	for page := (tools.ProcessOutputResult{}); !page.EOF; {
-		page = d.call(t, "process_output", map[string]any{"process_id": res.ProcessID, "offset": offset, "limit": lim.MaxReturnBytes}).(tools.ProcessOutputResult)
+		page = d.call(t, "process_output", map[string]any{"process_id": res.ProcessID, "byte_offset": offset, "limit": lim.MaxReturnBytes}).(tools.ProcessOutputResult)
 		data := []byte(page.Data)
 		if page.Encoding == "base64" {
 			data, _ = base64.StdEncoding.DecodeString(page.Data)
@@ -242,7 +242,7 @@ func testPaging(t *testing.T, path runPath) {
 		t.Fatalf("paged %d bytes, want the %d bytes of blob.bin", len(got), len(want))
 	}
 	// The dropped middle named in the result is where paging picks up.
-	mid := d.call(t, "process_output", map[string]any{"process_id": res.ProcessID, "offset": tr.DroppedOffset, "limit": 10}).(tools.ProcessOutputResult)
+	mid := d.call(t, "process_output", map[string]any{"process_id": res.ProcessID, "byte_offset": tr.DroppedOffset, "limit": 10}).(tools.ProcessOutputResult)
 	if mid.Offset != tr.DroppedOffset || mid.NextOffset <= mid.Offset {
 		t.Fatalf("reading at dropped_offset: %+v", mid)
 	}
@@ -413,7 +413,7 @@ print "port ", $s->sockport, "\n"; while (my $c = $s->accept) { <$c>; print $c "
 	var port string
 	var seen []byte
 	for deadline := time.Now().Add(10 * time.Second); port == "" && time.Now().Before(deadline); {
-		page := mustCall(t, c, "process_output", map[string]any{"process_id": handle, "offset": len(seen), "wait_seconds": 2})
+		page := mustCall(t, c, "process_output", map[string]any{"process_id": handle, "byte_offset": len(seen), "wait_seconds": 2})
 		seen = append(seen, page["data"].(string)...)
 		if m := regexp.MustCompile(`port (\d+)\n`).FindSubmatch(seen); m != nil {
 			port = string(m[1])
@@ -504,7 +504,7 @@ func TestProcessToolErrors(t *testing.T) {
 		{"process_output", map[string]any{"process_id": sandbox + ":../../x"}, "not found in this session"},
 		{"process_output", map[string]any{"process_id": "nope:1"}, "not found in this session"},
 		{"process_output", map[string]any{"process_id": h, "stream": "both"}, `stream must be "stdout" or "stderr"`},
-		{"process_output", map[string]any{"process_id": h, "offset": 100}, "past the end"},
+		{"process_output", map[string]any{"process_id": h, "byte_offset": 100}, "past the end"},
 		{"process_output", map[string]any{"process_id": h, "wait_seconds": 3600}, "this server's maximum"},
 		{"process_write_stdin", map[string]any{"process_id": h}, "nothing to send"},
 		{"process_write_stdin", map[string]any{"process_id": h, "data": "x"}, "without open stdin"},

@@ -135,7 +135,7 @@ func TestBadArgumentsAreToolErrors(t *testing.T) {
 		{"run_command", map[string]any{"command": "ls", "sandbox_id": "not-mine"}, "not found in this session; call sandbox_list to see yours"},
 		{"read_file", map[string]any{"path": "missing.txt"}, "no such file"},
 		{"read_file", map[string]any{"path": "."}, "is a directory"},
-		{"read_file", map[string]any{"path": "twice.txt", "offset": 5}, "past the end"},
+		{"read_file", map[string]any{"path": "twice.txt", "start_line": 5}, "past the end"},
 		{"write_file", map[string]any{"path": "x.bin", "content": "@@@", "encoding": "base64"}, "not valid base64"},
 		{"write_file", map[string]any{"path": "x.txt", "content": "a", "encoding": "latin1"}, `encoding "latin1" is not supported`},
 		{"edit_file", map[string]any{"path": "twice.txt", "old_string": "a", "new_string": "b"}, "matches 2 times"},
@@ -286,7 +286,7 @@ func TestNonUTF8Output(t *testing.T) {
 func TestReadFilePagesLinesAndShowsImages(t *testing.T) {
 	c := newClient(t, tools.DefaultLimits)
 	mustCall(t, c, "run_command", map[string]any{"command": "seq 1 5000 > n.txt"})
-	page := mustCall(t, c, "read_file", map[string]any{"path": "n.txt", "offset": 4999})
+	page := mustCall(t, c, "read_file", map[string]any{"path": "n.txt", "start_line": 4999})
 	if page["content"] != "4999\n5000\n" || page["total_lines"] != 5000.0 || page["truncated"] != false {
 		t.Fatalf("last page: %v", page)
 	}

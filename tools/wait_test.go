@@ -16,7 +16,7 @@ func TestSuggestedWaitsRespectTheServer(t *testing.T) {
 	lim := tools.DefaultLimits
 	lim.Wait = time.Second
 	c := newClient(t, lim)
-	hint := regexp.MustCompile(`process_output \{process_id: "([^"]+)"(?:, offset: \d+)?, wait_seconds: ([0-9.]+)\}`)
+	hint := regexp.MustCompile(`process_output \{process_id: "([^"]+)"(?:, byte_offset: \d+)?, wait_seconds: ([0-9.]+)\}`)
 	for _, tc := range []struct{ tool, command string }{
 		{"run_command", "sleep 3"},
 		{"process_start", "sleep 3"},
