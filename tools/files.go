@@ -43,7 +43,8 @@ type ReadFileResult struct {
 func (h *handlers) readFile() server.ServerTool {
 	tool := newTool("read_file", "Read file",
 		"Read a file from a sandbox. Text comes back as UTF-8 lines (start_line and limit page through large files; "+
-			"total_lines says how many there are); binary files come back base64-encoded with encoding \"base64\"; "+
+			"total_lines says how many there are), each line prefixed with its number and a tab in the text shown (as cat -n does; not part of the file, so leave it out of edit_file's old_string), "+
+			"while the structured content keeps the raw text; binary files come back base64-encoded with encoding \"base64\"; "+
 			"images also come back as image content you can see. "+
 			fmt.Sprintf("Files over %s cannot be read whole: use run_command with head, tail, sed -n or grep.", sizeText(h.lim.MaxReadBytes)),
 		readFileArgs{}, ReadFileResult{},
@@ -111,7 +112,10 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	if total > 0 {
 		out.StartLine, out.EndLine = start, end
 	}
-	text := out.Content
+	// The text is numbered as coding agents expect (cat -n), so edit_file
+	// errors and compiler messages that cite lines can be matched; the
+	// structured content keeps the raw text for tools that need the bytes.
+	text := numberLines(out.Content, start)
 	if out.Truncated {
 		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with start_line=%d]", start, end, total, end+1)
 	}
@@ -294,7 +298,7 @@ func (h *handlers) editFile() server.ServerTool {
 		case len(at) == 0:
 			return nil, invalid("old_string was not found in %s; read the file again and copy the text exactly, including whitespace", a.Path)
 		case len(at) > 1 && !a.ReplaceAll:
-			return nil, invalid("old_string matches %d times in %s (at lines %s); include more surrounding text to make it unique, or set replace_all", len(at), a.Path, lineList(old, at))
+			return nil, invalid("old_string matches %d times in %s (at line:column %s); include more surrounding text to make it unique, or set replace_all", len(at), a.Path, positions(old, at))
 		}
 		updated := strings.ReplaceAll(old, a.OldString, a.NewString)
 		if err := p.WriteFile(ctx, id, a.Path, []byte(updated), 0); err != nil {
@@ -304,6 +308,19 @@ func (h *handlers) editFile() server.ServerTool {
 		out := editFileResult{Path: a.Path, Replacements: len(at), Diff: diff}
 		return result(out, diff), nil
 	})}
+}
+
+// numberLines prefixes each line of s with its number, from first, as
+// cat -n does: the number right-aligned in six columns, then a tab.
+func numberLines(s string, first int) string {
+	var b strings.Builder
+	b.Grow(len(s) + 8*strings.Count(s, "\n") + 8)
+	for n := first; s != ""; n++ {
+		line, rest, _ := strings.Cut(s, "\n")
+		fmt.Fprintf(&b, "%6d\t%s\n", n, line)
+		s = rest
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // matchOffsets finds non-overlapping occurrences, as strings.ReplaceAll does.
@@ -319,14 +336,17 @@ func matchOffsets(s, sub string) []int {
 	}
 }
 
-func lineList(s string, at []int) string {
+// positions writes match offsets as line:column (both 1-based, the column
+// in characters), so three matches on one line read as three places.
+func positions(s string, at []int) string {
 	var parts []string
 	for i, off := range at {
 		if i == 10 {
 			parts = append(parts, "...")
 			break
 		}
-		parts = append(parts, fmt.Sprint(strings.Count(s[:off], "\n")+1))
+		lineStart := strings.LastIndexByte(s[:off], '\n') + 1
+		parts = append(parts, fmt.Sprintf("%d:%d", strings.Count(s[:off], "\n")+1, utf8.RuneCountInString(s[lineStart:off])+1))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -339,3 +339,27 @@ func TestBackgroundChildrenOutputCutIsSaid(t *testing.T) {
 		t.Fatalf("nothing left running, nothing to say: %v: %s", m, text(res))
 	}
 }
+
+// read_file numbers the lines of the text it shows (from start_line on),
+// and only there: the structured content is the file's own text.
+func TestReadFileNumbersLinesInTextOnly(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	mustCall(t, c, "write_file", map[string]any{"path": "f.go", "content": "package f\n\n\tfunc A() {}\n"})
+	res, m := call(t, c, "read_file", map[string]any{"path": "f.go", "start_line": 2})
+	if want := "     2\t\n     3\t\tfunc A() {}"; res.IsError || text(res) != want {
+		t.Errorf("text %q, want %q", text(res), want)
+	}
+	if m["content"] != "\n\tfunc A() {}\n" {
+		t.Errorf("structured content %q, want the raw lines", m["content"])
+	}
+}
+
+// Matches are placed by line:column, so three on one line read as three.
+func TestEditFileNamesMatchesByLineAndColumn(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	mustCall(t, c, "write_file", map[string]any{"path": "f.txt", "content": "x = ab + ab + ab\nπ ab\n"})
+	res, _ := call(t, c, "edit_file", map[string]any{"path": "f.txt", "old_string": "ab", "new_string": "cd"})
+	if want := "matches 4 times in f.txt (at line:column 1:5, 1:10, 1:15, 2:3)"; !res.IsError || !strings.Contains(text(res), want) {
+		t.Errorf("edit_file says %q, want %q", text(res), want)
+	}
+}
