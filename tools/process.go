@@ -301,45 +301,6 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	return result(out, b.String()), nil
 }
 
-type processWriteStdinArgs struct {
-	ProcessID string `json:"process_id" jsonschema_description:"A process started with process_start and keep_stdin_open."`
-	Data      string `json:"data,omitempty" jsonschema_description:"Text to send; include the trailing newline a line-reading program needs."`
-	Close     bool   `json:"close,omitempty" jsonschema_description:"Send end-of-file after data (closes its standard input)."`
-}
-
-func (h *handlers) processWriteStdin() server.ServerTool {
-	tool := newTool("process_write_stdin", "Write to process stdin",
-		"Send text to the standard input of a background process started with keep_stdin_open (a REPL, an interactive installer). "+
-			"close=true then sends end-of-file. Read the response with process_output.",
-		processWriteStdinArgs{}, ProcessInfo{},
-		behaviour{Destructive: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
-		if a.Data == "" && !a.Close {
-			return nil, invalid("nothing to send: pass data, close=true, or both")
-		}
-		if len(a.Data) > h.lim.MaxWriteBytes {
-			return nil, invalid("data is %s, over the %s limit; send it in parts", sizeText(int64(len(a.Data))), sizeText(int64(h.lim.MaxWriteBytes)))
-		}
-		pp, id, proc, err := h.resolveProcess(ctx, sid, a.ProcessID)
-		if err != nil {
-			return nil, err
-		}
-		if err := pp.WriteStdin(ctx, id, proc, []byte(a.Data), a.Close); err != nil {
-			return nil, notFoundAs(err, a.ProcessID)
-		}
-		in, err := pp.WaitProcess(ctx, id, proc, 0)
-		if err != nil {
-			return nil, notFoundAs(err, a.ProcessID)
-		}
-		out := processInfo(id, in)
-		msg := fmt.Sprintf("Sent %s to process %s", sizeText(int64(len(a.Data))), a.ProcessID)
-		if a.Close {
-			msg += " and closed its standard input"
-		}
-		return result(out, msg+"."), nil
-	})}
-}
-
 type processKillArgs struct {
 	ProcessID string `json:"process_id" jsonschema_description:"The process to signal."`
 	Signal    string `json:"signal,omitempty" jsonschema:"enum=TERM,enum=KILL,enum=INT,enum=HUP,enum=QUIT,enum=USR1,enum=USR2,enum=STOP,enum=CONT" jsonschema_description:"Signal to send. Default TERM; KILL cannot be caught."`
