@@ -91,12 +91,21 @@ func checkKnown(raw []byte, v any) error {
 	}
 	known := fieldNames(v)
 	for k := range keys {
+		for _, now := range renamed[k] {
+			if slices.Contains(known, now) {
+				return fmt.Errorf("argument %q is now called %q; pass %s instead", k, now, now)
+			}
+		}
 		if !slices.Contains(known, k) {
 			return fmt.Errorf("unknown argument %q; the arguments this tool takes are: %s", k, strings.Join(known, ", "))
 		}
 	}
 	return nil
 }
+
+// renamed maps an argument's old name to its new ones: "offset" was a
+// 1-based line in read_file and a 0-based byte in process_output.
+var renamed = map[string][]string{"offset": {"start_line", "byte_offset"}}
 
 // argumentError is an argument's own decoder rejecting its value.
 type argumentError struct{ msg string }

@@ -56,11 +56,11 @@ func TestNumericArgumentsAreRangeChecked(t *testing.T) {
 		{"run_command", `"command":"true"`, "wait_seconds", []string{"", secs, secs, secs, secs, secs, number, ""}},
 		{"process_start", `"command":"true"`, "timeout_seconds", []string{"", secs, secs, secs, secs, secs, number, ""}},
 		{"process_output", `"process_id":"` + proc + `"`, "wait_seconds", []string{"", secs, secs, secs, secs, secs, number, ""}},
-		{"process_output", `"process_id":"` + proc + `"`, "offset", []string{"", `"offset" must be an integer from 0 to 9007199254740991, got -1`, "past the end",
+		{"process_output", `"process_id":"` + proc + `"`, "byte_offset", []string{"", `"byte_offset" must be an integer from 0 to 9007199254740991, got -1`, "past the end",
 			`got 9007199254740993`, `must be an integer in plain digits`, `from 0 to 9007199254740991, got 1e300`, `got a JSON string`, ""}},
 		{"process_output", `"process_id":"` + proc + `"`, "limit", []string{"", line("limit"), line("limit") + `, got 2147483648`,
 			`got 9007199254740993`, line("limit"), line("limit"), line("limit"), ""}},
-		{"read_file", `"path":"f.txt"`, "offset", []string{"", line("offset"), line("offset"), `got 9007199254740993`, line("offset"), line("offset"), line("offset"), ""}},
+		{"read_file", `"path":"f.txt"`, "start_line", []string{"", line("start_line"), line("start_line"), `got 9007199254740993`, line("start_line"), line("start_line"), line("start_line"), ""}},
 		{"read_file", `"path":"f.txt"`, "limit", []string{"", line("limit"), line("limit"), line("limit"), line("limit"), line("limit"), line("limit"), ""}},
 		{"list_files", `"path":"."`, "depth", []string{"", `"depth" must be an integer from 1 to 10, got -1`, `from 1 to 10`, `from 1 to 10`, `from 1 to 10`, `from 1 to 10`, `from 1 to 10`, ""}},
 	}
@@ -87,7 +87,7 @@ func TestLargeIntegersAreExact(t *testing.T) {
 		{`{"path":"f.txt","limit":9223372036854775807}`, `got 9223372036854775807`},
 		{`{"path":"f.txt","limit":9223372036854775808}`, `got 9223372036854775808`},
 		{`{"path":"f.txt","limit":2147483647}`, ""},
-		{`{"path":"f.txt","offset":2,"limit":2147483647}`, ""},
+		{`{"path":"f.txt","start_line":2,"limit":2147483647}`, ""},
 	}
 	for _, tt := range tests {
 		res := callRaw(t, s, d, "read_file", tt.args)
@@ -101,7 +101,7 @@ func TestLargeIntegersAreExact(t *testing.T) {
 			t.Errorf("%s: want error with %q, got %q", tt.args, tt.want, text(res))
 		}
 	}
-	res := callRaw(t, s, d, "read_file", `{"path":"f.txt","offset":2,"limit":2147483647}`)
+	res := callRaw(t, s, d, "read_file", `{"path":"f.txt","start_line":2,"limit":2147483647}`)
 	if got := res.StructuredContent.(tools.ReadFileResult).Content; got != "two\n" {
 		t.Errorf("offset 2 with the largest limit read %q", got)
 	}
@@ -126,7 +126,7 @@ func TestArgumentShapes(t *testing.T) {
 	for _, tt := range tests {
 		res := callRaw(t, s, d, tt.tool, tt.args)
 		switch {
-		case tt.want == "" && (res.IsError || res.StructuredContent.(tools.RunCommandResult).ExitCode != 0):
+		case tt.want == "" && (res.IsError || *res.StructuredContent.(tools.RunCommandResult).ExitCode != 0):
 			t.Errorf("%s %s: %s", tt.tool, tt.args, text(res))
 		case tt.want != "" && (!res.IsError || !strings.Contains(text(res), tt.want)):
 			t.Errorf("%s %s: want error with %q, got %q", tt.tool, tt.args, tt.want, text(res))
@@ -150,6 +150,27 @@ func TestUnstartableCommandsAreInvalidArguments(t *testing.T) {
 			if !res.IsError || !strings.Contains(text(res), tt.want) || strings.Contains(text(res), "retry") {
 				t.Errorf("%s %.40s: want an error with %q and no retry, got %.300q", tool, tt.args, tt.want, text(res))
 			}
+		}
+	}
+}
+
+// "offset" was a 1-based line in read_file and a 0-based byte in
+// process_output; the old name now says which new one to use.
+func TestOldOffsetNameSaysTheNewOne(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	mustCall(t, c, "write_file", map[string]any{"path": "f.txt", "content": "a\nb\n"})
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+		want string
+	}{
+		{"read_file", map[string]any{"path": "f.txt", "offset": 1}, `argument "offset" is now called "start_line"`},
+		{"process_output", map[string]any{"process_id": "x:1", "offset": 1}, `argument "offset" is now called "byte_offset"`},
+	} {
+		tool, want := tc.tool, tc.want
+		res, _ := call(t, c, tool, tc.args)
+		if !res.IsError || !strings.Contains(text(res), want) {
+			t.Errorf("%s with offset: %q, want %q", tool, text(res), want)
 		}
 	}
 }

@@ -20,18 +20,19 @@ type runCommandArgs struct {
 	Env            envVars `json:"env,omitempty" jsonschema_description:"Extra environment variables for this command."`
 	Stdin          string  `json:"stdin,omitempty" jsonschema_description:"Text written to the command's standard input."`
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Kill the command (and everything it started) after this many seconds. Default and maximum are set by the server."`
-	WaitSeconds    float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. Default set by the server (below the usual 60 s client timeout)."`
+	WaitSeconds    float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0,maximum=50" jsonschema_description:"Return after this many seconds even if the command is still running: it keeps running in the background and the result has a process_id to follow it with process_output. At most 50, below the 60 s after which common clients give up on a call; default set by the server."`
 }
 
 // RunCommandResult is what run_command returns.
 type RunCommandResult struct {
 	SandboxID       string      `json:"sandbox_id"`
-	ExitCode        int         `json:"exit_code" jsonschema_description:"The command's exit status; 128+N when killed by signal N; -1 when it timed out or is still running."`
+	ExitCode        *int        `json:"exit_code,omitempty" jsonschema_description:"The command's exit status, absent while it runs. 128+N when signal N killed it: a timeout kills with SIGKILL, so 137 with timed_out true. -1 when unknown."`
 	Stdout          string      `json:"stdout"`
 	Stderr          string      `json:"stderr"`
 	DurationMs      int64       `json:"duration_ms"`
 	TimedOut        bool        `json:"timed_out" jsonschema_description:"True when the timeout killed the command."`
-	Running         bool        `json:"running,omitempty" jsonschema_description:"True when the command was still running after wait_seconds. It keeps running (until timeout_seconds): follow it with process_output, stop it with process_kill."`
+	Running         bool        `json:"running,omitempty" jsonschema_description:"True when the command was still running after wait_seconds. It keeps running until it ends or kill_at: follow it with process_output, stop it with process_kill."`
+	KillAt          *time.Time  `json:"kill_at,omitempty" jsonschema_description:"When the command runs on in the background: the time its timeout (timeout_seconds after it started) will kill it unless it ends first."`
 	ProcessID       string      `json:"process_id,omitempty" jsonschema_description:"Handle of the command's process, present when it is still running or its output was cut: pass it to process_output to read the output from any offset."`
 	StdoutBytes     int64       `json:"stdout_bytes" jsonschema_description:"Bytes written to stdout so far: process_output from this offset returns what comes next."`
 	StderrBytes     int64       `json:"stderr_bytes" jsonschema_description:"Bytes written to stderr so far."`
@@ -45,14 +46,31 @@ func (h *handlers) runCommand() server.ServerTool {
 	tool := newTool("run_command", "Run command",
 		"Run a shell command in a sandbox and return its exit code, stdout and stderr (kept apart). "+
 			"Omit sandbox_id to use the current sandbox, created on first use. "+
-			fmt.Sprintf("Waits at most wait_seconds (default %v): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", h.lim.Wait)+
+			fmt.Sprintf("Waits at most wait_seconds (default %s, at most 50 seconds): a command still running then keeps running in the background, and the result says running=true with a process_id for process_output and process_kill. ", durationText(min(h.lim.Wait, maxWait)))+
 			"When the request has a progress token, new output is streamed in progress notifications. "+
-			fmt.Sprintf("Output is capped at %d bytes per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", h.lim.MaxOutputBytes)+
-			fmt.Sprintf("Commands are killed, with everything they started, after timeout_seconds (default %v, at most %v), or when the call is cancelled. ", h.lim.DefaultTimeout, h.lim.MaxTimeout)+
+			fmt.Sprintf("Output is capped at %s per stream: when cut, the head and the tail are kept, and the result says how many bytes were dropped and gives a process_id to page the full output with process_output. ", sizeText(int64(h.lim.MaxOutputBytes)))+
+			fmt.Sprintf("Commands are killed, with everything they started, timeout_seconds after they started (default %s, at most %s), even once in the background: the result's kill_at says when; use process_start for a server that must stay up. "+
+				"Cancelling the call, or the client going away, does not stop the command: it runs on, listed by process_list (with its result once it ends), until it ends or its timeout; stop it with process_kill. ", durationText(h.lim.DefaultTimeout), durationText(h.lim.MaxTimeout))+
 			"A non-zero exit code is a normal result, not a tool error. Each call is a fresh shell: use cwd and env (or `cd dir && ...`) rather than relying on state from an earlier call.",
 		runCommandArgs{}, RunCommandResult{},
 		behaviour{Destructive: true, OpenWorld: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleRunCommand)}
+}
+
+// killedByTimeout is the exit code of a command its timeout killed: every
+// driver kills with SIGKILL, and some cannot tell the status (-1).
+const killedByTimeout = 128 + 9
+
+// exitCode is the one convention run_command and the process tools share:
+// none while running, 128+N after signal N, 137 after a timeout.
+func exitCode(running, timedOut bool, code int) *int {
+	switch {
+	case running:
+		return nil
+	case timedOut:
+		return ptr(killedByTimeout)
+	}
+	return ptr(code)
 }
 
 // checkCommand rejects a command no provider can start: an empty one, or
@@ -76,7 +94,7 @@ func (h *handlers) handleRunCommand(ctx context.Context, sid string, a runComman
 	if err != nil {
 		return nil, err
 	}
-	wait, err := seconds("wait_seconds", a.WaitSeconds, h.lim.Wait, h.lim.MaxTimeout)
+	wait, err := seconds("wait_seconds", a.WaitSeconds, min(h.lim.Wait, maxWait), maxWait)
 	if err != nil {
 		return nil, err
 	}
@@ -102,38 +120,70 @@ func (h *handlers) run(ctx context.Context, sid string, p *providers.Backend, id
 		defer sw.Close()
 		req.Stdout, req.Stderr = io.MultiWriter(stdout, sw), io.MultiWriter(stderr, sw)
 	}
-	res, err := p.Run(ctx, id, req)
-	if ctx.Err() != nil {
-		h.m.Logger().Info("run_command cancelled; its process group was killed", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
+	// The command must not die with the call: a client's own timeout
+	// cancels a call as surely as a user does, and killing would lose the
+	// work. It runs on, listed by process_list, and process_kill stops it.
+	f := &flight{sid: sid, sandboxID: id, command: a.Command, started: time.Now(), stdout: stdout, stderr: stderr}
+	h.flights.start(f)
+	type outcome struct {
+		res providers.RunResult
+		err error
 	}
-	if err != nil {
-		return nil, err
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := p.Run(context.WithoutCancel(ctx), id, req)
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		h.flights.end(f)
+		if o.err != nil {
+			return nil, o.err
+		}
+		return h.runResult(id, o.res, stdout, stderr, timeout, wait), nil
+	case <-ctx.Done():
 	}
-	out := RunCommandResult{SandboxID: id, ExitCode: res.ExitCode, DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+	h.m.Logger().Info("run_command cancelled; the command runs on, listed by process_list", "session", sid, "sandbox", id, "reason", context.Cause(ctx))
+	go func() {
+		o := <-done
+		h.flights.end(f)
+		if o.err == nil && o.res.ProcessID == "" {
+			res := h.runResult(id, o.res, stdout, stderr, timeout, wait).StructuredContent.(RunCommandResult)
+			h.flights.keep(sid, AbandonedRun{Command: a.Command, RunCommandResult: res, timeout: timeout})
+		}
+	}()
+	return nil, ctx.Err()
+}
+
+// runResult words how a run ended.
+func (h *handlers) runResult(id string, res providers.RunResult, stdout, stderr *capture, timeout, wait time.Duration) *mcp.CallToolResult {
+	out := RunCommandResult{SandboxID: id, ExitCode: exitCode(res.Running, res.TimedOut, res.ExitCode), DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
 		Running: res.Running, StdoutBytes: stdout.total, StderrBytes: stderr.total, BackgroundCut: res.OutputCut}
 	if res.ProcessID != "" {
 		out.ProcessID = processHandle(id, res.ProcessID)
+	}
+	if res.Running {
+		out.KillAt = ptr(time.Now().Add(timeout - res.Duration).UTC().Truncate(time.Second))
 	}
 	var lossyOut, lossyErr bool
 	out.Stdout, out.StdoutTruncated, lossyOut = stdout.text()
 	out.Stderr, out.StderrTruncated, lossyErr = stderr.text()
 	out.NonUTF8Output = lossyOut || lossyErr
-	if res.TimedOut || res.Running {
-		out.ExitCode = -1
-	}
-	return result(out, renderRun(out, timeout, wait)), nil
+	return result(out, renderRun(out, timeout, wait, h.waitHint(30*time.Second)))
 }
 
-func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
+func renderRun(r RunCommandResult, timeout, wait time.Duration, followWait string) string {
 	var b strings.Builder
 	switch {
 	case r.Running:
-		fmt.Fprintf(&b, "Still running after %v; it continues in the background as process %s.\n", wait, r.ProcessID)
-		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, offset: %d, wait_seconds: 30}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes)
+		fmt.Fprintf(&b, "Still running after %s; it continues in the background as process %s until it ends, or until %s when its timeout (%s after it started) kills it. "+
+			"For a command that must run longer, pass a larger timeout_seconds, or use process_start.\n",
+			durationText(wait), r.ProcessID, r.KillAt.Format("15:04:05 MST"), durationText(timeout))
+		fmt.Fprintf(&b, "Follow it with process_output {process_id: %q, byte_offset: %d, wait_seconds: %s}; stop it with process_kill.\n", r.ProcessID, r.StdoutBytes, followWait)
 	case r.TimedOut:
-		fmt.Fprintf(&b, "Timed out after %v; the command and its children were killed.\n", timeout)
+		fmt.Fprintf(&b, "Timed out after %s; the command and its children were killed.\n", durationText(timeout))
 	default:
-		fmt.Fprintf(&b, "exit_code: %d (%d ms)\n", r.ExitCode, r.DurationMs)
+		fmt.Fprintf(&b, "exit_code: %d (%d ms)\n", *r.ExitCode, r.DurationMs)
 	}
 	section := func(name, s string, t *Truncation) {
 		if s == "" {
@@ -143,7 +193,7 @@ func renderRun(r RunCommandResult, timeout, wait time.Duration) string {
 		if t != nil {
 			fmt.Fprintf(&b, " (%d bytes, %d dropped from the middle", t.TotalBytes, t.DroppedBytes)
 			if r.ProcessID != "" {
-				fmt.Fprintf(&b, "; read them with process_output {process_id: %q, stream: %q, offset: %d}", r.ProcessID, name, t.DroppedOffset)
+				fmt.Fprintf(&b, "; read them with process_output {process_id: %q, stream: %q, byte_offset: %d}", r.ProcessID, name, t.DroppedOffset)
 			}
 			b.WriteString(")")
 		}

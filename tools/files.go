@@ -23,7 +23,7 @@ const defaultReadLines = 2000
 type readFileArgs struct {
 	Path      string `json:"path" jsonschema_description:"File to read, relative to the sandbox workdir or absolute."`
 	SandboxID string `json:"sandbox_id,omitempty" jsonschema_description:"Sandbox to read from. Omit to use the current sandbox."`
-	Offset    int    `json:"offset,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"First line to return, 1-based. Default 1."`
+	StartLine int    `json:"start_line,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"First line to return, 1-based. Default 1."`
 	Limit     int    `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"How many lines to return. Default 2000."`
 }
 
@@ -37,15 +37,16 @@ type ReadFileResult struct {
 	TotalLines int    `json:"total_lines,omitempty" jsonschema_description:"Lines in the whole file (text only)."`
 	StartLine  int    `json:"start_line,omitempty" jsonschema_description:"First line returned, 1-based (text only)."`
 	EndLine    int    `json:"end_line,omitempty" jsonschema_description:"Last line returned (text only)."`
-	Truncated  bool   `json:"truncated" jsonschema_description:"True when lines after end_line exist: read again with offset=end_line+1."`
+	Truncated  bool   `json:"truncated" jsonschema_description:"True when lines after end_line exist: read again with start_line=end_line+1."`
 }
 
 func (h *handlers) readFile() server.ServerTool {
 	tool := newTool("read_file", "Read file",
-		"Read a file from a sandbox. Text comes back as UTF-8 lines (offset and limit page through large files; "+
-			"total_lines says how many there are); binary files come back base64-encoded with encoding \"base64\"; "+
+		"Read a file from a sandbox. Text comes back as UTF-8 lines (start_line and limit page through large files; "+
+			"total_lines says how many there are), each line prefixed with its number and a tab in the text shown (as cat -n does; not part of the file, so leave it out of edit_file's old_string), "+
+			"while the structured content keeps the raw text; binary files come back base64-encoded with encoding \"base64\"; "+
 			"images also come back as image content you can see. "+
-			fmt.Sprintf("Files over %d bytes cannot be read whole: use run_command with head, tail, sed -n or grep.", h.lim.MaxReadBytes),
+			fmt.Sprintf("Files over %s cannot be read whole: use run_command with head, tail, sed -n or grep.", sizeText(h.lim.MaxReadBytes)),
 		readFileArgs{}, ReadFileResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h, h.handleReadFile)}
@@ -66,7 +67,7 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	out := ReadFileResult{Path: a.Path, Size: size, MimeType: http.DetectContentType(data)}
 	if !isText(data) {
 		if len(data) > h.lim.MaxReturnBytes {
-			return nil, invalid("%s is a %d-byte binary file (%s), over the %d bytes read_file returns; inspect it with run_command (file, xxd | head, ...)", a.Path, size, out.MimeType, h.lim.MaxReturnBytes)
+			return nil, invalid("%s is a binary file of %s (%s), over the %s read_file returns; inspect it with run_command (file, xxd | head, ...)", a.Path, sizeText(int64(size)), out.MimeType, sizeText(int64(h.lim.MaxReturnBytes)))
 		}
 		out.Encoding, out.Content = "base64", base64.StdEncoding.EncodeToString(data)
 		text := fmt.Sprintf("%s: %d bytes of binary data (%s), base64-encoded in structured content.", printable(a.Path), size, out.MimeType)
@@ -83,13 +84,13 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 		total++
 	}
 	out.TotalLines = total
-	start := max(a.Offset, 1)
+	start := max(a.StartLine, 1)
 	limit := a.Limit
 	if limit == 0 {
 		limit = defaultReadLines
 	}
 	if start > total && !(start == 1 && total == 0) {
-		return nil, invalid("offset %d is past the end of %s, which has %d lines", start, a.Path, total)
+		return nil, invalid("start_line %d is past the end of %s, which has %d lines", start, a.Path, total)
 	}
 	pos := 0
 	for range start - 1 {
@@ -111,9 +112,12 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	if total > 0 {
 		out.StartLine, out.EndLine = start, end
 	}
-	text := out.Content
+	// The text is numbered as coding agents expect (cat -n), so edit_file
+	// errors and compiler messages that cite lines can be matched; the
+	// structured content keeps the raw text for tools that need the bytes.
+	text := numberLines(out.Content, start)
 	if out.Truncated {
-		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with offset=%d]", start, end, total, end+1)
+		text += fmt.Sprintf("\n[lines %d-%d of %d shown; read on with start_line=%d]", start, end, total, end+1)
 	}
 	return result(out, text), nil
 }
@@ -126,7 +130,7 @@ func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path
 	}
 	defer rc.Close()
 	if fi.Size > h.lim.MaxReadBytes {
-		return nil, 0, invalid("%s is %d bytes, over the %d-byte read limit; use run_command with head, tail, sed -n or grep", path, fi.Size, h.lim.MaxReadBytes)
+		return nil, 0, invalid("%s is %s, over the %s read limit; use run_command with head, tail, sed -n or grep", path, sizeText(fi.Size), sizeText(h.lim.MaxReadBytes))
 	}
 	// One allocation of the stated size and a byte to see growth, not
 	// io.ReadAll's doublings; a file that grew is read on.
@@ -146,7 +150,7 @@ func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path
 		return nil, 0, providers.Errorf(providers.ErrUnavailable, "read %s: %w", path, err)
 	}
 	if int64(len(data)) > h.lim.MaxReadBytes {
-		return nil, 0, invalid("%s grew past the %d-byte read limit while being read", path, h.lim.MaxReadBytes)
+		return nil, 0, invalid("%s grew past the %s read limit while being read", path, sizeText(h.lim.MaxReadBytes))
 	}
 	return data, int64(len(data)), nil
 }
@@ -231,7 +235,7 @@ func (h *handlers) writeFile() server.ServerTool {
 			return nil, invalid("encoding %q is not supported; use utf-8 or base64", a.Encoding)
 		}
 		if len(data) > h.lim.MaxWriteBytes {
-			return nil, invalid("content is %d bytes, over the %d-byte write limit", len(data), h.lim.MaxWriteBytes)
+			return nil, invalid("content is %s, over the %s write limit", sizeText(int64(len(data))), sizeText(int64(h.lim.MaxWriteBytes)))
 		}
 		p, id, err := h.m.Resolve(ctx, sid, a.SandboxID)
 		if err != nil {
@@ -242,7 +246,7 @@ func (h *handlers) writeFile() server.ServerTool {
 			return nil, err
 		}
 		out := writeFileResult{Path: a.Path, BytesWritten: len(data), Created: statErr != nil}
-		return result(out, fmt.Sprintf("Wrote %d bytes to %s.", len(data), printable(a.Path))), nil
+		return result(out, fmt.Sprintf("Wrote %s to %s.", sizeText(int64(len(data))), printable(a.Path))), nil
 	})}
 }
 
@@ -294,7 +298,7 @@ func (h *handlers) editFile() server.ServerTool {
 		case len(at) == 0:
 			return nil, invalid("old_string was not found in %s; read the file again and copy the text exactly, including whitespace", a.Path)
 		case len(at) > 1 && !a.ReplaceAll:
-			return nil, invalid("old_string matches %d times in %s (at lines %s); include more surrounding text to make it unique, or set replace_all", len(at), a.Path, lineList(old, at))
+			return nil, invalid("old_string matches %d times in %s (at line:column %s); include more surrounding text to make it unique, or set replace_all", len(at), a.Path, positions(old, at))
 		}
 		updated := strings.ReplaceAll(old, a.OldString, a.NewString)
 		if err := p.WriteFile(ctx, id, a.Path, []byte(updated), 0); err != nil {
@@ -304,6 +308,19 @@ func (h *handlers) editFile() server.ServerTool {
 		out := editFileResult{Path: a.Path, Replacements: len(at), Diff: diff}
 		return result(out, diff), nil
 	})}
+}
+
+// numberLines prefixes each line of s with its number, from first, as
+// cat -n does: the number right-aligned in six columns, then a tab.
+func numberLines(s string, first int) string {
+	var b strings.Builder
+	b.Grow(len(s) + 8*strings.Count(s, "\n") + 8)
+	for n := first; s != ""; n++ {
+		line, rest, _ := strings.Cut(s, "\n")
+		fmt.Fprintf(&b, "%6d\t%s\n", n, line)
+		s = rest
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // matchOffsets finds non-overlapping occurrences, as strings.ReplaceAll does.
@@ -319,14 +336,17 @@ func matchOffsets(s, sub string) []int {
 	}
 }
 
-func lineList(s string, at []int) string {
+// positions writes match offsets as line:column (both 1-based, the column
+// in characters), so three matches on one line read as three places.
+func positions(s string, at []int) string {
 	var parts []string
 	for i, off := range at {
 		if i == 10 {
 			parts = append(parts, "...")
 			break
 		}
-		parts = append(parts, fmt.Sprint(strings.Count(s[:off], "\n")+1))
+		lineStart := strings.LastIndexByte(s[:off], '\n') + 1
+		parts = append(parts, fmt.Sprintf("%d:%d", strings.Count(s[:off], "\n")+1, utf8.RuneCountInString(s[lineStart:off])+1))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -3,6 +3,7 @@ package tools
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -14,7 +15,12 @@ type capture struct {
 	next  int    // write position in tail when full
 	total int64
 	limit int // head and tail get half each
+	// seen is total, readable while the command writes (process_list).
+	seen atomic.Int64
 }
+
+// written counts the bytes that went by so far; safe during writes.
+func (c *capture) written() int64 { return c.seen.Load() }
 
 func newCapture(limit int) *capture {
 	if limit < 2 {
@@ -26,6 +32,7 @@ func newCapture(limit int) *capture {
 func (c *capture) Write(p []byte) (int, error) {
 	n := len(p)
 	c.total += int64(n)
+	c.seen.Store(c.total)
 	if room := c.limit/2 - len(c.head); room > 0 {
 		k := min(room, len(p))
 		c.head = append(c.head, p[:k]...)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -53,7 +54,7 @@ type ProcessInfo struct {
 	SandboxID   string     `json:"sandbox_id"`
 	Command     string     `json:"command"`
 	Running     bool       `json:"running"`
-	ExitCode    *int       `json:"exit_code,omitempty" jsonschema_description:"Exit status once it has exited; 128+N when killed by signal N; -1 when unknown."`
+	ExitCode    *int       `json:"exit_code,omitempty" jsonschema_description:"Exit status, absent while it runs. 128+N when signal N killed it: a timeout kills with SIGKILL, so 137 with timed_out true. -1 when unknown."`
 	TimedOut    bool       `json:"timed_out,omitempty" jsonschema_description:"True when timeout_seconds killed it."`
 	StartedAt   time.Time  `json:"started_at"`
 	EndedAt     *time.Time `json:"ended_at,omitempty"`
@@ -65,13 +66,24 @@ type ProcessInfo struct {
 func processInfo(sandboxID string, in providers.ProcessInfo) ProcessInfo {
 	out := ProcessInfo{ProcessID: processHandle(sandboxID, in.ID), SandboxID: sandboxID, Command: in.Command, Running: in.Running,
 		TimedOut: in.TimedOut, StartedAt: in.StartedAt, StdoutBytes: in.StdoutBytes, StderrBytes: in.StderrBytes, StdinOpen: in.StdinOpen}
+	out.ExitCode = exitCode(in.Running, in.TimedOut, in.ExitCode)
 	if !in.Running {
-		out.ExitCode = ptr(in.ExitCode)
 		if !in.EndedAt.IsZero() {
 			out.EndedAt = ptr(in.EndedAt)
 		}
 	}
 	return out
+}
+
+// state says what became of the process, as a sentence's predicate.
+func (pi ProcessInfo) state() string {
+	switch {
+	case pi.Running:
+		return "it is still running"
+	case pi.TimedOut:
+		return "its timeout killed it"
+	}
+	return fmt.Sprintf("it exited with status %d", *pi.ExitCode)
 }
 
 func (pi ProcessInfo) status() string {
@@ -97,7 +109,7 @@ type processStartArgs struct {
 func (h *handlers) processStart() server.ServerTool {
 	tool := newTool("process_start", "Start background process",
 		"Start a command in the background (a dev server, a watcher, a long build) and return at once with a process_id. "+
-			fmt.Sprintf("Its output is kept on disk for process_output (up to %d MiB per stream: the head and the latest tail), ", h.lim.MaxProcessOutputBytes>>20)+
+			fmt.Sprintf("Its output is kept on disk for process_output (up to %s per stream: the head and the latest tail), ", sizeText(h.lim.MaxProcessOutputBytes))+
 			"its exit status stays readable after it exits, and it ends when the sandbox is destroyed. "+
 			"For a command you want the result of, use run_command: it also moves to the background when it runs long.",
 		processStartArgs{}, ProcessInfo{},
@@ -122,7 +134,7 @@ func (h *handlers) processStart() server.ServerTool {
 			return nil, err
 		}
 		out := processInfo(id, in)
-		return result(out, fmt.Sprintf("Started process %s (%s). Read its output with process_output {process_id: %q, wait_seconds: 5}.", out.ProcessID, out.status(), out.ProcessID)), nil
+		return result(out, fmt.Sprintf("Started process %s (%s). Read its output with process_output {process_id: %q, wait_seconds: %s}.", out.ProcessID, out.status(), out.ProcessID, h.waitHint(5*time.Second))), nil
 	})}
 }
 
@@ -131,13 +143,16 @@ type processListArgs struct {
 }
 
 type processListResult struct {
-	Processes []ProcessInfo `json:"processes"`
+	Processes  []ProcessInfo   `json:"processes"`
+	Foreground []ForegroundRun `json:"foreground" jsonschema_description:"run_command calls whose command still runs in the foreground: each becomes a process (with a process_id) if it outlives its wait."`
+	Abandoned  []AbandonedRun  `json:"abandoned" jsonschema_description:"Results of run_command calls that were cancelled, or whose client went away, and whose command ended before its wait: the result that call would have returned."`
 }
 
 func (h *handlers) processList() server.ServerTool {
 	tool := newTool("process_list", "List processes",
 		"List this session's background processes, oldest first: those started with process_start and run_command calls that outlived their wait or had their output cut. "+
-			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed.",
+			"Finished ones stay listed, with their exit status, until pruned or their sandbox is destroyed. "+
+			fmt.Sprintf("Also lists run_command calls still running in the foreground (foreground), and the results of run_command calls that were cancelled or abandoned and ended before becoming processes (abandoned; the latest %d in all).", maxAbandoned),
 		processListArgs{}, processListResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
 	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processListArgs) (*mcp.CallToolResult, error) {
@@ -176,7 +191,15 @@ func (h *handlers) processList() server.ServerTool {
 				fmt.Fprintf(&b, "%s  %-10s %s\n", pi.ProcessID, pi.status(), printable(pi.Command))
 			}
 		}
-		if len(out.Processes) == 0 {
+		out.Foreground, out.Abandoned = h.flights.list(sid, func(sb string) bool { return slices.Contains(sandboxes, sb) })
+		for _, f := range out.Foreground {
+			fmt.Fprintf(&b, "(run_command in the foreground since %s, %s)  %s\n", f.StartedAt.UTC().Format("15:04:05"), durationText(time.Since(f.StartedAt).Truncate(time.Second)), f.Command)
+		}
+		for _, r := range out.Abandoned {
+			fmt.Fprintf(&b, "(run_command whose call was abandoned; ended, exit_code %d)  %s\n", *r.ExitCode, r.Command)
+			b.WriteString(renderRun(r.RunCommandResult, r.timeout, 0, "") + "\n")
+		}
+		if len(out.Processes)+len(out.Foreground)+len(out.Abandoned) == 0 {
 			b.WriteString("No processes.")
 		}
 		return result(out, strings.TrimSuffix(b.String(), "\n")), nil
@@ -186,17 +209,17 @@ func (h *handlers) processList() server.ServerTool {
 type processOutputArgs struct {
 	ProcessID   string  `json:"process_id" jsonschema_description:"The process, as returned by run_command, process_start or process_list."`
 	Stream      string  `json:"stream,omitempty" jsonschema:"enum=stdout,enum=stderr" jsonschema_description:"Which stream to read. Default stdout."`
-	Offset      int64   `json:"offset,omitempty" jsonschema:"minimum=0,maximum=9007199254740991" jsonschema_description:"Byte offset to read from. Default 0; pass next_offset of the previous read to go on."`
+	ByteOffset  int64   `json:"byte_offset,omitempty" jsonschema:"minimum=0,maximum=9007199254740991" jsonschema_description:"Byte (not line) offset in the stream to read from, 0-based. Default 0; pass next_byte_offset of the previous read to go on."`
 	Limit       int     `json:"limit,omitempty" jsonschema:"minimum=1,maximum=2147483647" jsonschema_description:"Most bytes to return. Default and maximum are set by the server (see the tool description)."`
-	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0."`
+	WaitSeconds float64 `json:"wait_seconds,omitempty" jsonschema:"minimum=0,maximum=50" jsonschema_description:"When nothing is available at offset yet and the process runs, wait up to this many seconds for new output or the exit. Default 0; at most 50, or less when the server says so (see the tool description)."`
 }
 
 // ProcessOutputResult is one page of a process's output.
 type ProcessOutputResult struct {
 	ProcessID    string      `json:"process_id"`
 	Stream       string      `json:"stream"`
-	Offset       int64       `json:"offset" jsonschema_description:"Byte offset of the first byte of data."`
-	NextOffset   int64       `json:"next_offset" jsonschema_description:"Offset to read next."`
+	Offset       int64       `json:"byte_offset" jsonschema_description:"Byte offset of the first byte of data."`
+	NextOffset   int64       `json:"next_byte_offset" jsonschema_description:"byte_offset to read next."`
 	TotalBytes   int64       `json:"total_bytes" jsonschema_description:"Bytes the stream has produced so far."`
 	SkippedBytes int64       `json:"skipped_bytes,omitempty" jsonschema_description:"Bytes before offset that were no longer kept (the middle of an overlong stream)."`
 	Encoding     string      `json:"encoding" jsonschema:"enum=utf-8,enum=base64" jsonschema_description:"utf-8: data is text. base64: the bytes are not UTF-8 and data is their base64 encoding."`
@@ -208,8 +231,8 @@ type ProcessOutputResult struct {
 func (h *handlers) processOutput() server.ServerTool {
 	tool := newTool("process_output", "Read process output",
 		"Read a process's stdout or stderr from a byte offset: page through output that run_command cut, or follow a running process "+
-			"(pass next_offset back as offset, with wait_seconds to wait for more). "+
-			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d); wait_seconds is at most %v. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, h.lim.Wait)+
+			"(pass next_byte_offset back as byte_offset, with wait_seconds to wait for more). "+
+			fmt.Sprintf("Returns up to limit bytes per call (default %d, at most %d, that is %s); wait_seconds is at most %s. ", min(h.lim.MaxOutputBytes, h.lim.MaxReturnBytes), h.lim.MaxReturnBytes, sizeText(int64(h.lim.MaxReturnBytes)), durationText(h.processWait()))+
 			"eof is true once the process has exited and all its output was read; process.exit_code is then its exit status.",
 		processOutputArgs{}, ProcessOutputResult{},
 		behaviour{ReadOnly: true, Idempotent: true}.annotation())
@@ -229,7 +252,7 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	if a.Limit > 0 {
 		limit = min(a.Limit, h.lim.MaxReturnBytes)
 	}
-	wait, err := seconds("wait_seconds", a.WaitSeconds, 0, h.lim.Wait)
+	wait, err := seconds("wait_seconds", a.WaitSeconds, 0, h.processWait())
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +260,7 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	if err != nil {
 		return nil, err
 	}
-	o, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Offset: a.Offset, Limit: limit, Wait: wait})
+	o, err := pp.ReadOutput(ctx, id, proc, providers.OutputRequest{Stream: stream, Offset: a.ByteOffset, Limit: limit, Wait: wait})
 	if err != nil {
 		return nil, notFoundAs(err, a.ProcessID)
 	}
@@ -271,50 +294,11 @@ func (h *handlers) handleProcessOutput(ctx context.Context, sid string, a proces
 	case out.EOF:
 		fmt.Fprintf(&b, "\n[end of %s; process %s]", stream, out.Process.status())
 	case out.Process.Running && out.NextOffset >= o.Total:
-		fmt.Fprintf(&b, "\n[no more %s yet; process running. Read on with offset=%d, wait_seconds to wait]", stream, out.NextOffset)
+		fmt.Fprintf(&b, "\n[no more %s yet; process running. Read on with byte_offset=%d, wait_seconds to wait]", stream, out.NextOffset)
 	default:
-		fmt.Fprintf(&b, "\n[bytes %d-%d of %d; read on with offset=%d]", out.Offset, out.NextOffset, out.TotalBytes, out.NextOffset)
+		fmt.Fprintf(&b, "\n[bytes %d-%d of %d; read on with byte_offset=%d]", out.Offset, out.NextOffset, out.TotalBytes, out.NextOffset)
 	}
 	return result(out, b.String()), nil
-}
-
-type processWriteStdinArgs struct {
-	ProcessID string `json:"process_id" jsonschema_description:"A process started with process_start and keep_stdin_open."`
-	Data      string `json:"data,omitempty" jsonschema_description:"Text to send; include the trailing newline a line-reading program needs."`
-	Close     bool   `json:"close,omitempty" jsonschema_description:"Send end-of-file after data (closes its standard input)."`
-}
-
-func (h *handlers) processWriteStdin() server.ServerTool {
-	tool := newTool("process_write_stdin", "Write to process stdin",
-		"Send text to the standard input of a background process started with keep_stdin_open (a REPL, an interactive installer). "+
-			"close=true then sends end-of-file. Read the response with process_output.",
-		processWriteStdinArgs{}, ProcessInfo{},
-		behaviour{Destructive: true}.annotation())
-	return server.ServerTool{Tool: tool, Handler: typed(h, func(ctx context.Context, sid string, a processWriteStdinArgs) (*mcp.CallToolResult, error) {
-		if a.Data == "" && !a.Close {
-			return nil, invalid("nothing to send: pass data, close=true, or both")
-		}
-		if len(a.Data) > h.lim.MaxWriteBytes {
-			return nil, invalid("data is %d bytes, over the %d-byte limit; send it in parts", len(a.Data), h.lim.MaxWriteBytes)
-		}
-		pp, id, proc, err := h.resolveProcess(ctx, sid, a.ProcessID)
-		if err != nil {
-			return nil, err
-		}
-		if err := pp.WriteStdin(ctx, id, proc, []byte(a.Data), a.Close); err != nil {
-			return nil, notFoundAs(err, a.ProcessID)
-		}
-		in, err := pp.WaitProcess(ctx, id, proc, 0)
-		if err != nil {
-			return nil, notFoundAs(err, a.ProcessID)
-		}
-		out := processInfo(id, in)
-		msg := fmt.Sprintf("Sent %d bytes to process %s", len(a.Data), a.ProcessID)
-		if a.Close {
-			msg += " and closed its standard input"
-		}
-		return result(out, msg+"."), nil
-	})}
 }
 
 type processKillArgs struct {
@@ -349,6 +333,6 @@ func (h *handlers) processKill() server.ServerTool {
 			return nil, notFoundAs(err, a.ProcessID)
 		}
 		out := processInfo(id, in)
-		return result(out, fmt.Sprintf("Sent %s to process %s; it is %s.", strings.ToUpper(sig), a.ProcessID, out.status())), nil
+		return result(out, fmt.Sprintf("Sent %s to process %s; %s.", strings.ToUpper(sig), a.ProcessID, out.state())), nil
 	})}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +51,21 @@ type Limits struct {
 	MaxCallsPerSession int
 }
 
+// maxWait caps every wait_seconds, whatever the server's settings: the
+// official TypeScript SDK gives up on a request after 60 s, so a longer wait
+// would be cut by the client, not returned.
+const maxWait = 50 * time.Second
+
+// processWait is the longest wait process_output allows: the server's
+// --wait-seconds, within maxWait.
+func (h *handlers) processWait() time.Duration { return min(h.lim.Wait, maxWait) }
+
+// waitHint is a wait_seconds to suggest in a result: preferred, unless the
+// server allows less. A hint the server would refuse is worse than none.
+func (h *handlers) waitHint(preferred time.Duration) string {
+	return strconv.FormatFloat(min(preferred, h.processWait()).Seconds(), 'f', -1, 64)
+}
+
 // DefaultLimits are sized for a model's context window.
 var DefaultLimits = Limits{
 	MaxOutputBytes: 64 << 10,
@@ -82,6 +98,8 @@ type handlers struct {
 
 	mu      sync.Mutex
 	running map[string]int // session -> tool calls in flight
+
+	flights flights // run_command calls not yet processes
 }
 
 // enter counts a call against its session's bound; leave undoes it.

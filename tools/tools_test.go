@@ -135,7 +135,7 @@ func TestBadArgumentsAreToolErrors(t *testing.T) {
 		{"run_command", map[string]any{"command": "ls", "sandbox_id": "not-mine"}, "not found in this session; call sandbox_list to see yours"},
 		{"read_file", map[string]any{"path": "missing.txt"}, "no such file"},
 		{"read_file", map[string]any{"path": "."}, "is a directory"},
-		{"read_file", map[string]any{"path": "twice.txt", "offset": 5}, "past the end"},
+		{"read_file", map[string]any{"path": "twice.txt", "start_line": 5}, "past the end"},
 		{"write_file", map[string]any{"path": "x.bin", "content": "@@@", "encoding": "base64"}, "not valid base64"},
 		{"write_file", map[string]any{"path": "x.txt", "content": "a", "encoding": "latin1"}, `encoding "latin1" is not supported`},
 		{"edit_file", map[string]any{"path": "twice.txt", "old_string": "a", "new_string": "b"}, "matches 2 times"},
@@ -183,7 +183,7 @@ func TestTimeoutKillsTheProcessTree(t *testing.T) {
 	c := newClient(t, tools.DefaultLimits)
 	start := time.Now()
 	res := mustCall(t, c, "run_command", map[string]any{"command": "sleep 1000 & echo $! > child.pid; sleep 1000", "timeout_seconds": 0.5})
-	if res["timed_out"] != true || res["exit_code"] != -1.0 || time.Since(start) > 5*time.Second {
+	if res["timed_out"] != true || res["exit_code"] != 137.0 || time.Since(start) > 5*time.Second {
 		t.Fatalf("want a timeout after ~0.5s, got %v after %v", res, time.Since(start))
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(mustCall(t, c, "read_file", map[string]any{"path": "child.pid"})["content"].(string)))
@@ -196,6 +196,21 @@ func TestTimeoutKillsTheProcessTree(t *testing.T) {
 			t.Fatalf("background child %d outlived the timeout", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A timeout reads the same in run_command and in process_output: 137 with
+// timed_out, never -1, and no exit code at all while the command runs.
+func TestTimeoutExitCodeIsTheSameEverywhere(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	res := mustCall(t, c, "run_command", map[string]any{"command": "sleep 30", "wait_seconds": 0.3, "timeout_seconds": 1})
+	if _, has := res["exit_code"]; res["running"] != true || has {
+		t.Fatalf("a running command has no exit code yet, got %v", res)
+	}
+	out := mustCall(t, c, "process_output", map[string]any{"process_id": res["process_id"], "wait_seconds": 10})
+	proc := out["process"].(map[string]any)
+	if proc["running"] != false || proc["timed_out"] != true || proc["exit_code"] != 137.0 {
+		t.Fatalf("after its timeout the process reads %v, want exit_code 137 and timed_out", proc)
 	}
 }
 
@@ -271,7 +286,7 @@ func TestNonUTF8Output(t *testing.T) {
 func TestReadFilePagesLinesAndShowsImages(t *testing.T) {
 	c := newClient(t, tools.DefaultLimits)
 	mustCall(t, c, "run_command", map[string]any{"command": "seq 1 5000 > n.txt"})
-	page := mustCall(t, c, "read_file", map[string]any{"path": "n.txt", "offset": 4999})
+	page := mustCall(t, c, "read_file", map[string]any{"path": "n.txt", "start_line": 4999})
 	if page["content"] != "4999\n5000\n" || page["total_lines"] != 5000.0 || page["truncated"] != false {
 		t.Fatalf("last page: %v", page)
 	}
@@ -322,5 +337,29 @@ func TestBackgroundChildrenOutputCutIsSaid(t *testing.T) {
 	res, m = call(t, c, "run_command", map[string]any{"command": "echo alone"})
 	if res.IsError || m["background_output_cut"] != nil || strings.Contains(text(res), "left running") {
 		t.Fatalf("nothing left running, nothing to say: %v: %s", m, text(res))
+	}
+}
+
+// read_file numbers the lines of the text it shows (from start_line on),
+// and only there: the structured content is the file's own text.
+func TestReadFileNumbersLinesInTextOnly(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	mustCall(t, c, "write_file", map[string]any{"path": "f.go", "content": "package f\n\n\tfunc A() {}\n"})
+	res, m := call(t, c, "read_file", map[string]any{"path": "f.go", "start_line": 2})
+	if want := "     2\t\n     3\t\tfunc A() {}"; res.IsError || text(res) != want {
+		t.Errorf("text %q, want %q", text(res), want)
+	}
+	if m["content"] != "\n\tfunc A() {}\n" {
+		t.Errorf("structured content %q, want the raw lines", m["content"])
+	}
+}
+
+// Matches are placed by line:column, so three on one line read as three.
+func TestEditFileNamesMatchesByLineAndColumn(t *testing.T) {
+	c := newClient(t, tools.DefaultLimits)
+	mustCall(t, c, "write_file", map[string]any{"path": "f.txt", "content": "x = ab + ab + ab\nπ ab\n"})
+	res, _ := call(t, c, "edit_file", map[string]any{"path": "f.txt", "old_string": "ab", "new_string": "cd"})
+	if want := "matches 4 times in f.txt (at line:column 1:5, 1:10, 1:15, 2:3)"; !res.IsError || !strings.Contains(text(res), want) {
+		t.Errorf("edit_file says %q, want %q", text(res), want)
 	}
 }

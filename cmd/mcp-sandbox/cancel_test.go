@@ -18,9 +18,10 @@ import (
 )
 
 // A client that gives up on a run_command (notifications/cancelled, or
-// the HTTP request going away) gets the command's whole process group
-// killed within a second, and the server says so in its log.
-func TestCancelledCallKillsTheCommand(t *testing.T) {
+// the HTTP request going away) loses no work: the command and what it
+// started run on (process_list shows them), and the server says so in its
+// log.
+func TestCancelledCallLeavesTheCommandRunning(t *testing.T) {
 	for _, transport := range []string{"stdio", "http"} {
 		t.Run(transport, func(t *testing.T) {
 			state := t.TempDir()
@@ -58,18 +59,15 @@ func TestCancelledCallKillsTheCommand(t *testing.T) {
 			if err := <-done; !errors.Is(err, context.Canceled) {
 				t.Fatalf("call: %v", err)
 			}
-			deadline := time.Now().Add(time.Second)
+			waitFor(t, "the cancel in the log", func() bool {
+				return strings.Contains(logs.String(), "run_command cancelled; the command runs on")
+			})
+			time.Sleep(300 * time.Millisecond)
 			for _, pid := range pids {
-				for syscall.Kill(pid, 0) == nil && !isZombie(pid) {
-					if time.Now().After(deadline) {
-						t.Fatalf("pid %d still runs a second after the cancel", pid)
-					}
-					time.Sleep(10 * time.Millisecond)
+				if syscall.Kill(pid, 0) != nil || isZombie(pid) {
+					t.Fatalf("pid %d died with the cancelled call", pid)
 				}
 			}
-			waitFor(t, "the kill in the log", func() bool {
-				return strings.Contains(logs.String(), "run_command cancelled; its process group was killed")
-			})
 		})
 	}
 }

@@ -411,7 +411,11 @@ func (p *parser) size(name string, min int64) int64 {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n*mult < min || n > (1<<62)/mult {
-		p.fail(s, v, fmt.Sprintf("use a size of at least %d bytes, such as 65536, 64KiB or 32MiB", min))
+		least := strconv.FormatInt(min, 10) + " bytes"
+		if min == 1 {
+			least = "1 byte"
+		}
+		p.fail(s, v, "use a size of at least "+least+", such as 65536, 64KiB or 32MiB")
 	}
 	return n * mult
 }

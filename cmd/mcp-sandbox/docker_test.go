@@ -104,7 +104,7 @@ func TestRunCommandOutlivesWaitOnDocker(t *testing.T) {
 	proc := run["process_id"].(string)
 	var out map[string]any
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		out, isErr, text = callTool(t, c, "process_output", map[string]any{"process_id": proc, "offset": run["stdout_bytes"], "wait_seconds": 10})
+		out, isErr, text = callTool(t, c, "process_output", map[string]any{"process_id": proc, "byte_offset": run["stdout_bytes"], "wait_seconds": 10})
 		if isErr {
 			t.Fatalf("process_output: %s", text)
 		}

@@ -385,6 +385,7 @@ func TestBadConfigExitsWithOneClearLine(t *testing.T) {
 		{[]string{"--env-file", "/nonexistent/.env"}, nil, `cannot read env file "/nonexistent/.env"`},
 		{[]string{"--wait-seconds", "-5"}, nil, `invalid value "-5" for --wait-seconds (MCP_SANDBOX_WAIT_SECONDS)`},
 		{nil, []string{"MCP_SANDBOX_MAX_PROCESS_OUTPUT=32KiB"}, `must be at least --max-output-bytes`},
+		{[]string{"--max-file-bytes", "0"}, nil, `use a size of at least 1 byte, such as`},
 		{[]string{"--session-idle-timeout", "30s"}, nil, `must be longer than --wait-seconds (45s)`},
 	}
 	for _, tc := range cases {

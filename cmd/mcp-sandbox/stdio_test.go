@@ -172,7 +172,7 @@ func TestStdioExitIsBounded(t *testing.T) {
 			r.call(t, 1, "run_command", map[string]any{"command": "mkfifo pipe"})
 			r.wait(t, 1, 30*time.Second)
 			r.call(t, 2, "read_file", map[string]any{"path": "pipe"})
-			r.call(t, 3, "run_command", map[string]any{"command": "sleep 1000", "wait_seconds": 900, "timeout_seconds": 1000})
+			r.call(t, 3, "run_command", map[string]any{"command": "sleep 1000", "wait_seconds": 50, "timeout_seconds": 1000})
 			time.Sleep(500 * time.Millisecond)
 			start := time.Now()
 			if stop == "eof" {
