@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // Name is the registry name.
@@ -157,6 +158,9 @@ type Provider struct {
 
 	mu    sync.Mutex
 	conns map[string]*conn // cache of toolbox connection details, by sandbox ID
+
+	// Background processes: the shared in-sandbox supervisor, over Exec.
+	*supervisor.Supervisor
 }
 
 // New makes a driver; it fails when the API key is missing.
@@ -200,6 +204,7 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{o: o, apiURL: strings.TrimRight(o.APIURL, "/"), http: o.HTTPClient, log: o.Logger, conns: map[string]*conn{}}
+	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: o.Logger})
 	if p.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 16

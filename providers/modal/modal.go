@@ -38,6 +38,7 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/modal/internal/modalpb"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // Name is the registry name.
@@ -186,6 +187,9 @@ type Provider struct {
 	images  map[string]string           // registry reference -> image ID
 	conns   map[string]*sandboxConn     // by sandbox ID; a cache
 	routers map[string]*grpc.ClientConn // by router address
+
+	// Background processes: the shared in-sandbox supervisor, over Exec.
+	*supervisor.Supervisor
 }
 
 // New makes a driver; it fails when a token is missing or the server URL
@@ -237,6 +241,7 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{o: o, log: o.Logger, images: map[string]string{}, conns: map[string]*sandboxConn{}, routers: map[string]*grpc.ClientConn{}}
+	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: o.Logger})
 	if err := p.dialControlPlane(); err != nil {
 		return nil, err
 	}
