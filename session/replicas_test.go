@@ -9,6 +9,7 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
 	"github.com/mcp-sandbox/mcp-sandbox/session"
+	"github.com/mcp-sandbox/mcp-sandbox/session/redistest"
 )
 
 // countingProvider counts the destroys that reached a sandbox.
@@ -32,7 +33,7 @@ func (c *countingProvider) Destroy(ctx context.Context, id string) error {
 // servers behind a load balancer would.
 func replicas(t *testing.T) (a, b *session.Manager, p *countingProvider) {
 	t.Helper()
-	r := startRedis(t)
+	r := redistest.Start(t)
 	lp, err := local.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

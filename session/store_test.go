@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/session"
+	"github.com/mcp-sandbox/mcp-sandbox/session/redistest"
 )
 
 // stores returns one store of each kind with the given idle TTL.
 func stores(t *testing.T, ttl time.Duration) map[string]session.Store {
 	t.Helper()
-	r := startRedis(t)
+	r := redistest.Start(t)
 	rs, err := session.NewRedisStore(context.Background(), r.URL, ttl)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ func TestStoreIdleExpiry(t *testing.T) {
 // what the next holder wrote.
 func TestRedisLostLeaseWritesNothing(t *testing.T) {
 	ctx := context.Background()
-	r := startRedis(t)
+	r := redistest.Start(t)
 	s, err := session.NewRedisStore(ctx, r.URL, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +156,7 @@ func TestRedisLostLeaseWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	r.client(t).Del(ctx, "mcp-sandbox:lock:a") // as if it expired
+	r.Client(t).Del(ctx, "mcp-sandbox:lock:a") // as if it expired
 	put(t, s, "a", session.Record{Current: "winner"})
 	if err := l.Put(ctx, session.Record{Current: "late"}); !errors.Is(err, session.ErrLeaseLost) {
 		t.Fatalf("Put on a lost lease: %v, want ErrLeaseLost", err)
@@ -171,20 +172,20 @@ func TestRedisBadURLAndDown(t *testing.T) {
 	if _, err := session.NewRedisStore(ctx, "http://example", 0); err == nil {
 		t.Fatal("an http URL was taken for Redis")
 	}
-	r := startRedis(t)
+	r := redistest.Start(t)
 	s, err := session.NewRedisStore(ctx, r.URL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	put(t, s, "a", session.Record{Current: "x"})
-	r.stop()
+	r.Stop()
 	_, err = s.Get(ctx, "a")
 	var se *session.StoreError
 	if !errors.As(err, &se) {
 		t.Fatalf("Get with Redis down: %v, want a StoreError", err)
 	}
-	r.start(t)
+	r.Start(t)
 	// Persistence is off in this server: the record is gone, the store answers again.
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -1,4 +1,6 @@
-package session_test
+// Package redistest starts a redis-server of a test's own, for tests of
+// the Redis session store and of servers sharing one.
+package redistest
 
 import (
 	"context"
@@ -12,17 +14,17 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// redisServer is a redis-server of the test's own, on a free loopback port.
-type redisServer struct {
+// Server is a redis-server of the test's own, on a free loopback port.
+type Server struct {
 	URL  string
 	addr string
 	dir  string
 	cmd  *exec.Cmd
 }
 
-// startRedis starts Debian's redis-server with its data in a temp dir. It
+// Start starts Debian's redis-server with its data in a temp dir. It
 // skips without the binary, except under CI=true.
-func startRedis(t *testing.T) *redisServer {
+func Start(t *testing.T) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -36,12 +38,13 @@ func startRedis(t *testing.T) *redisServer {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	r := &redisServer{URL: "redis://" + addr + "/0", addr: addr, dir: t.TempDir()}
-	r.start(t)
+	r := &Server{URL: "redis://" + addr + "/0", addr: addr, dir: t.TempDir()}
+	r.Start(t)
 	return r
 }
 
-func (r *redisServer) start(t *testing.T) {
+// Start starts the server again (after Stop) on its address and dir.
+func (r *Server) Start(t *testing.T) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(r.addr)
 	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", r.dir,
@@ -63,14 +66,14 @@ func (r *redisServer) start(t *testing.T) {
 	}
 }
 
-// stop kills the server as a crash would.
-func (r *redisServer) stop() {
+// Stop kills the server as a crash would.
+func (r *Server) Stop() {
 	r.cmd.Process.Kill()
 	r.cmd.Wait()
 }
 
-// client is a plain connection to the server, to look at what the store wrote.
-func (r *redisServer) client(t *testing.T) *redis.Client {
+// Client is a plain connection to the server, to look at what the store wrote.
+func (r *Server) Client(t *testing.T) *redis.Client {
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
