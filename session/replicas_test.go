@@ -12,7 +12,7 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/session/redistest"
 )
 
-// countingProvider counts the destroys that reached a sandbox.
+// countingProvider counts the destroy calls each sandbox got.
 type countingProvider struct {
 	providers.Provider
 	mu        sync.Mutex
@@ -20,13 +20,10 @@ type countingProvider struct {
 }
 
 func (c *countingProvider) Destroy(ctx context.Context, id string) error {
-	err := c.Provider.Destroy(ctx, id)
-	if err == nil {
-		c.mu.Lock()
-		c.destroyed[id]++
-		c.mu.Unlock()
-	}
-	return err
+	c.mu.Lock()
+	c.destroyed[id]++
+	c.mu.Unlock()
+	return c.Provider.Destroy(ctx, id)
 }
 
 // replicas returns two Managers sharing one Redis and one backend, as two
@@ -141,6 +138,9 @@ func TestReplicasEndDestroysOnce(t *testing.T) {
 	for _, id := range made {
 		if n := p.destroyed[id]; n != 1 {
 			t.Errorf("sandbox %s destroyed %d times, want once", id, n)
+		}
+		if _, err := p.Get(ctx, id); !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("sandbox %s outlived its session: %v", id, err)
 		}
 	}
 	if _, _, err := b.Resolve(ctx, "s", ""); !errors.Is(err, session.ErrEnded) {
