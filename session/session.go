@@ -51,8 +51,8 @@ func (r refusal) Is(target error) bool { return target == r.reason || target == 
 
 // Handle names one sandbox: the provider that holds it and its ID there.
 type Handle struct {
-	Provider string
-	ID       string
+	Provider string `json:"provider"`
+	ID       string `json:"id"`
 }
 
 // Config sets up a Manager.
