@@ -59,8 +59,8 @@ func (r refusal) Is(target error) bool { return target == r.reason || target == 
 
 // Handle names one sandbox: the provider that holds it and its ID there.
 type Handle struct {
-	Provider string
-	ID       string
+	Provider string `json:"provider"`
+	ID       string `json:"id"`
 }
 
 // Config sets up a Manager.
@@ -81,23 +81,20 @@ type Config struct {
 	InstanceDir string
 	// MaxSandboxes caps the sandboxes one session may hold (0: no cap).
 	MaxSandboxes int
-	Logger       *slog.Logger
+	// Store keeps the sessions' records (nil: a MemoryStore without expiry).
+	Store  Store
+	Logger *slog.Logger
 }
 
-// Manager tracks sessions and their sandboxes. It is safe for concurrent use.
+// Manager tracks sessions and their sandboxes, in its Store. It is safe
+// for concurrent use, and Managers sharing a Store may serve one session.
 type Manager struct {
 	cfg      Config
+	store    Store
 	instance string   // tells this process's sessions from others' ("stdio" is everyone's)
 	lock     *os.File // held while this process runs (Config.InstanceDir)
 	mu       sync.Mutex
-	sessions map[string]*state
-}
-
-type state struct {
-	mu        sync.Mutex // serialises create-on-first-use and destroy
-	sandboxes map[string]Handle
-	current   string
-	ended     bool // set by End; a call racing with the end creates nothing
+	served   map[string]struct{} // sessions this process served, to end at Close
 }
 
 // New returns a Manager. The default provider must be among cfg.Providers.
@@ -108,7 +105,10 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, instance: uuid.NewString(), sessions: map[string]*state{}}
+	if cfg.Store == nil {
+		cfg.Store = NewMemoryStore(0)
+	}
+	m := &Manager{cfg: cfg, store: cfg.Store, instance: uuid.NewString(), served: map[string]struct{}{}}
 	if cfg.InstanceDir != "" {
 		lock, err := lockInstance(cfg.InstanceDir, m.instance)
 		if err != nil {
@@ -122,6 +122,9 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// Store is where the manager keeps its sessions.
+func (m *Manager) Store() Store { return m.store }
+
 // Owner is the value of the providers.LabelSession label on the session's
 // sandboxes: unique across server processes, so one server's reaper never
 // mistakes another's live session for its own.
@@ -130,23 +133,30 @@ func (m *Manager) Owner(sessionID string) string {
 }
 
 // Liveness tells a reaper what is known of the owner a LabelSession label
-// names: a session of this process is live until it ends; another process's
-// is dead once that process is gone (its instance lock is free), and
-// unknown when no lock of it is on this machine.
+// names: a session the store holds and has not ended is live (whichever
+// server started it, when the store is shared); a session of this process
+// is otherwise dead; another process's is dead once that process is gone
+// (its instance lock is free), and unknown when no lock of it is on this
+// machine.
 func (m *Manager) Liveness(owner string) providers.Liveness {
 	id, instance, ok := strings.Cut(owner, "@")
 	if !ok {
 		return providers.OwnerUnknown
 	}
-	if instance != m.instance {
-		return instanceLiveness(m.cfg.InstanceDir, instance)
+	if instance == m.instance || m.store.Shared() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		live, err := m.store.Live(ctx, id)
+		switch {
+		case err != nil:
+			return providers.OwnerUnknown // never reap on a store that does not answer
+		case live:
+			return providers.OwnerLive
+		case instance == m.instance:
+			return providers.OwnerDead
+		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s, ok := m.sessions[id]; ok && !s.ended {
-		return providers.OwnerLive
-	}
-	return providers.OwnerDead
+	return instanceLiveness(m.cfg.InstanceDir, instance)
 }
 
 // ProviderNames lists the providers a session may choose from, sorted.
@@ -165,15 +175,10 @@ func (m *Manager) Logger() *slog.Logger { return m.cfg.Logger }
 // DefaultProvider is the provider used when a call names none.
 func (m *Manager) DefaultProvider() string { return m.cfg.Default }
 
-func (m *Manager) session(id string) *state {
+func (m *Manager) serve(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, ok := m.sessions[id]
-	if !ok {
-		s = &state{sandboxes: map[string]Handle{}}
-		m.sessions[id] = s
-	}
-	return s
+	m.served[id] = struct{}{}
 }
 
 // Provider returns a configured provider by name ("" for the default).
@@ -191,23 +196,33 @@ func (m *Manager) Provider(name string) (*providers.Backend, error) {
 
 // Create makes a new sandbox owned by the session and makes it current.
 func (m *Manager) Create(ctx context.Context, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
-	s := m.session(sessionID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return m.create(ctx, s, sessionID, provider, opts)
+	lease, err := m.store.Lock(ctx, sessionID)
+	if err != nil {
+		return providers.Sandbox{}, err
+	}
+	defer lease.Release()
+	rec, err := m.store.Get(ctx, sessionID)
+	if err != nil {
+		return providers.Sandbox{}, err
+	}
+	return m.create(ctx, lease, rec, sessionID, provider, opts)
 }
 
-func (m *Manager) create(ctx context.Context, s *state, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
-	if s.ended {
-		return providers.Sandbox{}, refusal{ErrEnded, providers.ErrNotFound, "this session has ended"}
+var errEnded = refusal{ErrEnded, providers.ErrNotFound, "this session has ended"}
+
+// create makes a sandbox for the session whose record rec was read under
+// lease, and saves it as the current one.
+func (m *Manager) create(ctx context.Context, lease Lease, rec Record, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
+	if rec.Ended {
+		return providers.Sandbox{}, errEnded
 	}
 	p, err := m.Provider(provider)
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
-	if m.cfg.MaxSandboxes > 0 && len(s.sandboxes) >= m.cfg.MaxSandboxes {
+	if m.cfg.MaxSandboxes > 0 && len(rec.Sandboxes) >= m.cfg.MaxSandboxes {
 		return providers.Sandbox{}, refusal{ErrLimit, providers.ErrInvalidArgument,
-			fmt.Sprintf("this session already holds %s, the limit per session", sandboxes(len(s.sandboxes)))}
+			fmt.Sprintf("this session already holds %s, the limit per session", sandboxes(len(rec.Sandboxes)))}
 	}
 	labels := map[string]string{}
 	for k, v := range opts.Labels {
@@ -224,34 +239,79 @@ func (m *Manager) create(ctx context.Context, s *state, sessionID, provider stri
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
-	s.sandboxes[sb.ID] = Handle{Provider: p.Name(), ID: sb.ID}
-	s.current = sb.ID
+	if rec.Owner == "" {
+		rec.Owner = m.Owner(sessionID)
+	}
+	rec.Sandboxes = append(rec.Sandboxes, Handle{Provider: p.Name(), ID: sb.ID})
+	rec.Current = sb.ID
+	m.serve(sessionID)
+	if err := lease.Put(ctx, rec); err != nil {
+		// No session can reach the sandbox: the session ended meanwhile, or
+		// the store did not take it. It goes now rather than at its expiry.
+		m.destroyUnsaved(ctx, sessionID, p, sb.ID, err)
+		if errors.Is(err, ErrEnded) {
+			return providers.Sandbox{}, errEnded
+		}
+		return providers.Sandbox{}, err
+	}
 	m.cfg.Logger.Info("sandbox created", "session", sessionID, "provider", p.Name(), "sandbox", sb.ID, "duration", time.Since(start))
 	return sb, nil
+}
+
+func (m *Manager) destroyUnsaved(ctx context.Context, sessionID string, p *providers.Backend, id string, why error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := p.Destroy(ctx, id); err != nil && !errors.Is(err, providers.ErrNotFound) {
+		m.cfg.Logger.Error("sandbox not saved to its session, and not destroyed", "session", sessionID, "provider", p.Name(), "sandbox", id, "why", why, "err", err)
+		return
+	}
+	m.cfg.Logger.Warn("sandbox not saved to its session; destroyed", "session", sessionID, "provider", p.Name(), "sandbox", id, "why", why)
 }
 
 // Resolve finds the sandbox a call means: sandboxID if the session owns it,
 // else (when sandboxID is empty) the session's current sandbox, created on
 // first use with the default provider.
 func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*providers.Backend, string, error) {
-	s := m.session(sessionID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sandboxID == "" {
-		sandboxID = s.current
-		if sandboxID == "" {
-			sb, err := m.create(ctx, s, sessionID, "", providers.CreateOptions{})
+	rec, err := m.store.Get(ctx, sessionID)
+	if err != nil {
+		return nil, "", err
+	}
+	if rec.Ended {
+		return nil, "", errEnded
+	}
+	m.serve(sessionID)
+	if sandboxID == "" && rec.Current == "" {
+		// First use: under the lease, so that of all the calls racing here
+		// (on any server) one creates and the others see its sandbox.
+		lease, err := m.store.Lock(ctx, sessionID)
+		if err != nil {
+			return nil, "", err
+		}
+		defer lease.Release()
+		if rec, err = m.store.Get(ctx, sessionID); err != nil {
+			return nil, "", err
+		}
+		if rec.Current == "" {
+			sb, err := m.create(ctx, lease, rec, sessionID, "", providers.CreateOptions{})
 			if err != nil {
 				return nil, "", err
 			}
-			sandboxID = sb.ID
+			return m.cfg.Providers[m.cfg.Default], sb.ID, nil
 		}
 	}
-	h, ok := s.sandboxes[sandboxID]
+	if sandboxID == "" {
+		sandboxID = rec.Current
+	}
+	h, ok := rec.find(sandboxID)
 	if !ok {
 		return nil, "", notFound(sandboxID)
 	}
-	return m.cfg.Providers[h.Provider], h.ID, nil
+	p, ok := m.cfg.Providers[h.Provider]
+	if !ok {
+		return nil, "", providers.Errorf(providers.ErrInvalidArgument,
+			"sandbox %q is on provider %q, which this server does not enable; enable it with --providers", sandboxID, h.Provider)
+	}
+	return p, h.ID, nil
 }
 
 func notFound(id string) error {
@@ -260,19 +320,23 @@ func notFound(id string) error {
 
 // List describes the session's sandboxes, oldest first, and names the current one.
 func (m *Manager) List(ctx context.Context, sessionID string) ([]providers.Sandbox, string, error) {
-	s := m.session(sessionID)
-	s.mu.Lock()
-	handles := make([]Handle, 0, len(s.sandboxes))
-	for _, h := range s.sandboxes {
-		handles = append(handles, h)
+	rec, err := m.store.Get(ctx, sessionID)
+	if err != nil {
+		return nil, "", err
 	}
-	current := s.current
-	s.mu.Unlock()
-	out := make([]providers.Sandbox, 0, len(handles))
-	for _, h := range handles {
-		sb, err := m.cfg.Providers[h.Provider].Get(ctx, h.ID)
+	out := make([]providers.Sandbox, 0, len(rec.Sandboxes))
+	current := rec.Current
+	for _, h := range rec.Sandboxes {
+		p, ok := m.cfg.Providers[h.Provider]
+		if !ok {
+			continue // on a provider this server does not enable
+		}
+		sb, err := p.Get(ctx, h.ID)
 		if errors.Is(err, providers.ErrNotFound) {
-			m.forget(s, h.ID) // gone behind our back (expired, removed by hand)
+			m.forget(ctx, sessionID, h.ID) // gone behind our back (expired, removed by hand)
+			if current == h.ID {
+				current = ""
+			}
 			continue
 		}
 		if err != nil {
@@ -284,53 +348,78 @@ func (m *Manager) List(ctx context.Context, sessionID string) ([]providers.Sandb
 	return out, current, nil
 }
 
-func (m *Manager) forget(s *state, id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.sandboxes, id)
-	if s.current == id {
-		s.current = ""
+// forget drops a sandbox from the session's record.
+func (m *Manager) forget(ctx context.Context, sessionID, id string) error {
+	lease, err := m.store.Lock(ctx, sessionID)
+	if err != nil {
+		return err
 	}
+	defer lease.Release()
+	rec, err := m.store.Get(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if _, ok := rec.find(id); !ok {
+		return nil
+	}
+	rec.forget(id)
+	return lease.Put(ctx, rec)
 }
 
 // Destroy destroys one of the session's sandboxes.
 func (m *Manager) Destroy(ctx context.Context, sessionID, sandboxID string) error {
-	s := m.session(sessionID)
-	s.mu.Lock()
-	h, ok := s.sandboxes[sandboxID]
-	s.mu.Unlock()
+	rec, err := m.store.Get(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	h, ok := rec.find(sandboxID)
 	if !ok {
 		return notFound(sandboxID)
 	}
-	err := m.cfg.Providers[h.Provider].Destroy(ctx, h.ID)
+	p, ok := m.cfg.Providers[h.Provider]
+	if !ok {
+		return providers.Errorf(providers.ErrInvalidArgument,
+			"sandbox %q is on provider %q, which this server does not enable; enable it with --providers", sandboxID, h.Provider)
+	}
+	err = p.Destroy(ctx, h.ID)
 	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		return err
 	}
-	m.forget(s, sandboxID)
+	if err := m.forget(ctx, sessionID, sandboxID); err != nil && !errors.Is(err, ErrEnded) {
+		return err
+	}
 	m.cfg.Logger.Info("sandbox destroyed", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 	return nil
 }
 
-// End forgets a session; its sandboxes are released (destroyed, unless the
+// End ends a session; its sandboxes are released (destroyed, unless the
 // driver is a providers.Releaser that decides otherwise) unless the manager
-// keeps them. It is safe to call for unknown sessions and more than once.
+// keeps them. Of all the calls ending one session, on any server sharing
+// the store, only the first releases; it is safe for unknown sessions and
+// to call more than once.
 func (m *Manager) End(ctx context.Context, sessionID string) {
 	m.mu.Lock()
-	s, ok := m.sessions[sessionID]
-	delete(m.sessions, sessionID)
+	delete(m.served, sessionID)
 	m.mu.Unlock()
-	if !ok {
+	rec, won, err := m.store.End(ctx, sessionID)
+	if err != nil {
+		m.cfg.Logger.Error("session not ended: the session store failed; its sandboxes go when they expire", "session", sessionID, "err", err)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ended = true
-	for _, h := range s.sandboxes {
+	if !won {
+		return
+	}
+	for _, h := range rec.Sandboxes {
 		if m.cfg.KeepSandboxes {
 			m.cfg.Logger.Info("session ended; keeping sandbox", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 			continue
 		}
-		destroyed, err := m.cfg.Providers[h.Provider].Release(ctx, h.ID)
+		p, ok := m.cfg.Providers[h.Provider]
+		if !ok {
+			m.cfg.Logger.Error("session ended; sandbox on a provider this server does not enable, left to expire", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+			continue
+		}
+		destroyed, err := p.Release(ctx, h.ID)
 		if err != nil && !errors.Is(err, providers.ErrNotFound) {
 			m.cfg.Logger.Error("session ended; sandbox not released", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
 			continue
@@ -341,10 +430,12 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 		}
 		m.cfg.Logger.Info("session ended; sandbox "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
 	}
-	s.sandboxes = map[string]Handle{}
 }
 
-// Close ends every session (at shutdown) and gives up the instance lock.
+// Close ends the sessions this process served (at shutdown) when the store
+// is its own, and gives up the instance lock. Sessions in a shared store
+// live on: other servers serve them. The store stays open (its opener
+// closes it).
 func (m *Manager) Close(ctx context.Context) {
 	defer func() {
 		m.mu.Lock()
@@ -354,13 +445,15 @@ func (m *Manager) Close(ctx context.Context) {
 			m.lock = nil
 		}
 	}()
-	m.mu.Lock()
-	ids := make([]string, 0, len(m.sessions))
-	for id := range m.sessions {
-		ids = append(ids, id)
-	}
-	m.mu.Unlock()
-	for _, id := range ids {
-		m.End(ctx, id)
+	if !m.store.Shared() {
+		m.mu.Lock()
+		ids := make([]string, 0, len(m.served))
+		for id := range m.served {
+			ids = append(ids, id)
+		}
+		m.mu.Unlock()
+		for _, id := range ids {
+			m.End(ctx, id)
+		}
 	}
 }

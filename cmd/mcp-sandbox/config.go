@@ -53,6 +53,7 @@ var settings = []setting{
 	{flag: "session-evict-idle", env: "MCP_SANDBOX_SESSION_EVICT_IDLE", def: "5m", usage: "at a session cap, a session idle this long (a `duration`) may be ended, with its sandboxes, to make room for a new one"},
 	{flag: "max-body-bytes", env: "MCP_SANDBOX_MAX_BODY_BYTES", usage: "largest HTTP request body, as a `size`; larger ones get 413 (default: 1.5 x --max-file-bytes + 1MiB, room for a base64 write_file of the largest file)"},
 	{flag: "conformance-fixtures", env: "MCP_SANDBOX_CONFORMANCE_FIXTURES", def: "false", isBool: true, usage: "also serve the fixed test tools, resources and prompts of the MCP conformance suite (for testing only)"},
+	{flag: "session-store", env: "MCP_SANDBOX_SESSION_STORE", def: "memory", usage: "where sessions are kept: memory, or a Redis `URL` (redis://[user:password@]host:6379/0, rediss:// for TLS) shared by HTTP servers"},
 	{flag: "server-id", env: "MCP_SANDBOX_SERVER_ID", usage: "`id` labelled on every sandbox this server creates (default: the host name)"},
 	{flag: "log-level", env: "MCP_SANDBOX_LOG_LEVEL", def: "info", usage: "`level`: debug, info, warn or error"},
 	{flag: "log-format", env: "MCP_SANDBOX_LOG_FORMAT", def: "text", usage: "`format`: text (coloured on a terminal) or json"},
@@ -67,6 +68,7 @@ type Config struct {
 	KeepSandboxes      bool
 	MaxSandboxes       int
 	SessionIdleTimeout time.Duration
+	SessionStore       string // "memory" or a Redis URL
 	Limits             tools.Limits
 	ServerID           string
 	// HTTP hardening (see internal/httpguard).
@@ -214,6 +216,11 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	}
 	if p.err == nil && c.HTTPAddr != "" && c.AuthNone {
 		p.err = httpguard.CheckBind(c.HTTPAddr, c.AuthToken)
+	}
+	if store, err := parseSessionStore(values["MCP_SANDBOX_SESSION_STORE"], c.HTTPAddr); err != nil {
+		p.fail(settingFor("session-store"), values["MCP_SANDBOX_SESSION_STORE"], err.Error())
+	} else {
+		c.SessionStore = store
 	}
 	c.LogLevel = p.level("log-level")
 	c.LogJSON = p.oneOf("log-format", "text", "json") == "json"

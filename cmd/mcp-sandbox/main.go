@@ -108,6 +108,7 @@ type app struct {
 	log       *slog.Logger
 	mcp       *server.MCPServer
 	sessions  *session.Manager
+	store     session.Store
 	providers map[string]*providers.Backend
 	// httpSessions counts live MCP sessions for the HTTP session cap.
 	httpSessions *httpguard.SessionLimiter
@@ -141,10 +142,16 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	if stateDir == "" {
 		stateDir, _ = local.DefaultStateDir(cfg.Getenv) // none: liveness is unknown, sandboxes go by expiry
 	}
+	store, err := openStore(cfg)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.store = store
 	mgr, err := session.New(session.Config{
 		Providers: a.providers, Default: cfg.Provider, ServerID: cfg.ServerID,
 		KeepSandboxes: cfg.KeepSandboxes, MaxSandboxes: cfg.MaxSandboxes, Logger: logger,
-		InstanceDir: instanceDir(stateDir),
+		InstanceDir: instanceDir(stateDir), Store: a.store,
 	})
 	if err != nil {
 		a.close()
@@ -242,6 +249,9 @@ func (a *app) close() {
 		}
 		for _, p := range a.providers {
 			p.Close()
+		}
+		if a.store != nil {
+			a.store.Close()
 		}
 	}()
 	select {
