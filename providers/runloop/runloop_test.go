@@ -214,6 +214,29 @@ func TestCutStreamsAndDownloadsResume(t *testing.T) {
 	}
 }
 
+// A file that grows while it is read ends at the size ReadFile reported:
+// a log written without end cannot make a read endless.
+func TestReadFileStopsAtTheCheckedSize(t *testing.T) {
+	_, url := startFake(t, runloopfake.Options{})
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	if err := p.WriteFile(ctxT(t), sb.ID, "log", []byte("first\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	rc, fi, err := p.ReadFile(ctxT(t), sb.ID, "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	if _, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "echo second >> log"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil || string(got) != "first\n" || fi.Size != 6 {
+		t.Fatalf("read %q (size %d), %v; want the 6 bytes there when it was checked", got, fi.Size, err)
+	}
+}
+
 // The devbox's keep-alive is renewed while a command runs, and an unused
 // devbox shuts down when it runs out.
 func TestKeepAlive(t *testing.T) {
