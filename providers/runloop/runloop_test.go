@@ -237,6 +237,32 @@ func TestReadFileStopsAtTheCheckedSize(t *testing.T) {
 	}
 }
 
+// A timeout ends the command in the devbox with SIGTERM, so what it wrote
+// first still arrives; a command that ignores SIGTERM is killed outright
+// soon after.
+func TestTimeoutEndsCommandsThatIgnoreSIGTERM(t *testing.T) {
+	_, url := startFake(t, runloopfake.Options{})
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	for _, tc := range []struct{ name, command string }{
+		{"obeys", "echo started; sleep 1000"},
+		{"ignores", "trap '' TERM; echo started; sleep 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			start := time.Now()
+			res, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: tc.command, Stdout: &out, Timeout: 500 * time.Millisecond})
+			took := time.Since(start)
+			if err != nil || !res.TimedOut || res.ExitCode == 0 || took > 10*time.Second {
+				t.Fatalf("got %+v, %v after %v; want a timeout soon after 500ms", res, err, took)
+			}
+			if out.String() != "started\n" {
+				t.Errorf("output before the timeout was %q", out.String())
+			}
+		})
+	}
+}
+
 // The devbox's keep-alive is renewed while a command runs, and an unused
 // devbox shuts down when it runs out.
 func TestKeepAlive(t *testing.T) {
