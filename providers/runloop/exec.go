@@ -28,9 +28,9 @@ import (
 // Lines starting with "!" on stdout are the script's own reports.
 //
 // Every process counts on a loaded devbox, so a chunk costs a dd and a
-// base64, and nothing else: the relay learns of end-of-file from dd's
-// record count (read by the shell itself), not from a subshell capturing
-// the output.
+// base64, and end-of-file a dd alone: dd puts the chunk in a file and the
+// relay reads dd's record count with the shell's own read, rather than a
+// subshell capturing the output to test it.
 //
 // The relays read named pipes the script owns, so a background child
 // (`server &`) holds only those: once the command's shell exits, the relays
@@ -49,9 +49,10 @@ d=${TMPDIR:-/tmp}/.mcp-sandbox-exec.$$
 mkfifo -m 600 "$d.o" "$d.e" 2>/dev/null || { echo '!nofifo'; exit 1; }
 enc() {
   trap '' TERM
-  while LC_ALL=C dd bs=65536 count=1 2>"$1" | base64; do
+  while LC_ALL=C dd bs=65536 count=1 of="$1.c" 2>"$1"; do
     read -r n <"$1"
     case $n in 0+1*|1+0*) ;; *) break;; esac
+    base64 <"$1.c"
   done
 }
 (exec <"$d.o" 2>/dev/null; enc "$d.so") & o=$!
@@ -77,7 +78,7 @@ if [ -n "$o$e" ]; then
   wait $o $e
   kill $k 2>/dev/null
 fi
-rm -f "$d.o" "$d.e" "$d.so" "$d.se"
+rm -f "$d.o" "$d.e" "$d.so" "$d.se" "$d.so.c" "$d.se.c"
 [ -z "$to" ] || echo '!timeout'
 echo "!exit $rc"
 exit $rc`
