@@ -40,12 +40,13 @@ import (
 // A timeout is kept in the devbox: when it runs out, the script sends
 // SIGTERM to the process group, which the relays ignore, so they deliver
 // what the command wrote before they see end-of-file, and the script then
-// reports "!timeout". (Exec kills the group outright if that does not end
+// reports "!timeout" (the timer leaves a file saying so: a command that
+// signals its own group has not timed out). (Exec kills the group outright if that does not end
 // the command.) It needs sh, mkfifo, dd, base64 and, for a timeout, sleep
 // (coreutils or busybox).
 const wrapScript = `mcp_cmd=$CMD mcp_to=$TO; unset CMD TO
 if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || { if [ -e "$1" ]; then echo '!notdir'; else echo '!nodir'; fi; exit 1; }; fi
-d=${TMPDIR:-/tmp}/.mcp-sandbox-exec.$$
+d=${TMPDIR:-/tmp}/.mcp-sandbox-exec.$$.KEY
 mkfifo -m 600 "$d.o" "$d.e" 2>/dev/null || { echo '!nofifo'; exit 1; }
 enc() {
   trap '' TERM
@@ -59,14 +60,13 @@ enc() {
 (exec <"$d.e" >&2 2>/dev/null; enc "$d.se") & e=$!
 exec 3<&0 2>/dev/null
 shift
-to=
-trap to=1 TERM
+trap : TERM
 echo '!run'
 { RUN; } <&3 3<&- &
 c=$!
 t=
 if [ -n "$mcp_to" ]; then
-  (trap 'kill $s; exit' TERM; sleep "$mcp_to" & s=$!; wait $s && kill -TERM 0) >/dev/null 2>&1 </dev/null &
+  (trap 'kill $s; exit' TERM; sleep "$mcp_to" & s=$!; wait $s && : >"$d.t" && kill -TERM 0) >/dev/null 2>&1 </dev/null &
   t=$!
 fi
 while :; do wait $c; rc=$?; kill -0 $c 2>/dev/null || break; done
@@ -78,8 +78,8 @@ if [ -n "$o$e" ]; then
   wait $o $e
   kill $k 2>/dev/null
 fi
-rm -f "$d.o" "$d.e" "$d.so" "$d.se" "$d.so.c" "$d.se.c"
-[ -z "$to" ] || echo '!timeout'
+[ ! -e "$d.t" ] || echo '!timeout'
+rm -f "$d.o" "$d.e" "$d.so" "$d.se" "$d.so.c" "$d.se.c" "$d.t"
 echo "!exit $rc"
 exit $rc`
 
@@ -116,6 +116,9 @@ func wrap(req providers.ExecRequest) string {
 		run = strings.Replace(run, `2>"$d.e"`, `2>/dev/null`, 1)
 	}
 	script := strings.Replace(wrapScript, "RUN", run, 1)
+	// A wrapper killed outright leaves its files behind: a key keeps a
+	// later one with the same PID from tripping over them.
+	script = strings.Replace(script, "KEY", newKey()[24:], 1)
 	if req.Stdout == nil {
 		script = strings.Replace(script, "(exec <\"$d.o\" 2>/dev/null; enc \"$d.so\") & o=$!", "o=", 1)
 	}

@@ -244,6 +244,7 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	mw.Close()
 	err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/upload_file", body: body.Bytes(), contentType: mw.FormDataContentType()}, nil)
 	if err != nil {
+		p.removeTemp(ctx, id, tmp) // a cut upload may have left part of it
 		if s := statusOf(err); s >= 400 && s < 500 && s != http.StatusTooManyRequests {
 			if _, gerr := p.devbox(ctx, id); gerr != nil {
 				return gerr
@@ -265,9 +266,21 @@ if [ "$(wc -c < "$t")" -ne %d ]; then rm -f "$t"; echo "the upload arrived short
 if [ -d "$p" ] && [ ! -L "$p" ]; then rm -f "$t"; echo "is a directory" >&2; exit 1; fi
 chmod %o "$t" && mv -f "$t" "$p" || { rm -f "$t"; exit 1; }`, shellPath(tmp), shellPath(name), len(data), perm)
 	if _, err := p.quick(ctx, id, script); err != nil {
+		p.removeTemp(ctx, id, tmp) // the move may not have run at all
 		return p.fileErr("write", name, err)
 	}
 	return nil
+}
+
+// removeTemp deletes a write's temporary file, even when ctx ended: a
+// write cut off must leave nothing beside its target.
+func (p *Provider) removeTemp(ctx context.Context, id, tmp string) {
+	// Briefly: an API that is down must not hold the write's error back.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := p.quick(rctx, id, "rm -f "+shellPath(tmp)); err != nil {
+		p.log.Debug("runloop: cannot remove a temporary file", "devbox", id, "path", tmp, "err", err)
+	}
 }
 
 // listScript prints one "<mode hex> <size> <mtime> <path>" line per entry
