@@ -27,31 +27,59 @@ import (
 // fill), and stdin arrives as base64 lines, decoded one line at a time.
 // Lines starting with "!" on stdout are the script's own reports.
 //
+// Every process counts on a loaded devbox, so a chunk costs a dd and a
+// base64, and end-of-file a dd alone: dd puts the chunk in a file and the
+// relay reads dd's record count with the shell's own read, rather than a
+// subshell capturing the output to test it.
+//
 // The relays read named pipes the script owns, so a background child
 // (`server &`) holds only those: once the command's shell exits, the relays
-// get a second to finish and are stopped, and the call returns. (A relay
-// forks for each read, so on a loaded machine it needs more than the 200ms
-// a plain copier would.) It needs sh,
-// mkfifo, dd and base64 (coreutils or busybox).
-const wrapScript = `mcp_cmd=$CMD; unset CMD
+// get a second to finish and are stopped (with SIGKILL: they ignore
+// SIGTERM), and the call returns.
+//
+// A timeout is kept in the devbox: when it runs out, the script sends
+// SIGTERM to the process group, which the relays ignore, so they deliver
+// what the command wrote before they see end-of-file, and the script then
+// reports "!timeout" (the timer leaves a file saying so: a command that
+// signals its own group has not timed out). (Exec kills the group outright if that does not end
+// the command.) It needs sh, mkfifo, dd, base64 and, for a timeout, sleep
+// (coreutils or busybox).
+const wrapScript = `mcp_cmd=$CMD mcp_to=$TO; unset CMD TO
 if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || { if [ -e "$1" ]; then echo '!notdir'; else echo '!nodir'; fi; exit 1; }; fi
-d=${TMPDIR:-/tmp}/.mcp-sandbox-exec.$$
+d=${TMPDIR:-/tmp}/.mcp-sandbox-exec.$$.KEY
 mkfifo -m 600 "$d.o" "$d.e" 2>/dev/null || { echo '!nofifo'; exit 1; }
-enc() { while c=$(dd bs=65536 count=1 2>/dev/null | base64) && [ -n "$c" ]; do printf '%s\n' "$c"; done; }
-(exec <"$d.o" 2>/dev/null; enc) & o=$!
-(exec <"$d.e" >&2 2>/dev/null; enc) & e=$!
-exec 2>/dev/null
+enc() {
+  trap '' TERM
+  while LC_ALL=C dd bs=65536 count=1 of="$1.c" 2>"$1"; do
+    read -r n <"$1"
+    case $n in 0+1*|1+0*) ;; *) break;; esac
+    base64 <"$1.c"
+  done
+}
+(exec <"$d.o" 2>/dev/null; enc "$d.so") & o=$!
+(exec <"$d.e" >&2 2>/dev/null; enc "$d.se") & e=$!
+exec 3<&0 2>/dev/null
 shift
+trap : TERM
 echo '!run'
-RUN
-rc=$?
-rm -f "$d.o" "$d.e"
+{ RUN; } <&3 3<&- &
+c=$!
+t=
+if [ -n "$mcp_to" ]; then
+  (trap 'kill $s; exit' TERM; sleep "$mcp_to" & s=$!; wait $s && : >"$d.t" && kill -TERM 0) >/dev/null 2>&1 </dev/null &
+  t=$!
+fi
+while :; do wait $c; rc=$?; kill -0 $c 2>/dev/null || break; done
+[ -z "$t" ] || kill $t 2>/dev/null
+exec 3<&-
 if [ -n "$o$e" ]; then
-  { sleep 1; kill $o $e; } >/dev/null 2>&1 </dev/null &
+  { sleep 1; kill -KILL $o $e; } >/dev/null 2>&1 </dev/null &
   k=$!
   wait $o $e
   kill $k 2>/dev/null
 fi
+[ ! -e "$d.t" ] || echo '!timeout'
+rm -f "$d.o" "$d.e" "$d.so" "$d.se" "$d.so.c" "$d.se.c" "$d.t"
 echo "!exit $rc"
 exit $rc`
 
@@ -59,6 +87,10 @@ const (
 	runNoStdin = `ENV /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e" </dev/null`
 	runStdin   = `while IFS= read -r l; do printf '%s\n' "$l" | base64 -d 2>/dev/null || exit 1; done | ENV /bin/sh -c "$mcp_cmd" >"$d.o" 2>"$d.e"`
 )
+
+// timeoutGrace is how long Exec waits, past a command's timeout, for the
+// devbox to end it and deliver its output before killing the group itself.
+const timeoutGrace = 3 * time.Second
 
 // stdinChunk is how much stdin one send_std_in call carries (as base64).
 const stdinChunk = 48 << 10
@@ -84,14 +116,23 @@ func wrap(req providers.ExecRequest) string {
 		run = strings.Replace(run, `2>"$d.e"`, `2>/dev/null`, 1)
 	}
 	script := strings.Replace(wrapScript, "RUN", run, 1)
+	// A wrapper killed outright leaves its files behind: a key keeps a
+	// later one with the same PID from tripping over them.
+	script = strings.Replace(script, "KEY", newKey()[24:], 1)
 	if req.Stdout == nil {
-		script = strings.Replace(script, "(exec <\"$d.o\" 2>/dev/null; enc) & o=$!", "o=", 1)
+		script = strings.Replace(script, "(exec <\"$d.o\" 2>/dev/null; enc \"$d.so\") & o=$!", "o=", 1)
 	}
 	if req.Stderr == nil {
-		script = strings.Replace(script, "(exec <\"$d.e\" >&2 2>/dev/null; enc) & e=$!", "e=", 1)
+		script = strings.Replace(script, "(exec <\"$d.e\" >&2 2>/dev/null; enc \"$d.se\") & e=$!", "e=", 1)
 	}
 	var b strings.Builder
-	b.WriteString("CMD=" + shellQuote(req.Command) + " sh -c " + shellQuote(script) + " mcp-sandbox " + shellQuote(req.Cwd))
+	b.WriteString("CMD=" + shellQuote(req.Command))
+	if req.Timeout > 0 {
+		ms := max(req.Timeout.Milliseconds(), 1)
+		b.WriteString(fmt.Sprintf(" TO=%d.%03d", ms/1000, ms%1000))
+	}
+	// exec: the wrapper's SIGTERM for a timeout reaches no shell above it.
+	b.WriteString(" exec sh -c " + shellQuote(script) + " mcp-sandbox " + shellQuote(req.Cwd))
 	keys := make([]string, 0, len(req.Env))
 	for k := range req.Env {
 		keys = append(keys, k)
@@ -152,7 +193,8 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 
 	// The timeout counts from the command's start, which the wrapper
 	// reports: the round trips and the devbox's own start-up are not the
-	// command's time.
+	// command's time. The wrapper ends the command itself; this timer is
+	// for a command that outlives its SIGTERM.
 	var timeout <-chan time.Time
 	started := r.started
 	res := providers.ExecResult{ExitCode: -1}
@@ -164,7 +206,7 @@ wait:
 		case <-started:
 			started = nil
 			if req.Timeout > 0 {
-				t := time.NewTimer(req.Timeout)
+				t := time.NewTimer(req.Timeout + timeoutGrace)
 				defer t.Stop()
 				timeout = t.C
 			}
@@ -190,6 +232,13 @@ wait:
 	case ctx.Err() != nil:
 		return res, ctx.Err()
 	case res.TimedOut:
+		return res, nil
+	case r.timedOut:
+		// Ended by the wrapper, its output all delivered.
+		res.TimedOut = true
+		if r.exit != nil {
+			res.ExitCode = *r.exit
+		}
 		return res, nil
 	}
 	if err := errors.Join(outErr, errErr); err != nil {
@@ -225,9 +274,10 @@ type run struct {
 	exec   string
 	// Set by the stdout follower: started is closed when the command
 	// starts; report and exit are set before it returns.
-	started chan struct{}
-	report  string
-	exit    *int
+	started  chan struct{}
+	report   string
+	timedOut bool
+	exit     *int
 }
 
 func (r *run) path() string { return "/v1/devboxes/" + r.devbox + "/executions/" + r.exec }
@@ -392,6 +442,10 @@ func (d *decoder) line(l []byte) error {
 			default:
 				close(d.run.started)
 			}
+			return nil
+		}
+		if report == "timeout" {
+			d.run.timedOut = true
 			return nil
 		}
 		if code, ok := strings.CutPrefix(report, "exit "); ok {

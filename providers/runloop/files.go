@@ -102,8 +102,14 @@ func (p *Provider) fileErr(op, name string, err error) error {
 	return err
 }
 
-// ReadFile downloads the file straight away; only when that fails, or the
-// API does not say the size, does a stat (a command) say why or how big.
+// readCheckScript prints "<mode hex> <size> <mtime>" of what a path leads
+// to (a final symlink followed), "dangling" or "missing". ReadFile runs it
+// before any download: opening a FIFO blocks until a writer comes and a
+// device streams without end, so only a regular file is opened at all.
+const readCheckScript = `if [ -e %[1]s ]; then stat -L -c '%%f %%s %%Y' %[1]s; elif [ -L %[1]s ]; then echo dangling; else echo missing; fi`
+
+// ReadFile checks what the path leads to with one command, refuses
+// anything but a regular file, then downloads at most the size it saw.
 func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser, providers.FileInfo, error) {
 	if err := checkPath("read", name); err != nil {
 		return nil, providers.FileInfo{}, err
@@ -112,32 +118,31 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 		return nil, providers.FileInfo{}, err
 	}
 	p.touched(id)
-	d := &download{ctx: ctx, p: p, id: id, name: name, size: -1}
-	err := d.open()
-	if err == nil && d.size >= 0 {
-		return d, providers.FileInfo{Path: name, Type: providers.TypeFile, Size: d.size, Mode: 0o644}, nil
+	out, err := p.quick(ctx, id, fmt.Sprintf(readCheckScript, shellPath(name)))
+	if err != nil {
+		return nil, providers.FileInfo{}, p.fileErr("read", name, err)
 	}
-	if err != nil && !errors.Is(err, providers.ErrInvalidArgument) && !errors.Is(err, providers.ErrNotFound) {
-		return nil, providers.FileInfo{}, err
+	switch out = strings.TrimSpace(out); out {
+	case "missing":
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrNotFound, "read %q: no such file", name)
+	case "dangling":
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrNotFound, "read %q: a symlink to nothing", name)
 	}
-	info, serr := p.Stat(ctx, id, name)
-	switch {
-	case serr != nil:
-		if d.body != nil {
-			d.Close()
-		}
-		return nil, providers.FileInfo{}, serr
-	case info.Type == providers.TypeDir:
+	info, err := parseStat(name, out)
+	if err != nil {
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrUnavailable, "read %q in devbox %s: %w", name, id, err)
+	}
+	switch info.Type {
+	case providers.TypeFile:
+	case providers.TypeDir:
 		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: is a directory; use list_files", name)
-	case err != nil && info.Type != providers.TypeFile && info.Type != providers.TypeSymlink:
-		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: not a regular file", name)
-	case err != nil:
+	default:
+		return nil, providers.FileInfo{}, providers.Errorf(providers.ErrInvalidArgument, "read %q: not a regular file (a FIFO, device or socket); only regular files can be read", name)
+	}
+	d := &download{ctx: ctx, p: p, id: id, name: name, size: info.Size}
+	if err := d.open(); err != nil {
 		return nil, providers.FileInfo{}, err
 	}
-	if info.Type == providers.TypeFile {
-		d.size = info.Size
-	}
-	info.Type, info.Mode, info.Size = providers.TypeFile, info.Mode&^fs.ModeSymlink, d.size
 	return d, info, nil
 }
 
@@ -149,7 +154,7 @@ type download struct {
 	p       *Provider
 	id      string
 	name    string
-	size    int64 // expected bytes, -1 when unknown
+	size    int64 // the file's size when checked: no more is read
 	read    int64
 	retries int
 	body    io.ReadCloser
@@ -170,9 +175,6 @@ func (d *download) open() error {
 		}
 		return d.p.typed(d.ctx, "", fmt.Sprintf("read %q", d.name), err)
 	}
-	if d.size < 0 {
-		d.size = resp.ContentLength
-	}
 	if d.read > 0 {
 		if _, err := io.CopyN(io.Discard, resp.Body, d.read); err != nil {
 			resp.Body.Close()
@@ -186,13 +188,18 @@ func (d *download) open() error {
 
 func (d *download) Read(b []byte) (int, error) {
 	for {
-		n, err := d.body.Read(b)
+		// A file that grows while it is read (a log being written) ends
+		// at the size it had when checked.
+		if d.read >= d.size {
+			return 0, io.EOF
+		}
+		n, err := d.body.Read(b[:min(int64(len(b)), d.size-d.read)])
 		d.read += int64(n)
 		if err == nil || n > 0 {
 			return n, nil
 		}
 		if err == io.EOF {
-			if d.size >= 0 && d.read != d.size {
+			if d.read != d.size {
 				return 0, providers.Errorf(providers.ErrUnavailable, "read %q: got %d bytes of %d", d.name, d.read, d.size)
 			}
 			return 0, io.EOF
@@ -237,6 +244,7 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	mw.Close()
 	err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/upload_file", body: body.Bytes(), contentType: mw.FormDataContentType()}, nil)
 	if err != nil {
+		p.removeTemp(ctx, id, tmp) // a cut upload may have left part of it
 		if s := statusOf(err); s >= 400 && s < 500 && s != http.StatusTooManyRequests {
 			if _, gerr := p.devbox(ctx, id); gerr != nil {
 				return gerr
@@ -258,9 +266,21 @@ if [ "$(wc -c < "$t")" -ne %d ]; then rm -f "$t"; echo "the upload arrived short
 if [ -d "$p" ] && [ ! -L "$p" ]; then rm -f "$t"; echo "is a directory" >&2; exit 1; fi
 chmod %o "$t" && mv -f "$t" "$p" || { rm -f "$t"; exit 1; }`, shellPath(tmp), shellPath(name), len(data), perm)
 	if _, err := p.quick(ctx, id, script); err != nil {
+		p.removeTemp(ctx, id, tmp) // the move may not have run at all
 		return p.fileErr("write", name, err)
 	}
 	return nil
+}
+
+// removeTemp deletes a write's temporary file, even when ctx ended: a
+// write cut off must leave nothing beside its target.
+func (p *Provider) removeTemp(ctx context.Context, id, tmp string) {
+	// Briefly: an API that is down must not hold the write's error back.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := p.quick(rctx, id, "rm -f "+shellPath(tmp)); err != nil {
+		p.log.Debug("runloop: cannot remove a temporary file", "devbox", id, "path", tmp, "err", err)
+	}
 }
 
 // listScript prints one "<mode hex> <size> <mtime> <path>" line per entry

@@ -214,6 +214,55 @@ func TestCutStreamsAndDownloadsResume(t *testing.T) {
 	}
 }
 
+// A file that grows while it is read ends at the size ReadFile reported:
+// a log written without end cannot make a read endless.
+func TestReadFileStopsAtTheCheckedSize(t *testing.T) {
+	_, url := startFake(t, runloopfake.Options{})
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	if err := p.WriteFile(ctxT(t), sb.ID, "log", []byte("first\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	rc, fi, err := p.ReadFile(ctxT(t), sb.ID, "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	if _, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "echo second >> log"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil || string(got) != "first\n" || fi.Size != 6 {
+		t.Fatalf("read %q (size %d), %v; want the 6 bytes there when it was checked", got, fi.Size, err)
+	}
+}
+
+// A timeout ends the command in the devbox with SIGTERM, so what it wrote
+// first still arrives; a command that ignores SIGTERM is killed outright
+// soon after.
+func TestTimeoutEndsCommandsThatIgnoreSIGTERM(t *testing.T) {
+	_, url := startFake(t, runloopfake.Options{})
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	for _, tc := range []struct{ name, command string }{
+		{"obeys", "echo started; sleep 1000"},
+		{"ignores", "trap '' TERM; echo started; sleep 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			start := time.Now()
+			res, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: tc.command, Stdout: &out, Timeout: 500 * time.Millisecond})
+			took := time.Since(start)
+			if err != nil || !res.TimedOut || res.ExitCode == 0 || took > 10*time.Second {
+				t.Fatalf("got %+v, %v after %v; want a timeout soon after 500ms", res, err, took)
+			}
+			if out.String() != "started\n" {
+				t.Errorf("output before the timeout was %q", out.String())
+			}
+		})
+	}
+}
+
 // The devbox's keep-alive is renewed while a command runs, and an unused
 // devbox shuts down when it runs out.
 func TestKeepAlive(t *testing.T) {
