@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // Name is the registry name.
@@ -159,6 +160,9 @@ type Provider struct {
 	mu    sync.Mutex
 	homes map[string]string    // devbox ID -> home directory (a cache)
 	kept  map[string]time.Time // devbox ID -> last keep_alive sent
+
+	// Background processes: the shared in-sandbox supervisor, over Exec.
+	*supervisor.Supervisor
 }
 
 // New makes a driver; it fails when the API key is missing.
@@ -209,6 +213,7 @@ func New(o Options) (*Provider, error) {
 	}
 	p := &Provider{o: o, base: strings.TrimRight(o.BaseURL, "/"), http: o.HTTPClient, log: o.Logger,
 		homes: map[string]string{}, kept: map[string]time.Time{}}
+	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: o.Logger})
 	if p.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 32
