@@ -23,7 +23,7 @@ var spoilers = []struct {
 	{"state.json links to a device", "rm state.json && ln -s /dev/zero state.json"},
 	{"state.json is huge", "truncate -s 1G state.json"},
 	{"spec.json is a FIFO", "mv spec.json x && mkfifo spec.json"},
-	{"the output log is a FIFO", "rm -f stdout.* && mkfifo stdout.0000000000000000"},
+	{"the output log is a FIFO", "mkfifo spoil.fifo && mv -f spoil.fifo stdout.0000000000000000"},
 	{"the record is a FIFO", "cd .. && mv 1 x && mkfifo 1"},
 	{"meta.json is a FIFO", "cd ../.. && mv meta.json x && mkfifo meta.json"},
 	{"the process table is a FIFO", "cd ../.. && mv procs x && mkfifo procs"},
