@@ -92,6 +92,10 @@ func TestRunCommandOutlivesWaitOnDocker(t *testing.T) {
 		})
 	})
 	initialize(t, c)
+	// The container first, so that the time below is the call's alone.
+	if _, isErr, text := callTool(t, c, "sandbox_create", nil); isErr {
+		t.Fatalf("sandbox_create: %s", text)
+	}
 
 	start := time.Now()
 	run, isErr, text := callTool(t, c, "run_command", map[string]any{"command": "echo started; sleep 3; echo done; exit 3", "wait_seconds": 1})

@@ -163,7 +163,7 @@ func TestHTTPSandboxCapPerSession(t *testing.T) {
 		t.Fatal(text)
 	}
 	_, isErr, text := callTool(t, alice, "sandbox_create", nil)
-	if !isErr || !strings.Contains(text, "the most it may hold") {
+	if !isErr || !strings.Contains(text, "the limit per session") {
 		t.Fatalf("second sandbox over a cap of 1: isError=%v %q", isErr, text)
 	}
 	if _, isErr, text := callTool(t, bob, "sandbox_create", nil); isErr {
