@@ -507,9 +507,17 @@ func testForkBomb(t *testing.T, bomb string) {
 	}
 	// Each exec is a session of its own: apart from this check's session,
 	// only the container's init and its idle sleep may be left.
-	var n int
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		fmt.Sscan(sh(t, p, sb.ID, `own=$(cut -d' ' -f6 /proc/$$/stat); cat /proc/[0-9]*/stat 2>/dev/null | awk -v s="$own" '$6 != s' | wc -l`), &n)
+	// While the killed bomb's processes are still being torn down, the
+	// check itself may find no free process slot: it then asks again.
+	n := -1
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var out strings.Builder
+		res, err := p.Exec(ctx, sb.ID, providers.ExecRequest{Stdout: &out,
+			Command: `own=$(cut -d' ' -f6 /proc/$$/stat); cat /proc/[0-9]*/stat 2>/dev/null | awk -v s="$own" '$6 != s' | wc -l`})
+		if err != nil || res.ExitCode != 0 {
+			continue
+		}
+		fmt.Sscan(out.String(), &n)
 		if n == 2 {
 			return
 		}
