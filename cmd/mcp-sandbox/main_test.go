@@ -135,21 +135,32 @@ func TestStdioEndToEnd(t *testing.T) {
 func TestStdioStdoutIsOnlyProtocol(t *testing.T) {
 	cmd := exec.Command(binary, "--log-level", "debug")
 	cmd.Env = []string{"MCP_SANDBOX_STATE_DIR=" + t.TempDir(), "HOME=" + t.TempDir()}
-	cmd.Stdin = strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}
+	// Like a client, keep stdin open until the answers are in: the end of
+	// stdin is the end of the session, and cancels what still runs.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}
 {"jsonrpc":"2.0","method":"notifications/initialized"}
 {"jsonrpc":"2.0","id":2,"method":"tools/list"}
 {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"run_command","arguments":{"command":"echo hi"}}}
 `)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%v\n%s", err, stderr.String())
-	}
 	ids := map[float64]bool{}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	sc := bufio.NewScanner(stdout)
 	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
+	timer := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	for !(ids[1] && ids[2] && ids[3]) && sc.Scan() {
 		var msg struct {
 			JSONRPC string  `json:"jsonrpc"`
 			ID      float64 `json:"id"`
@@ -158,6 +169,13 @@ func TestStdioStdoutIsOnlyProtocol(t *testing.T) {
 			t.Fatalf("stdout line is not JSON-RPC: %q", sc.Text())
 		}
 		ids[msg.ID] = true
+	}
+	stdin.Close()
+	for sc.Scan() {
+		t.Errorf("stdout after the answers: %q", sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
 	}
 	if !ids[1] || !ids[2] || !ids[3] {
 		t.Fatalf("missing responses; got ids %v\nstderr:\n%s", ids, stderr.String())
