@@ -122,7 +122,7 @@ func (b *Backend) Create(ctx context.Context, opts CreateOptions) (Sandbox, erro
 		return Sandbox{}, err
 	}
 	sb, err := b.d.Create(ctx, opts)
-	return sb, b.err(err)
+	return b.described(sb), b.err(err)
 }
 
 // Get describes a sandbox.
@@ -131,13 +131,37 @@ func (b *Backend) Get(ctx context.Context, id string) (Sandbox, error) {
 		return Sandbox{}, err
 	}
 	sb, err := b.d.Get(ctx, id)
-	return sb, b.err(err)
+	return b.described(sb), b.err(err)
 }
 
 // List returns the sandboxes whose labels include every label in match.
 func (b *Backend) List(ctx context.Context, match map[string]string) ([]Sandbox, error) {
 	sbs, err := b.d.List(ctx, match)
+	for i := range sbs {
+		sbs[i] = b.described(sbs[i])
+	}
 	return sbs, b.err(err)
+}
+
+// Isolation says what confines the driver's sandboxes, when it can tell.
+func (b *Backend) Isolation() (Isolation, bool) {
+	d, ok := b.d.(Describer)
+	if !ok {
+		return Isolation{}, false
+	}
+	return d.Isolation(), true
+}
+
+// described fills in a sandbox's isolation from its driver's, when the
+// driver did not say it for the sandbox itself.
+func (b *Backend) described(sb Sandbox) Sandbox {
+	if sb.ID == "" || sb.Isolation != nil {
+		return sb
+	}
+	if iso, ok := b.Isolation(); ok {
+		sb.Isolation = &iso
+	}
+	return sb
 }
 
 // Destroy removes a sandbox and ends its processes.

@@ -21,7 +21,10 @@ Stat, ListFiles and Close. Return errors of the kinds in errors.go through
 Errorf, worded so that the person or model reading them knows what to do:
 ErrNotFound for unknown sandboxes and paths, ErrInvalidArgument for what the
 caller can fix, ErrUnavailable (and only for what may pass) for a backend
-that cannot be reached, ErrTimeout, ErrTooLarge, ErrUnsupported.
+that cannot be reached, ErrDenied for credentials or permissions the
+backend refused, ErrTimeout, ErrTooLarge, ErrUnsupported. Hosted drivers
+retry only what Transient and TransientStatus (retry.go) call transient,
+so an unreachable or refusing provider fails in one attempt.
 
 Already checked by Backend, so a driver need not check again: sandbox IDs
 (empty, overlong, or naming a path: such an ID reads as not found), process

@@ -12,9 +12,14 @@ var (
 	ErrNotFound        = errors.New("not found")
 	ErrInvalidArgument = errors.New("invalid argument")
 	ErrTimeout         = errors.New("timeout")
-	ErrUnavailable     = errors.New("provider unavailable")
-	ErrUnsupported     = errors.New("not supported by this provider")
-	ErrTooLarge        = errors.New("too large")
+	// ErrUnavailable is a failure that may pass: a provider that cannot be
+	// reached, is overloaded or failed mid-way. Only these say "try again".
+	ErrUnavailable = errors.New("provider unavailable")
+	// ErrDenied is a refusal that stands until the operator acts: rejected
+	// credentials, a missing permission. Never retried.
+	ErrDenied      = errors.New("permission denied")
+	ErrUnsupported = errors.New("not supported by this provider")
+	ErrTooLarge    = errors.New("too large")
 )
 
 // Error is a typed error with a human message.

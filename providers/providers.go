@@ -64,13 +64,36 @@ type CreateOptions struct {
 
 // Sandbox describes a sandbox.
 type Sandbox struct {
-	ID        string            `json:"sandbox_id"`
-	Provider  string            `json:"provider"`
-	Name      string            `json:"name,omitempty"`
-	Image     string            `json:"image,omitempty"`
-	Workdir   string            `json:"workdir"`
+	ID       string `json:"sandbox_id"`
+	Provider string `json:"provider"`
+	Name     string `json:"name,omitempty"`
+	Image    string `json:"image,omitempty"`
+	Workdir  string `json:"workdir"`
+	// DiskLimit says how much the sandbox may write and where, when the
+	// driver bounds it (empty: no bound of the driver's).
+	DiskLimit string            `json:"disk_limit,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 	Labels    map[string]string `json:"-"`
+	// Isolation says what confines the sandbox, for the model and the
+	// operator; nil when the driver cannot tell.
+	Isolation *Isolation `json:"isolation,omitempty"`
+}
+
+// Describer is a driver that can say what confines its sandboxes, for the
+// server's instructions and for sandboxes that do not say it themselves.
+type Describer interface {
+	Isolation() Isolation
+}
+
+// Isolation is what confines one sandbox, in words a model can act on.
+type Isolation struct {
+	// Level: "container", "microvm", "namespaces", "landlock" or "none".
+	Level string `json:"level"`
+	// Network: what the sandbox's commands can reach, e.g. "none",
+	// "loopback only", "host", or a network's name.
+	Network string `json:"network"`
+	// Limits: which limits hold and how.
+	Limits string `json:"limits,omitempty"`
 }
 
 // ExecRequest is one command to run.

@@ -82,8 +82,11 @@ type Config struct {
 	// MaxSandboxes caps the sandboxes one session may hold (0: no cap).
 	MaxSandboxes int
 	// Store keeps the sessions' records (nil: a MemoryStore without expiry).
-	Store  Store
-	Logger *slog.Logger
+	Store Store
+	// ReapLease is how long the reaper's lease in a shared store outlives a
+	// server that stopped renewing it (0: DefaultReapLease).
+	ReapLease time.Duration
+	Logger    *slog.Logger
 }
 
 // Manager tracks sessions and their sandboxes, in its Store. It is safe
@@ -95,6 +98,9 @@ type Manager struct {
 	lock     *os.File // held while this process runs (Config.InstanceDir)
 	mu       sync.Mutex
 	served   map[string]struct{} // sessions this process served, to end at Close
+	reapMu   sync.Mutex          // held while reaping, so one sweep at a time here
+	reaper   Hold                // the store's reaper lease, while this process holds it
+	ownerKey []byte              // keys the owner hashes (see owner.go)
 }
 
 // New returns a Manager. The default provider must be among cfg.Providers.
@@ -108,7 +114,14 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Store == nil {
 		cfg.Store = NewMemoryStore(0)
 	}
-	m := &Manager{cfg: cfg, store: cfg.Store, instance: uuid.NewString(), served: map[string]struct{}{}}
+	if cfg.ReapLease <= 0 {
+		cfg.ReapLease = DefaultReapLease
+	}
+	key, err := loadOwnerKey(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{cfg: cfg, store: cfg.Store, instance: uuid.NewString(), served: map[string]struct{}{}, ownerKey: key}
 	if cfg.InstanceDir != "" {
 		lock, err := lockInstance(cfg.InstanceDir, m.instance)
 		if err != nil {
@@ -125,38 +138,65 @@ func New(cfg Config) (*Manager, error) {
 // Store is where the manager keeps its sessions.
 func (m *Manager) Store() Store { return m.store }
 
+// key is what the store and the labels know the session by: its owner
+// hash, never its ID.
+func (m *Manager) key(sessionID string) string { return ownerHash(m.ownerKey, sessionID) }
+
 // Owner is the value of the providers.LabelSession label on the session's
-// sandboxes: unique across server processes, so one server's reaper never
-// mistakes another's live session for its own.
+// sandboxes: the session's owner hash (a sandbox can read its labels; the
+// session ID would let it act as the session) and this server process,
+// unique across processes, so one server's reaper never mistakes another's
+// live session for its own.
 func (m *Manager) Owner(sessionID string) string {
-	return sessionID + "@" + m.instance
+	return m.key(sessionID) + "@" + m.instance
 }
 
 // Liveness tells a reaper what is known of the owner a LabelSession label
 // names: a session the store holds and has not ended is live (whichever
-// server started it, when the store is shared); a session of this process
-// is otherwise dead; another process's is dead once that process is gone
-// (its instance lock is free), and unknown when no lock of it is on this
-// machine.
+// server started it, when the store is shared); otherwise a session of
+// this process, or of any server sharing the store (which records every
+// session from its start), is dead; another process's is dead once that
+// process is gone (its instance lock is free), and unknown when no lock of
+// it is on this machine. Labels of older servers, which named the session
+// ID itself, are understood too.
 func (m *Manager) Liveness(owner string) providers.Liveness {
-	id, instance, ok := strings.Cut(owner, "@")
+	name, instance, ok := strings.Cut(owner, "@")
 	if !ok {
 		return providers.OwnerUnknown
 	}
 	if instance == m.instance || m.store.Shared() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		live, err := m.store.Live(ctx, id)
+		live, err := m.ownerLive(ctx, name)
 		switch {
 		case err != nil:
 			return providers.OwnerUnknown // never reap on a store that does not answer
 		case live:
 			return providers.OwnerLive
-		case instance == m.instance:
+		case instance == m.instance || m.store.Shared():
 			return providers.OwnerDead
 		}
 	}
 	return instanceLiveness(m.cfg.InstanceDir, instance)
+}
+
+// ownerLive asks the store about the session a label names: by its owner
+// hash, or, for an older server's label, by the session ID it carries
+// (recorded under that ID by an older replica sharing the store, or under
+// its hash since).
+func (m *Manager) ownerLive(ctx context.Context, name string) (bool, error) {
+	if isOwnerHash(name) {
+		return m.store.Live(ctx, name)
+	}
+	if live, err := m.store.Live(ctx, m.key(name)); err != nil || live {
+		return live, err
+	}
+	return m.store.Live(ctx, name)
+}
+
+// Record returns the session's record, counting as a use of it.
+func (m *Manager) Record(ctx context.Context, sessionID string) (Record, error) {
+	return m.store.Get(ctx, m.key(sessionID))
 }
 
 // ProviderNames lists the providers a session may choose from, sorted.
@@ -194,14 +234,74 @@ func (m *Manager) Provider(name string) (*providers.Backend, error) {
 	return p, nil
 }
 
+// Start records a session as it starts, with what its initialize settled
+// and the client that sent it ("" for none), so that every server sharing
+// the store knows it from then on (and can serve it: see Record.Protocol),
+// not only from its first sandbox, and counts it among the client's.
+func (m *Manager) Start(ctx context.Context, sessionID string, p Protocol, client string) error {
+	return m.update(ctx, sessionID, func(rec *Record) {
+		rec.Protocol = &p
+		if client != "" {
+			rec.Client = m.clientKey(client)
+		}
+		m.serve(sessionID)
+	})
+}
+
+// SetLogLevel records the level the session asked for (logging/setLevel),
+// for every server sharing the store to send its log messages at.
+func (m *Manager) SetLogLevel(ctx context.Context, sessionID, level string) error {
+	return m.update(ctx, sessionID, func(rec *Record) { rec.LogLevel = level })
+}
+
+// update changes a session's record under its lease; an ended session's
+// is refused.
+func (m *Manager) update(ctx context.Context, sessionID string, change func(*Record)) error {
+	lease, err := m.store.Lock(ctx, m.key(sessionID))
+	if err != nil {
+		return err
+	}
+	defer lease.Release()
+	rec, err := m.store.Get(ctx, m.key(sessionID))
+	if err != nil {
+		return err
+	}
+	if rec.Ended {
+		return errEnded
+	}
+	if rec.Owner == "" {
+		rec.Owner = m.Owner(sessionID)
+	}
+	change(&rec)
+	return lease.Put(ctx, rec)
+}
+
+// clientKey is what the store knows a client by: its address and name
+// stay out of it.
+func (m *Manager) clientKey(client string) string { return ownerHash(m.ownerKey, "client\x00"+client) }
+
+// ClientSessions counts the live sessions client started (Start), on every
+// server sharing the store, and names the one unused for longest if unused
+// for at least idle ("" when none is), for EndOwner to make room.
+func (m *Manager) ClientSessions(ctx context.Context, client string, idle time.Duration) (n int, idlest string, err error) {
+	n, idlest, _, err = m.store.ClientSessions(ctx, m.clientKey(client), idle)
+	return n, idlest, err
+}
+
+// EndOwner ends the session whose owner hash (the part of Owner before
+// the "@") is owner, as End does.
+func (m *Manager) EndOwner(ctx context.Context, owner string) {
+	m.end(ctx, owner, slog.String("owner", owner))
+}
+
 // Create makes a new sandbox owned by the session and makes it current.
 func (m *Manager) Create(ctx context.Context, sessionID, provider string, opts providers.CreateOptions) (providers.Sandbox, error) {
-	lease, err := m.store.Lock(ctx, sessionID)
+	lease, err := m.store.Lock(ctx, m.key(sessionID))
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
 	defer lease.Release()
-	rec, err := m.store.Get(ctx, sessionID)
+	rec, err := m.store.Get(ctx, m.key(sessionID))
 	if err != nil {
 		return providers.Sandbox{}, err
 	}
@@ -234,13 +334,20 @@ func (m *Manager) create(ctx context.Context, lease Lease, rec Record, sessionID
 		labels[providers.LabelKeep] = "true"
 	}
 	opts.Labels = labels
+	if rec.Owner == "" {
+		// Recorded before the sandbox exists: a reaper that finds it while
+		// it is being made must see its owner live, not a session it never
+		// heard of (a stdio session is first recorded here).
+		rec.Owner = m.Owner(sessionID)
+		m.serve(sessionID)
+		if err := lease.Put(ctx, rec); err != nil {
+			return providers.Sandbox{}, err
+		}
+	}
 	start := time.Now()
 	sb, err := p.Create(ctx, opts)
 	if err != nil {
 		return providers.Sandbox{}, err
-	}
-	if rec.Owner == "" {
-		rec.Owner = m.Owner(sessionID)
 	}
 	rec.Sandboxes = append(rec.Sandboxes, Handle{Provider: p.Name(), ID: sb.ID})
 	rec.Current = sb.ID
@@ -272,7 +379,7 @@ func (m *Manager) destroyUnsaved(ctx context.Context, sessionID string, p *provi
 // else (when sandboxID is empty) the session's current sandbox, created on
 // first use with the default provider.
 func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*providers.Backend, string, error) {
-	rec, err := m.store.Get(ctx, sessionID)
+	rec, err := m.store.Get(ctx, m.key(sessionID))
 	if err != nil {
 		return nil, "", err
 	}
@@ -283,12 +390,12 @@ func (m *Manager) Resolve(ctx context.Context, sessionID, sandboxID string) (*pr
 	if sandboxID == "" && rec.Current == "" {
 		// First use: under the lease, so that of all the calls racing here
 		// (on any server) one creates and the others see its sandbox.
-		lease, err := m.store.Lock(ctx, sessionID)
+		lease, err := m.store.Lock(ctx, m.key(sessionID))
 		if err != nil {
 			return nil, "", err
 		}
 		defer lease.Release()
-		if rec, err = m.store.Get(ctx, sessionID); err != nil {
+		if rec, err = m.store.Get(ctx, m.key(sessionID)); err != nil {
 			return nil, "", err
 		}
 		if rec.Current == "" {
@@ -320,7 +427,7 @@ func notFound(id string) error {
 
 // List describes the session's sandboxes, oldest first, and names the current one.
 func (m *Manager) List(ctx context.Context, sessionID string) ([]providers.Sandbox, string, error) {
-	rec, err := m.store.Get(ctx, sessionID)
+	rec, err := m.store.Get(ctx, m.key(sessionID))
 	if err != nil {
 		return nil, "", err
 	}
@@ -350,12 +457,12 @@ func (m *Manager) List(ctx context.Context, sessionID string) ([]providers.Sandb
 
 // forget drops a sandbox from the session's record.
 func (m *Manager) forget(ctx context.Context, sessionID, id string) error {
-	lease, err := m.store.Lock(ctx, sessionID)
+	lease, err := m.store.Lock(ctx, m.key(sessionID))
 	if err != nil {
 		return err
 	}
 	defer lease.Release()
-	rec, err := m.store.Get(ctx, sessionID)
+	rec, err := m.store.Get(ctx, m.key(sessionID))
 	if err != nil {
 		return err
 	}
@@ -368,7 +475,7 @@ func (m *Manager) forget(ctx context.Context, sessionID, id string) error {
 
 // Destroy destroys one of the session's sandboxes.
 func (m *Manager) Destroy(ctx context.Context, sessionID, sandboxID string) error {
-	rec, err := m.store.Get(ctx, sessionID)
+	rec, err := m.store.Get(ctx, m.key(sessionID))
 	if err != nil {
 		return err
 	}
@@ -401,9 +508,27 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 	m.mu.Lock()
 	delete(m.served, sessionID)
 	m.mu.Unlock()
-	rec, won, err := m.store.End(ctx, sessionID)
+	m.end(ctx, m.key(sessionID), slog.String("session", sessionID))
+}
+
+// EndIdlest ends the live session, of any server sharing the store, unused
+// for longest, if unused for at least idle: room for a new one at a session
+// cap. It returns the ended session's owner hash, ok false when none was
+// idle enough.
+func (m *Manager) EndIdlest(ctx context.Context, idle time.Duration) (owner string, ok bool, err error) {
+	key, ok, err := m.store.Idlest(ctx, idle)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	m.EndOwner(ctx, key)
+	return key, true, nil
+}
+
+// end ends the session the store knows by key; who names it in the log.
+func (m *Manager) end(ctx context.Context, key string, who slog.Attr) {
+	rec, won, err := m.store.End(ctx, key)
 	if err != nil {
-		m.cfg.Logger.Error("session not ended: the session store failed; its sandboxes go when they expire", "session", sessionID, "err", err)
+		m.cfg.Logger.Error("session not ended: the session store failed; its sandboxes go when they expire", who, "err", err)
 		return
 	}
 	if !won {
@@ -411,25 +536,34 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 	}
 	for _, h := range rec.Sandboxes {
 		if m.cfg.KeepSandboxes {
-			m.cfg.Logger.Info("session ended; keeping sandbox", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+			m.cfg.Logger.Info("session ended; keeping sandbox", who, "provider", h.Provider, "sandbox", h.ID)
 			continue
 		}
 		p, ok := m.cfg.Providers[h.Provider]
 		if !ok {
-			m.cfg.Logger.Error("session ended; sandbox on a provider this server does not enable, left to expire", "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+			m.cfg.Logger.Error("session ended; sandbox on a provider this server does not enable, left to expire", who, "provider", h.Provider, "sandbox", h.ID)
 			continue
 		}
 		destroyed, err := p.Release(ctx, h.ID)
 		if err != nil && !errors.Is(err, providers.ErrNotFound) {
-			m.cfg.Logger.Error("session ended; sandbox not released", "session", sessionID, "provider", h.Provider, "sandbox", h.ID, "err", err)
+			m.cfg.Logger.Error("session ended; sandbox not released", who, "provider", h.Provider, "sandbox", h.ID, "err", err)
 			continue
 		}
 		done := "released"
 		if destroyed {
 			done = "destroyed"
 		}
-		m.cfg.Logger.Info("session ended; sandbox "+done, "session", sessionID, "provider", h.Provider, "sandbox", h.ID)
+		m.cfg.Logger.Info("session ended; sandbox "+done, who, "provider", h.Provider, "sandbox", h.ID)
 	}
+}
+
+// Detach lets go of a session without ending it: its record and sandboxes
+// stay in the store for another server to serve (a named stdio session
+// whose server stops with --keep-sandboxes), and Close leaves it alone.
+func (m *Manager) Detach(sessionID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.served, sessionID)
 }
 
 // Close ends the sessions this process served (at shutdown) when the store
@@ -438,6 +572,12 @@ func (m *Manager) End(ctx context.Context, sessionID string) {
 // closes it).
 func (m *Manager) Close(ctx context.Context) {
 	defer func() {
+		m.reapMu.Lock()
+		if m.reaper != nil {
+			m.reaper.Release() // for another server to take at once
+			m.reaper = nil
+		}
+		m.reapMu.Unlock()
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.lock != nil {
@@ -456,4 +596,52 @@ func (m *Manager) Close(ctx context.Context) {
 			m.End(ctx, id)
 		}
 	}
+}
+
+// DefaultReapLease is how long a server that stopped (crashed, or cut off
+// from the store) keeps the other servers sharing its store from reaping.
+const DefaultReapLease = time.Minute
+
+// reaperHold names the store-wide lease of the server that reaps.
+const reaperHold = "reaper"
+
+// Reap removes, on every provider whose sandboxes can outlive a server, the
+// sandboxes of sessions that are gone and the expired ones whose owner is
+// not live (see Liveness). Servers sharing a store take turns: only the
+// holder of the store's reaper lease sweeps, and it keeps the lease, renewed,
+// until it stops; swept is false when another server holds it.
+func (m *Manager) Reap(ctx context.Context) (swept bool) {
+	m.reapMu.Lock()
+	defer m.reapMu.Unlock()
+	if !m.holdReaper(ctx) {
+		return false
+	}
+	for _, name := range m.ProviderNames() {
+		removed, err := m.cfg.Providers[name].Reap(ctx, m.Liveness)
+		if err != nil && ctx.Err() == nil {
+			m.cfg.Logger.Warn("reaping sandboxes left behind failed", "provider", name, "err", err)
+		} else if len(removed) > 0 {
+			m.cfg.Logger.Info("reaped sandboxes", "provider", name, "count", len(removed))
+		}
+	}
+	return true
+}
+
+// holdReaper tells whether this server holds the reaper lease, taking it
+// if it is free; m.reapMu is held.
+func (m *Manager) holdReaper(ctx context.Context) bool {
+	if m.reaper != nil && m.reaper.Held() {
+		return true
+	}
+	if m.reaper != nil {
+		m.reaper.Release() // lost: another server may hold it now
+		m.reaper = nil
+	}
+	h, err := m.store.TryHold(ctx, reaperHold, m.cfg.ReapLease)
+	if err != nil {
+		m.cfg.Logger.Warn("not reaping: the session store does not answer", "err", err)
+		return false
+	}
+	m.reaper = h
+	return h != nil
 }

@@ -17,12 +17,21 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 )
 
+// destroyAll destroys every sandbox of a provider.
+func destroyAll(p providers.Provider) {
+	sbs, _ := p.List(context.Background(), nil)
+	for _, sb := range sbs {
+		p.Destroy(context.Background(), sb.ID)
+	}
+}
+
 func newManager(t *testing.T, mutate func(*session.Config)) (*session.Manager, providers.Provider) {
 	t.Helper()
 	p, err := local.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { destroyAll(p) }) // kept sandboxes too: each is a live jail
 	cfg := session.Config{Providers: providers.Wrap(map[string]providers.Provider{"local": p}), Default: "local", ServerID: "srv"}
 	if mutate != nil {
 		mutate(&cfg)
@@ -267,5 +276,44 @@ func TestEndReleasesWhenTheDriverDecides(t *testing.T) {
 	m.End(ctx, "s1")
 	if len(rp.released) != 1 || rp.released[0] != a.ID || len(rp.destroyed) != 1 || rp.destroyed[0] != b.ID {
 		t.Errorf("released %v, destroyed %v; want %s released and %s destroyed", rp.released, rp.destroyed, a.ID, b.ID)
+	}
+}
+
+// livenessProbe is a provider that asks, while a sandbox is being made,
+// what a reaper sweeping at that moment would be told of its owner.
+type livenessProbe struct {
+	providers.Provider
+	m    *session.Manager
+	seen providers.Liveness
+}
+
+func (p *livenessProbe) Create(ctx context.Context, opts providers.CreateOptions) (providers.Sandbox, error) {
+	sb, err := p.Provider.Create(ctx, opts)
+	p.seen = p.m.Liveness(opts.Labels[providers.LabelSession])
+	return sb, err
+}
+
+// A reaper that lists a session's first sandbox before its create returns
+// (a server's start-up sweep racing its first tool call) must find the
+// owner live: a stdio session is recorded by its first create.
+func TestFirstSandboxIsLiveWhileBeingMade(t *testing.T) {
+	ctx := context.Background()
+	inner, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { destroyAll(inner) })
+	probe := &livenessProbe{Provider: inner}
+	m, err := session.New(session.Config{Providers: providers.Wrap(map[string]providers.Provider{"local": probe}), Default: "local", ServerID: "srv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(ctx) })
+	probe.m = m
+	if _, err := m.Create(ctx, "stdio", "", providers.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if probe.seen != providers.OwnerLive {
+		t.Fatalf("a reaper sweeping during the first create is told the owner is %v, want live", probe.seen)
 	}
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,9 +18,31 @@ type Record struct {
 	Sandboxes []Handle `json:"sandboxes,omitempty"`
 	// Current is the ID of the sandbox calls without a sandbox_id use.
 	Current string `json:"current,omitempty"`
+	// Client names who started the session (a keyed hash of its address
+	// and name), for the sessions-per-client cap across servers.
+	Client string `json:"client,omitempty"`
 	// Ended is set once the session has ended; nothing more is done for it.
 	Ended bool `json:"ended,omitempty"`
+	// Protocol is what initialize settled, for a server that did not see
+	// it to serve the session's requests (HTTP sessions in a shared store).
+	Protocol *Protocol `json:"protocol,omitempty"`
+	// LogLevel is the level the client last asked for with
+	// logging/setLevel, for every server that serves it to send its log
+	// messages at.
+	LogLevel string `json:"log_level,omitempty"`
 }
+
+// Protocol is the state of an MCP session that initialize settles.
+type Protocol struct {
+	Version      string          `json:"version"`
+	ClientInfo   json.RawMessage `json:"client_info,omitempty"`
+	Capabilities json.RawMessage `json:"capabilities,omitempty"`
+}
+
+// Known tells a session the store holds (live or ended) from one it has
+// never heard of: a session is recorded from its start (Manager.Start) or
+// its first sandbox.
+func (r Record) Known() bool { return r.Owner != "" || r.Ended }
 
 func (r Record) find(id string) (Handle, bool) {
 	for _, h := range r.Sandboxes {
@@ -61,6 +84,24 @@ type Store interface {
 	// End marks the session ended and returns what it held. Only the first
 	// caller gets won=true; everyone else finds it already ended.
 	End(ctx context.Context, id string) (rec Record, won bool, err error)
+	// Count returns how many sessions are live (recorded, not ended, not
+	// expired), for session caps that hold across servers.
+	Count(ctx context.Context) (int, error)
+	// Idlest returns the live session unused for longest, if unused for at
+	// least idle, to end for a new one at a session cap.
+	Idlest(ctx context.Context, idle time.Duration) (id string, ok bool, err error)
+	// ClientSessions counts the live sessions whose record names client,
+	// and returns the one of them unused for longest, if unused for at
+	// least idle (ok false when none is).
+	ClientSessions(ctx context.Context, client string, idle time.Duration) (n int, idlest string, ok bool, err error)
+	// Pin sets a store-wide setting name to value unless it is set, and
+	// returns the value it holds: servers sharing the store use it to check
+	// that they agree on what must be the same for all.
+	Pin(ctx context.Context, name, value string) (string, error)
+	// TryHold takes the store-wide lease name for ttl, renewed while held,
+	// or returns nil when another server holds it: what lets one server at
+	// a time do what all could (the reaper's sweep).
+	TryHold(ctx context.Context, name string, ttl time.Duration) (Hold, error)
 	// Shared is true when other server processes see the same records.
 	Shared() bool
 	// Ping tells whether the store answers.
@@ -74,6 +115,14 @@ type Lease interface {
 	// meanwhile, and with ErrLeaseLost if the lease was lost (a store that
 	// stopped answering for longer than the lease lasts).
 	Put(ctx context.Context, r Record) error
+	Release()
+}
+
+// Hold is a store-wide lease one server at a time holds (Store.TryHold).
+type Hold interface {
+	// Held tells whether the lease is still this server's: one that could
+	// not renew it in time (a store that stopped answering) has lost it.
+	Held() bool
 	Release()
 }
 
@@ -99,6 +148,7 @@ type MemoryStore struct {
 	mu        sync.Mutex
 	records   map[string]*memRecord
 	leases    map[string]*memLease
+	pins      map[string]string
 	lastSweep time.Time
 }
 
@@ -236,6 +286,82 @@ func (h *memHeld) Release() {
 		h.s.unref(h.id, h.l)
 	})
 }
+
+func (s *MemoryStore) Count(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now, n := time.Now(), 0
+	for _, r := range s.records {
+		if !r.rec.Ended && (r.expires.IsZero() || now.Before(r.expires)) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *MemoryStore) Idlest(ctx context.Context, idle time.Duration) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ttl <= 0 {
+		return "", false, nil // no expiry, no record of last use
+	}
+	now := time.Now()
+	best, found := "", false
+	var bestExp time.Time
+	for id, r := range s.records {
+		if r.rec.Ended || now.After(r.expires) || now.Sub(r.expires.Add(-s.ttl)) < idle {
+			continue
+		}
+		if !found || r.expires.Before(bestExp) {
+			best, bestExp, found = id, r.expires, true
+		}
+	}
+	return best, found, nil
+}
+
+func (s *MemoryStore) ClientSessions(ctx context.Context, client string, idle time.Duration) (int, string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now, n := time.Now(), 0
+	best, found := "", false
+	var bestExp time.Time
+	for id, r := range s.records {
+		if r.rec.Client != client || r.rec.Ended || (!r.expires.IsZero() && now.After(r.expires)) {
+			continue
+		}
+		n++
+		if s.ttl <= 0 || now.Sub(r.expires.Add(-s.ttl)) < idle {
+			continue // no record of last use, or used too recently
+		}
+		if !found || r.expires.Before(bestExp) {
+			best, bestExp, found = id, r.expires, true
+		}
+	}
+	return n, best, found, nil
+}
+
+func (s *MemoryStore) Pin(ctx context.Context, name, value string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pins == nil {
+		s.pins = map[string]string{}
+	}
+	if v, ok := s.pins[name]; ok {
+		return v, nil
+	}
+	s.pins[name] = value
+	return value, nil
+}
+
+// TryHold always succeeds: no other process shares the store.
+func (s *MemoryStore) TryHold(context.Context, string, time.Duration) (Hold, error) {
+	return heldAlone{}, nil
+}
+
+type heldAlone struct{}
+
+func (heldAlone) Held() bool { return true }
+func (heldAlone) Release()   {}
 
 func (s *MemoryStore) Shared() bool                   { return false }
 func (s *MemoryStore) Ping(ctx context.Context) error { return nil }

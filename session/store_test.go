@@ -141,6 +141,37 @@ func TestStoreIdleExpiry(t *testing.T) {
 	}
 }
 
+// A client's live sessions are counted, ended ones not, and the one it
+// used least lately is offered for eviction once idle long enough.
+func TestStoreClientSessions(t *testing.T) {
+	ctx := context.Background()
+	ttl := time.Hour
+	for name, s := range stores(t, ttl) {
+		t.Run(name, func(t *testing.T) {
+			put(t, s, "a1", session.Record{Owner: "o", Client: "a"})
+			put(t, s, "b1", session.Record{Owner: "o", Client: "b"})
+			put(t, s, "a2", session.Record{Owner: "o", Client: "a"})
+			put(t, s, "a3", session.Record{Owner: "o", Client: "a"})
+			s.End(ctx, "a3")
+			time.Sleep(5 * time.Millisecond)
+			s.Get(ctx, "a1") // a2 is now the least lately used
+			n, idlest, ok, err := s.ClientSessions(ctx, "a", 0)
+			if err != nil || n != 2 || !ok || idlest != "a2" {
+				t.Fatalf("client a: %d sessions, idlest %q (%v), %v; want 2, a2", n, idlest, ok, err)
+			}
+			if n, _, ok, err := s.ClientSessions(ctx, "a", time.Minute); n != 2 || ok || err != nil {
+				t.Fatalf("client a, none idle a minute: %d, %v, %v", n, ok, err)
+			}
+			if n, idlest, _, err := s.ClientSessions(ctx, "b", 0); n != 1 || idlest != "b1" || err != nil {
+				t.Fatalf("client b: %d sessions, idlest %q, %v", n, idlest, err)
+			}
+			if n, _, ok, err := s.ClientSessions(ctx, "c", 0); n != 0 || ok || err != nil {
+				t.Fatalf("an unknown client: %d, %v, %v", n, ok, err)
+			}
+		})
+	}
+}
+
 // A server whose lease lapsed (paused past leaseTTL) must not overwrite
 // what the next holder wrote.
 func TestRedisLostLeaseWritesNothing(t *testing.T) {

@@ -10,9 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
 )
 
 // bind decodes the call's arguments strictly, from the bytes the client
@@ -25,19 +26,123 @@ func bind(req mcp.CallToolRequest, v any) error {
 	if err != nil {
 		return err
 	}
+	err = bindMembers(raw, v)
+	if errors.Is(err, errUnread) {
+		reflect.ValueOf(v).Elem().SetZero()
+		err = bindWhole(raw, v)
+	}
+	if err != nil {
+		return err
+	}
+	return checkRanges(v)
+}
+
+// errUnread: the arguments are not a JSON object that bindMembers could
+// walk; bindWhole words why.
+var errUnread = errors.New("arguments not read")
+
+// bindMembers is bindWhole in one pass over the arguments, each value
+// decoded alone into its field: encoding/json would scan a large argument
+// (a file's content) four times, to check the names, to validate it and
+// to decode it. The errors are bindWhole's: an unknown name first, then
+// an argument's own decoder, then the first value of the wrong type.
+func bindMembers(raw []byte, v any) error {
+	rv := reflect.ValueOf(v).Elem()
+	fields := jsonFields(rv.Type())
+	var unknown, argErr, typeErr error
+	err := mcp.EachJSONMember(raw, func(quoted, value []byte) error {
+		key, err := mcp.JSONKey(quoted)
+		if err != nil {
+			return errUnread
+		}
+		i, ok := fields[key]
+		if !ok {
+			if unknown == nil {
+				unknown = unknownArgument(key, fieldNames(v))
+			}
+			return nil
+		}
+		if unknown != nil || argErr != nil {
+			return nil // decoding cannot change the answer
+		}
+		if err := decodeField(rv.Field(i), value); err != nil {
+			if _, ok := err.(argumentError); ok {
+				argErr = err
+			} else if typeErr == nil {
+				typeErr = decodeError(v, key, err)
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return errUnread
+	case unknown != nil:
+		return unknown
+	case argErr != nil:
+		return argErr
+	}
+	return typeErr
+}
+
+// decodeField decodes one argument's value as encoding/json would decode it
+// into the field: through the field's own decoder if it has one, a string
+// by the one-pass unquote.
+func decodeField(f reflect.Value, value []byte) error {
+	if u, ok := f.Addr().Interface().(json.Unmarshaler); ok {
+		return u.UnmarshalJSON(value)
+	}
+	if f.Kind() == reflect.String && value[0] == '"' {
+		if s, ok := unquoteJSON(value); ok {
+			f.SetString(string(s))
+			return nil
+		}
+	}
+	return json.Unmarshal(value, f.Addr().Interface())
+}
+
+// jsonFields maps each argument name of the struct type t to its field.
+func jsonFields(t reflect.Type) map[string]int {
+	if m, ok := fieldIndexes.Load(t); ok {
+		return m.(map[string]int)
+	}
+	m := map[string]int{}
+	for i := 0; i < t.NumField(); i++ {
+		if name := jsonName(t.Field(i)); name != "" && name != "-" {
+			m[name] = i
+		}
+	}
+	fieldIndexes.Store(t, m)
+	return m
+}
+
+var fieldIndexes sync.Map // reflect.Type -> map[string]int
+
+// bindWhole decodes the arguments with encoding/json, after checking their
+// names; it words the errors for arguments that are not a JSON object.
+func bindWhole(raw []byte, v any) error {
 	if err := checkKnown(raw, v); err != nil {
 		return err
 	}
-	err = json.Unmarshal(raw, v)
+	err := json.Unmarshal(raw, v)
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		name, _, _ := strings.Cut(typeErr.Field, ".")
+		return decodeError(v, name, err)
+	}
+	return decodeError(v, "", err)
+}
+
+// decodeError words an error decoding the argument called name.
+func decodeError(v any, name string, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var argErr argumentError
 	switch {
 	case err == nil:
-		return checkRanges(v)
+		return nil
 	case errors.As(err, &argErr):
 		return argErr
 	case errors.As(err, &typeErr):
-		name, _, _ := strings.Cut(typeErr.Field, ".")
 		if f, ok := fieldByName(v, name); ok && isInteger(f.Type) {
 			if num, ok := strings.CutPrefix(typeErr.Value, "number "); ok {
 				return rangeError(name, f, num)
@@ -91,16 +196,45 @@ func checkKnown(raw []byte, v any) error {
 	}
 	known := fieldNames(v)
 	for k := range keys {
-		for _, now := range renamed[k] {
-			if slices.Contains(known, now) {
-				return fmt.Errorf("argument %q is now called %q; pass %s instead", k, now, now)
-			}
-		}
 		if !slices.Contains(known, k) {
-			return fmt.Errorf("unknown argument %q; the arguments this tool takes are: %s", k, strings.Join(known, ", "))
+			return unknownArgument(firstUnknown(raw, known), known)
 		}
 	}
 	return nil
+}
+
+// firstUnknown returns the first name, in the order sent, that the tool
+// does not take: of several, the same one every time (a map's order is
+// random), and the same one the one-pass binder names.
+func firstUnknown(raw []byte, known []string) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.Token() // {
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			break
+		}
+		k, _ := t.(string)
+		if !slices.Contains(known, k) {
+			return k
+		}
+		var skip skipValue
+		if dec.Decode(&skip) != nil {
+			break
+		}
+	}
+	return ""
+}
+
+// unknownArgument words a name the tool does not take, naming those it
+// does, or the new name of an old one.
+func unknownArgument(k string, known []string) error {
+	for _, now := range renamed[k] {
+		if slices.Contains(known, now) {
+			return fmt.Errorf("argument %q is now called %q; pass %s instead", k, now, now)
+		}
+	}
+	return fmt.Errorf("unknown argument %q; the arguments this tool takes are: %s", k, strings.Join(known, ", "))
 }
 
 // renamed maps an argument's old name to its new ones: "offset" was a

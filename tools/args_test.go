@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )

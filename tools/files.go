@@ -1,19 +1,19 @@
 package tools
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/invopop/jsonschema"
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
@@ -64,12 +64,12 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	if err != nil {
 		return nil, err
 	}
-	out := ReadFileResult{Path: a.Path, Size: size, MimeType: http.DetectContentType(data)}
+	out := ReadFileResult{Path: a.Path, Size: size, MimeType: http.DetectContentType([]byte(data[:min(len(data), 512)]))}
 	if !isText(data) {
 		if len(data) > h.lim.MaxReturnBytes {
 			return nil, invalid("%s is a binary file of %s (%s), over the %s read_file returns; inspect it with run_command (file, xxd | head, ...)", a.Path, sizeText(int64(size)), out.MimeType, sizeText(int64(h.lim.MaxReturnBytes)))
 		}
-		out.Encoding, out.Content = "base64", base64.StdEncoding.EncodeToString(data)
+		out.Encoding, out.Content = "base64", base64.StdEncoding.EncodeToString([]byte(data))
 		text := fmt.Sprintf("%s: %d bytes of binary data (%s), base64-encoded in structured content.", printable(a.Path), size, out.MimeType)
 		if strings.HasPrefix(out.MimeType, "image/") {
 			return result(out, text, mcp.NewImageContent(out.Content, out.MimeType)), nil
@@ -77,9 +77,9 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 		return result(out, text+"\n"+out.Content), nil
 	}
 	out.Encoding = "utf-8"
-	// Lines are walked in the file's bytes: a slice of them, or the file as
-	// a string, would cost more than the file (16 bytes per short line).
-	total := bytes.Count(data, []byte{'\n'})
+	// Lines are walked in the file: a slice of them would cost more than the
+	// file (16 bytes per short line).
+	total := strings.Count(data, "\n")
 	if len(data) > 0 && data[len(data)-1] != '\n' {
 		total++
 	}
@@ -94,12 +94,12 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	}
 	pos := 0
 	for range start - 1 {
-		pos += bytes.IndexByte(data[pos:], '\n') + 1
+		pos += strings.IndexByte(data[pos:], '\n') + 1
 	}
 	from, end := pos, start-1
 	for end-(start-1) < limit && pos < len(data) {
 		next := len(data)
-		if i := bytes.IndexByte(data[pos:], '\n'); i >= 0 {
+		if i := strings.IndexByte(data[pos:], '\n'); i >= 0 {
 			next = pos + i + 1
 		}
 		if next-from > h.lim.MaxReturnBytes && end >= start {
@@ -107,7 +107,7 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 		}
 		pos, end = next, end+1
 	}
-	out.Content = string(data[from:pos])
+	out.Content = data[from:pos]
 	out.Truncated = end < total
 	if total > 0 {
 		out.StartLine, out.EndLine = start, end
@@ -122,42 +122,61 @@ func (h *handlers) handleReadFile(ctx context.Context, sid string, a readFileArg
 	return result(out, text), nil
 }
 
-// readWhole reads a file up to the size cap.
-func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path string) ([]byte, int64, error) {
+// JSONSizeHint is about the size of r's JSON encoding.
+func (r ReadFileResult) JSONSizeHint() int {
+	return 256 + len(r.Path) + len(r.Content) + len(r.Content)/16
+}
+
+// AppendJSON appends what json.Marshal(r) returns (TestReadFileResultJSON
+// holds the two together). As an mcp.JSONAppender, read_file's structured
+// content is encoded once, straight into the response: through
+// encoding/json, a file's content was escaped into a buffer grown by
+// doubling, then scanned again to be copied.
+func (r ReadFileResult) AppendJSON(b []byte) []byte {
+	b = mcp.AppendJSONString(append(b, `{"path":`...), r.Path)
+	b = strconv.AppendInt(append(b, `,"size":`...), r.Size, 10)
+	b = mcp.AppendJSONString(append(b, `,"encoding":`...), r.Encoding)
+	b = mcp.AppendJSONString(append(b, `,"mime_type":`...), r.MimeType)
+	b = mcp.AppendJSONString(append(b, `,"content":`...), r.Content)
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"total_lines", r.TotalLines}, {"start_line", r.StartLine}, {"end_line", r.EndLine}} {
+		if f.n != 0 {
+			b = strconv.AppendInt(append(append(append(b, `,"`...), f.name...), `":`...), int64(f.n), 10)
+		}
+	}
+	b = strconv.AppendBool(append(b, `,"truncated":`...), r.Truncated)
+	return append(b, '}')
+}
+
+// readWhole reads a file up to the size cap, as a string: a strings.Builder
+// of the stated size is neither zeroed first nor copied to become the
+// string, which the result then holds as it is.
+func (h *handlers) readWhole(ctx context.Context, p *providers.Backend, id, path string) (string, int64, error) {
 	rc, fi, err := p.ReadFile(ctx, id, path)
 	if err != nil {
-		return nil, 0, err
+		return "", 0, err
 	}
 	defer rc.Close()
 	if fi.Size > h.lim.MaxReadBytes {
-		return nil, 0, invalid("%s is %s, over the %s read limit; use run_command with head, tail, sed -n or grep", path, sizeText(fi.Size), sizeText(h.lim.MaxReadBytes))
+		return "", 0, invalid("%s is %s, over the %s read limit; use run_command with head, tail, sed -n or grep", path, sizeText(fi.Size), sizeText(h.lim.MaxReadBytes))
 	}
-	// One allocation of the stated size and a byte to see growth, not
-	// io.ReadAll's doublings; a file that grew is read on.
-	r := io.LimitReader(rc, h.lim.MaxReadBytes+1)
-	data := make([]byte, max(fi.Size, 0)+1)
-	n, err := io.ReadFull(r, data)
-	data = data[:n]
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		err = nil
-	case err == nil:
-		var more []byte
-		more, err = io.ReadAll(r)
-		data = append(data, more...)
+	// The stated size and a byte to see growth; a file that grew is read on.
+	var b strings.Builder
+	b.Grow(int(max(fi.Size, 0)) + 1)
+	if _, err := io.Copy(&b, io.LimitReader(rc, h.lim.MaxReadBytes+1)); err != nil {
+		return "", 0, providers.Errorf(providers.ErrUnavailable, "read %s: %w", path, err)
 	}
-	if err != nil {
-		return nil, 0, providers.Errorf(providers.ErrUnavailable, "read %s: %w", path, err)
+	if int64(b.Len()) > h.lim.MaxReadBytes {
+		return "", 0, invalid("%s grew past the %s read limit while being read", path, sizeText(h.lim.MaxReadBytes))
 	}
-	if int64(len(data)) > h.lim.MaxReadBytes {
-		return nil, 0, invalid("%s grew past the %s read limit while being read", path, sizeText(h.lim.MaxReadBytes))
-	}
-	return data, int64(len(data)), nil
+	return b.String(), int64(b.Len()), nil
 }
 
 // isText: valid UTF-8 without NUL bytes.
-func isText(b []byte) bool {
-	return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0
+func isText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // splitLines keeps each line's newline, so joining lines gives the file back.
@@ -292,7 +311,7 @@ func (h *handlers) editFile() server.ServerTool {
 		if !isText(data) {
 			return nil, invalid("%s is not a UTF-8 text file; edit_file only edits text", a.Path)
 		}
-		old := string(data)
+		old := data
 		at := matchOffsets(old, a.OldString)
 		switch {
 		case len(at) == 0:
@@ -313,14 +332,28 @@ func (h *handlers) editFile() server.ServerTool {
 // numberLines prefixes each line of s with its number, from first, as
 // cat -n does: the number right-aligned in six columns, then a tab.
 func numberLines(s string, first int) string {
+	// Appended by hand into one buffer sized up front: through fmt, a 1 MiB
+	// read spent more on numbering than on reading the file. A Builder's
+	// buffer is not zeroed first, nor copied to become the string.
+	lines := strings.Count(s, "\n") + 1
 	var b strings.Builder
-	b.Grow(len(s) + 8*strings.Count(s, "\n") + 8)
+	b.Grow(len(s) + lines*(len(strconv.Itoa(first+lines))+6))
+	var digits [20]byte
 	for n := first; s != ""; n++ {
-		line, rest, _ := strings.Cut(s, "\n")
-		fmt.Fprintf(&b, "%6d\t%s\n", n, line)
+		line, rest, found := strings.Cut(s, "\n")
+		num := strconv.AppendInt(digits[:0], int64(n), 10)
+		for range 6 - len(num) {
+			b.WriteByte(' ')
+		}
+		b.Write(num)
+		b.WriteByte('\t')
+		b.WriteString(line)
+		if found && rest != "" {
+			b.WriteByte('\n')
+		}
 		s = rest
 	}
-	return strings.TrimSuffix(b.String(), "\n")
+	return b.String()
 }
 
 // matchOffsets finds non-overlapping occurrences, as strings.ReplaceAll does.

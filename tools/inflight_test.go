@@ -3,12 +3,10 @@ package tools_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
 
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
@@ -52,8 +50,7 @@ func TestCancelledRunCommandRunsOn(t *testing.T) {
 				}
 				errc <- err
 			}()
-			dir := waitWorkdir(t, c)
-			pids := []int{waitPid(t, filepath.Join(dir, "sh.pid")), waitPid(t, filepath.Join(dir, "child.pid"))}
+			pids := []int{waitPid(t, c, "sh.pid"), waitPid(t, c, "child.pid")}
 			cancel()
 			if err := <-errc; err != nil {
 				t.Fatal(err)
@@ -70,7 +67,7 @@ func TestCancelledRunCommandRunsOn(t *testing.T) {
 				return len(ps) == 1 && ps[0]["running"] == true && ps[0]["stdout_bytes"] == float64(len("started\n")) && len(entries(m, "foreground")) == 0
 			})
 			for _, pid := range pids {
-				if syscall.Kill(pid, 0) != nil || zombie(pid) {
+				if !alive(t, c, pid) {
 					t.Fatalf("process %d died with the call", pid)
 				}
 			}
@@ -80,7 +77,7 @@ func TestCancelledRunCommandRunsOn(t *testing.T) {
 			}
 			deadline := time.Now().Add(time.Second)
 			for _, pid := range pids {
-				for syscall.Kill(pid, 0) == nil && !zombie(pid) {
+				for alive(t, c, pid) {
 					if time.Now().After(deadline) {
 						t.Fatalf("process %d still runs a second after process_kill", pid)
 					}
@@ -103,7 +100,7 @@ func TestAbandonedRunCommandKeepsItsResult(t *testing.T) {
 				_, err := callCtx(ctx, c, "run_command", map[string]any{"command": "echo $$ > sh.pid; sleep 0.5; echo done; echo oops >&2; exit 3", "wait_seconds": 20}, nil)
 				errc <- err
 			}()
-			waitPid(t, filepath.Join(waitWorkdir(t, c), "sh.pid"))
+			waitPid(t, c, "sh.pid")
 			cancel()
 			<-errc
 			m := listUntil(t, c, "the abandoned result", func(m map[string]any) bool { return len(entries(m, "abandoned")) == 1 })

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
@@ -140,6 +140,9 @@ type step struct {
 	cut      bool
 }
 
+// patternSettle is how long a matched pattern waits for the other stream.
+const patternSettle = 100 * time.Millisecond
+
 // wait reads new output until pattern matches it, quiet passes without
 // any, the process exits (and its output is read), or limit passes.
 func (s *step) wait(ctx context.Context, pattern *regexp.Regexp, quiet, limit time.Duration) (providers.ProcessInfo, string, error) {
@@ -159,6 +162,20 @@ func (s *step) wait(ctx context.Context, pattern *regexp.Regexp, quiet, limit ti
 		}
 		switch {
 		case pattern != nil && (pattern.Match(s.got[0]) || pattern.Match(s.got[1])):
+			// Each stream reaches its log through its own copier, so a
+			// prompt written after the answer (on the other stream) can be
+			// read first: let the other stream catch up before answering.
+			select {
+			case <-ctx.Done():
+				return in, "", ctx.Err()
+			case <-time.After(patternSettle):
+			}
+			if in, err = s.pp.WaitProcess(ctx, s.id, s.proc, 0); err != nil {
+				return in, "", err
+			}
+			if _, err := s.read(ctx, in); err != nil {
+				return in, "", err
+			}
 			return in, "pattern", nil
 		case !in.Running:
 			return in, "exit", nil

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/tools"

@@ -5,10 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
@@ -171,9 +171,11 @@ func TestRunCommandOutlivingItsWaitReturnsAHandle(t *testing.T) {
 
 func testOutliving(t *testing.T, path runPath) {
 	c := newClients(t, tools.DefaultLimits, path.wrap, 1)[0]
+	mustCall(t, c, "run_command", map[string]any{"command": "true"}) // the sandbox's creation is not the wait's
 	start := time.Now()
-	res := mustCall(t, c, "run_command", map[string]any{"command": "echo started; sleep 1; echo done; exit 3", "wait_seconds": 0.3})
-	if _, has := res["exit_code"]; res["running"] != true || has || res["process_id"] == nil || time.Since(start) > 900*time.Millisecond {
+	res := mustCall(t, c, "run_command", map[string]any{"command": "echo started; sleep 3; echo done; exit 3", "wait_seconds": 0.3})
+	// Well before the command's end, with room for a loaded machine.
+	if _, has := res["exit_code"]; res["running"] != true || has || res["process_id"] == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("want running with a handle after ~0.3s, got %v after %v", res, time.Since(start))
 	}
 	handle := res["process_id"].(string)
@@ -230,16 +232,9 @@ func testPaging(t *testing.T, path runPath) {
 		got = append(got, data...)
 		offset = page.NextOffset
 	}
-	sbs := d.call(t, "sandbox_list", nil)
-	b, _ := json.Marshal(sbs)
-	var list struct{ Sandboxes []struct{ Workdir string } }
-	json.Unmarshal(b, &list)
-	want, err := os.ReadFile(filepath.Join(list.Sandboxes[0].Workdir, "blob.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(want) || sha256.Sum256(got) != sha256.Sum256(want) {
-		t.Fatalf("paged %d bytes, want the %d bytes of blob.bin", len(got), len(want))
+	sum := d.call(t, "run_command", map[string]any{"command": "sha256sum < blob.bin"}).(tools.RunCommandResult)
+	if h := sha256.Sum256(got); int64(len(got)) != int64(size) || !strings.HasPrefix(sum.Stdout, hex.EncodeToString(h[:])) {
+		t.Fatalf("paged %d bytes (sha256 %x), want the %d bytes of blob.bin (%s)", len(got), h, size, sum.Stdout)
 	}
 	// The dropped middle named in the result is where paging picks up.
 	mid := d.call(t, "process_output", map[string]any{"process_id": res.ProcessID, "byte_offset": tr.DroppedOffset, "limit": 10}).(tools.ProcessOutputResult)
@@ -266,28 +261,32 @@ func callCtx(ctx context.Context, c *client.Client, name string, args map[string
 	return c.CallTool(ctx, req)
 }
 
-// waitWorkdir waits for the session's first sandbox and returns its workdir.
-func waitWorkdir(t *testing.T, c *client.Client) string {
+// waitPid waits until a command of the session's sandbox wrote a pid into
+// the file name (in the sandbox), and returns it: a pid in the sandbox.
+func waitPid(t *testing.T, c *client.Client, name string) int {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if sbs := mustCall(t, c, "sandbox_list", nil)["sandboxes"].([]any); len(sbs) > 0 {
-			return sbs[0].(map[string]any)["workdir"].(string)
+		res, err := callCtx(context.Background(), c, "read_file", map[string]any{"path": name}, nil)
+		if err != nil || res.IsError {
+			continue
 		}
-	}
-	t.Fatal("no sandbox")
-	return ""
-}
-
-func waitPid(t *testing.T, name string) int {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		b, _ := os.ReadFile(name)
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && strings.HasSuffix(string(b), "\n") {
-			return pid
+		var out struct{ Content string }
+		if b, err := json.Marshal(res.StructuredContent); err == nil && json.Unmarshal(b, &out) == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(out.Content)); err == nil && strings.HasSuffix(out.Content, "\n") {
+				return pid
+			}
 		}
 	}
 	t.Fatalf("%s never written", name)
 	return 0
+}
+
+// alive says whether a process of the session's sandbox, known by its pid
+// there, still runs (and is no zombie).
+func alive(t *testing.T, c *client.Client, pid int) bool {
+	t.Helper()
+	out := mustCall(t, c, "run_command", map[string]any{"command": fmt.Sprintf(`if [ -d /proc/%d ] && ! grep -q '^State:.*Z' /proc/%d/status; then echo alive; fi`, pid, pid)})
+	return out["stdout"] == "alive\n"
 }
 
 // progressLog collects progress notifications for one token.

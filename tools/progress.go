@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )

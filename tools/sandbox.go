@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
@@ -21,17 +21,42 @@ type sandboxCreateArgs struct {
 
 // SandboxInfo describes one sandbox in results.
 type SandboxInfo struct {
-	SandboxID string    `json:"sandbox_id" jsonschema_description:"Pass this as sandbox_id to address this sandbox."`
-	Provider  string    `json:"provider"`
-	Name      string    `json:"name,omitempty"`
-	Image     string    `json:"image,omitempty"`
-	Workdir   string    `json:"workdir" jsonschema_description:"Directory where commands start and relative paths resolve."`
-	CreatedAt time.Time `json:"created_at"`
-	Current   bool      `json:"current" jsonschema_description:"True for the sandbox used when a call omits sandbox_id."`
+	SandboxID string     `json:"sandbox_id" jsonschema_description:"Pass this as sandbox_id to address this sandbox."`
+	Provider  string     `json:"provider"`
+	Name      string     `json:"name,omitempty"`
+	Image     string     `json:"image,omitempty"`
+	Workdir   string     `json:"workdir" jsonschema_description:"Directory where commands start and relative paths resolve."`
+	DiskLimit string     `json:"disk_limit,omitempty" jsonschema_description:"How much the sandbox may write, and where; writes past it fail with no space left."`
+	CreatedAt time.Time  `json:"created_at"`
+	Current   bool       `json:"current" jsonschema_description:"True for the sandbox used when a call omits sandbox_id."`
+	Isolation *Isolation `json:"isolation,omitempty" jsonschema_description:"What confines the sandbox: what its commands can reach and which limits hold."`
+}
+
+// Isolation says what confines a sandbox.
+type Isolation struct {
+	Level   string `json:"level" jsonschema_description:"container, microvm, namespaces (Linux namespaces with Landlock), landlock (Landlock alone) or none (commands run unconfined on the server's machine)."`
+	Network string `json:"network" jsonschema_description:"What commands can reach: none, loopback only, host, internet, or a network's name."`
+	Limits  string `json:"limits,omitempty" jsonschema_description:"Which limits hold (processes, memory, CPU, disk) and how."`
 }
 
 func info(sb providers.Sandbox, current string) SandboxInfo {
-	return SandboxInfo{SandboxID: sb.ID, Provider: sb.Provider, Name: sb.Name, Image: sb.Image, Workdir: sb.Workdir, CreatedAt: sb.CreatedAt, Current: sb.ID == current}
+	out := SandboxInfo{SandboxID: sb.ID, Provider: sb.Provider, Name: sb.Name, Image: sb.Image, Workdir: sb.Workdir, DiskLimit: sb.DiskLimit, CreatedAt: sb.CreatedAt, Current: sb.ID == current}
+	if i := sb.Isolation; i != nil {
+		out.Isolation = &Isolation{Level: i.Level, Network: i.Network, Limits: i.Limits}
+	}
+	return out
+}
+
+// isolationText is a sandbox's isolation in a few words, for text results.
+func isolationText(i *Isolation) string {
+	if i == nil {
+		return "isolation not reported"
+	}
+	s := "isolation " + printable(i.Level) + ", network " + printable(i.Network)
+	if i.Limits != "" {
+		s += ", limits " + printable(i.Limits)
+	}
+	return s
 }
 
 func (h *handlers) sandboxCreate() server.ServerTool {
@@ -48,7 +73,11 @@ func (h *handlers) sandboxCreate() server.ServerTool {
 			return nil, err
 		}
 		out := info(sb, sb.ID)
-		return result(out, fmt.Sprintf("Created sandbox %s (provider %s, workdir %s). It is now the current sandbox.", sb.ID, sb.Provider, printable(sb.Workdir))), nil
+		text := fmt.Sprintf("Created sandbox %s (provider %s, workdir %s; %s). It is now the current sandbox.", sb.ID, sb.Provider, printable(sb.Workdir), isolationText(out.Isolation))
+		if sb.DiskLimit != "" {
+			text += " Disk limit: " + printable(sb.DiskLimit) + "."
+		}
+		return result(out, text), nil
 	})}
 }
 
@@ -77,12 +106,13 @@ func (h *handlers) sandboxList() server.ServerTool {
 			b.WriteString("No sandboxes yet; one is created on first use.\n")
 		}
 		for _, sb := range sbs {
-			out.Sandboxes = append(out.Sandboxes, info(sb, current))
+			in := info(sb, current)
+			out.Sandboxes = append(out.Sandboxes, in)
 			mark := " "
 			if sb.ID == current {
 				mark = "*"
 			}
-			fmt.Fprintf(&b, "%s %s  %-8s %s %s\n", mark, sb.ID, sb.Provider, printable(sb.Workdir), printable(sb.Name))
+			fmt.Fprintf(&b, "%s %s  %-8s %s %s (%s)\n", mark, sb.ID, sb.Provider, printable(sb.Workdir), printable(sb.Name), isolationText(in.Isolation))
 		}
 		fmt.Fprintf(&b, "Providers: %s (default %s)", strings.Join(out.Providers, ", "), out.DefaultProvider)
 		return result(out, b.String()), nil

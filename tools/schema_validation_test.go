@@ -7,11 +7,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 )
 
-// tools/third_party/jsonschema compiles the JSON Schema meta-schemas on
+// third_party/jsonschema compiles the JSON Schema meta-schemas on
 // first use instead of at package init (a 9 ms start-up saving). This proves
 // the patched library still validates, also when first used concurrently.
 func TestLazyMetaSchemasStillValidate(t *testing.T) {

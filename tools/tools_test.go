@@ -5,16 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
 
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
@@ -186,14 +184,15 @@ func TestTimeoutKillsTheProcessTree(t *testing.T) {
 	if res["timed_out"] != true || res["exit_code"] != 137.0 || time.Since(start) > 5*time.Second {
 		t.Fatalf("want a timeout after ~0.5s, got %v after %v", res, time.Since(start))
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(mustCall(t, c, "read_file", map[string]any{"path": "child.pid"})["content"].(string)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The child's pid is the sandbox's: look for it from inside.
 	deadline := time.Now().Add(time.Second)
-	for syscall.Kill(pid, 0) == nil && !zombie(pid) {
+	for {
+		out := mustCall(t, c, "run_command", map[string]any{"command": `pid=$(cat child.pid); if [ -d /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status; then echo alive; else echo dead; fi`})
+		if out["stdout"] == "dead\n" {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("background child %d outlived the timeout", pid)
+			t.Fatalf("the background child outlived the timeout: %v", out["stdout"])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -212,15 +211,6 @@ func TestTimeoutExitCodeIsTheSameEverywhere(t *testing.T) {
 	if proc["running"] != false || proc["timed_out"] != true || proc["exit_code"] != 137.0 {
 		t.Fatalf("after its timeout the process reads %v, want exit_code 137 and timed_out", proc)
 	}
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && len(b) > i+2 && b[i+2] == 'Z'
 }
 
 func TestOutputKeepsHeadAndTail(t *testing.T) {

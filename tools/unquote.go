@@ -62,8 +62,11 @@ func unquoteJSON(b []byte) (out []byte, ok bool) {
 		case c < 0x20 || c == '"':
 			return nil, false
 		case c < utf8.RuneSelf:
-			out = append(out, c)
-			i++
+			// A run of plain ASCII, most of a file, is copied at once.
+			start := i
+			for i++; i < len(b) && b[i] < utf8.RuneSelf && b[i] >= 0x20 && b[i] != '\\' && b[i] != '"'; i++ {
+			}
+			out = append(out, b[start:i]...)
 		default:
 			r, n := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && n == 1 {

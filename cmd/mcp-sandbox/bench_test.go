@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
 )
 
 // BenchmarkRunCommandTrue compares run_command("true") over stdio with the
@@ -31,16 +31,24 @@ func BenchmarkRunCommandTrue(b *testing.B) {
 	// Both sub-benchmarks drive the real binary over stdio; "stdio" with a
 	// minimal JSON-RPC client (the server's cost), "stdio+mcp-go-client"
 	// with mcp-go's client, whose response decoding adds its own share.
-	b.Run("stdio", func(b *testing.B) {
-		r := startRaw(b, []string{"MCP_SANDBOX_STATE_DIR=" + b.TempDir(), "HOME=" + b.TempDir()})
-		const call = `{"name":"run_command","arguments":{"command":"true"}}`
-		r.call(b, "tools/call", call) // creates the sandbox
-		for b.Loop() {
-			if line := r.call(b, "tools/call", call); !bytes.Contains(line, []byte(`"exit_code":0`)) {
-				b.Fatalf("run_command true: %.300s", line)
-			}
+	// "stdio" runs in a local jail (the default); "stdio/isolation=none"
+	// is the same server with local's isolation off: what a jail costs.
+	for _, iso := range []string{"", "none"} {
+		name := "stdio"
+		if iso != "" {
+			name += "/isolation=" + iso
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			r := startRaw(b, []string{"MCP_SANDBOX_STATE_DIR=" + b.TempDir(), "HOME=" + b.TempDir(), "MCP_SANDBOX_LOCAL_ISOLATION=" + iso})
+			const call = `{"name":"run_command","arguments":{"command":"true"}}`
+			r.call(b, "tools/call", call) // creates the sandbox
+			for b.Loop() {
+				if line := r.call(b, "tools/call", call); !bytes.Contains(line, []byte(`"exit_code":0`)) {
+					b.Fatalf("run_command true: %.300s", line)
+				}
+			}
+		})
+	}
 	b.Run("stdio+mcp-go-client", func(b *testing.B) {
 		c, err := client.NewStdioMCPClient(binary, []string{"MCP_SANDBOX_STATE_DIR=" + b.TempDir(), "HOME=" + b.TempDir()})
 		if err != nil {

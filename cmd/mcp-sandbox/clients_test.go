@@ -98,7 +98,7 @@ func (n nodeTools) command(ctx context.Context, t *testing.T, script string, arg
 
 // startBinary runs the server with --http and returns its MCP URL. It is
 // stopped with SIGINT (then killed) when the test ends.
-func startBinary(t *testing.T, env []string, args ...string) string {
+func startBinary(t testing.TB, env []string, args ...string) string {
 	t.Helper()
 	url, _ := startBinaryCmd(t, env, args...)
 	return url
@@ -106,7 +106,7 @@ func startBinary(t *testing.T, env []string, args ...string) string {
 
 // startBinaryCmd is startBinary that also returns the running process. env
 // entries override the defaults (a fresh state dir and HOME).
-func startBinaryCmd(t *testing.T, env []string, args ...string) (string, *exec.Cmd) {
+func startBinaryCmd(t testing.TB, env []string, args ...string) (string, *exec.Cmd) {
 	t.Helper()
 	cmd := exec.Command(binary, append(args, "--log-format", "json")...)
 	cmd.Env = append([]string{"MCP_SANDBOX_STATE_DIR=" + t.TempDir(), "HOME=" + t.TempDir()}, env...)
@@ -182,7 +182,7 @@ func runConformance(t *testing.T, n nodeTools, url, scenario string) (passed, fa
 // TestConformanceSuite runs @modelcontextprotocol/conformance (the server
 // suite, every active scenario) against the binary with its test fixtures,
 // then repeats the scenarios that depend on notification delivery, which
-// unpatched mcp-go fails intermittently (tools/third_party/README.md).
+// unpatched mcp-go fails intermittently (third_party/README.md).
 func TestConformanceSuite(t *testing.T) {
 	n := needNode(t)
 	// The suite opens a session per scenario and never DELETEs them, so

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/joho/godotenv"
-
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local"
@@ -23,7 +21,8 @@ import (
 )
 
 // setting is one configuration value: a flag mirrored by an environment
-// variable. Precedence: flag > environment > .env file > default.
+// variable. Precedence: flag > environment > .env file (when one is named
+// with --env-file) > default.
 type setting struct {
 	flag, env, def, usage string
 	isBool                bool
@@ -54,10 +53,11 @@ var settings = []setting{
 	{flag: "max-body-bytes", env: "MCP_SANDBOX_MAX_BODY_BYTES", usage: "largest HTTP request body, as a `size`; larger ones get 413 (default: 1.5 x --max-file-bytes + 1MiB, room for a base64 write_file of the largest file)"},
 	{flag: "conformance-fixtures", env: "MCP_SANDBOX_CONFORMANCE_FIXTURES", def: "false", isBool: true, usage: "also serve the fixed test tools, resources and prompts of the MCP conformance suite (for testing only)"},
 	{flag: "session-store", env: "MCP_SANDBOX_SESSION_STORE", def: "memory", usage: "where sessions are kept: memory, or a Redis `URL` (redis://[user:password@]host:6379/0, rediss:// for TLS) shared by HTTP servers"},
+	{flag: "session-name", env: "MCP_SANDBOX_SESSION_NAME", usage: "stdio only: keep the session under this `name` in the state dir, so a server started again with the same name (and --keep-sandboxes) finds its sandboxes and processes"},
 	{flag: "server-id", env: "MCP_SANDBOX_SERVER_ID", usage: "`id` labelled on every sandbox this server creates (default: the host name)"},
 	{flag: "log-level", env: "MCP_SANDBOX_LOG_LEVEL", def: "info", usage: "`level`: debug, info, warn or error"},
 	{flag: "log-format", env: "MCP_SANDBOX_LOG_FORMAT", def: "text", usage: "`format`: text (coloured on a terminal) or json"},
-	{flag: "env-file", env: "MCP_SANDBOX_ENV_FILE", def: ".env", usage: "read settings from this `file` if it exists"},
+	{flag: "env-file", env: "MCP_SANDBOX_ENV_FILE", usage: "read settings from this .env `file` (none is read unless named; --env-file .env reads the working directory's)"},
 }
 
 // Config is the parsed configuration.
@@ -69,6 +69,7 @@ type Config struct {
 	MaxSandboxes       int
 	SessionIdleTimeout time.Duration
 	SessionStore       string // "memory" or a Redis URL
+	SessionName        string // stdio: the name the session is kept under, or ""
 	Limits             tools.Limits
 	ServerID           string
 	// HTTP hardening (see internal/httpguard).
@@ -94,10 +95,18 @@ type Config struct {
 	Getenv func(string) string
 	// Source names where a setting's value came from, for errors.
 	Source func(string) string
+
+	// dotenv is what the .env file named envFile set, for the warnings of
+	// unknownSettings.
+	dotenv  map[string]string
+	envFile string
 }
 
 // errHelp means --help was asked for and printed.
 var errHelp = errors.New("help requested")
+
+// errVersion means --version was asked for and printed.
+var errVersion = errors.New("version requested")
 
 // loadConfig parses flags, the environment and the .env file. Every error
 // names the setting and what a valid value looks like.
@@ -119,6 +128,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 			flags.StringVar(v, s.flag, s.def, usage)
 		}
 	}
+	showVersion := flags.Bool("version", false, "print the version and exit")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(flags, stdout)
@@ -129,17 +139,18 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	if flags.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (run mcp-sandbox --help for the flags)", flags.Arg(0))
 	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mcp-sandbox", version)
+		return Config{}, errVersion
+	}
 	explicit := map[string]bool{}
 	flags.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 
 	// The .env file is the lowest layer; the environment always wins over it.
-	envFile := get(settingFor("env-file"), flagVals, explicit, lookupEnv, nil)
-	dotenv, err := godotenv.Read(envFile)
+	envFile := strings.TrimSpace(get(settingFor("env-file"), flagVals, explicit, lookupEnv, nil))
+	dotenv, err := readEnvFile(envFile)
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) || explicit["env-file"] || hasEnv(lookupEnv, "MCP_SANDBOX_ENV_FILE") {
-			return Config{}, fmt.Errorf("cannot read env file %q: %v (fix the file or point --env-file / MCP_SANDBOX_ENV_FILE elsewhere)", envFile, err)
-		}
-		dotenv = map[string]string{}
+		return Config{}, err
 	}
 	values := map[string]string{}
 	for _, s := range all {
@@ -169,8 +180,8 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 		return dotenv[key]
 	}
 
-	c := Config{Getenv: getenv, Source: source, Limits: tools.DefaultLimits}
-	p := parser{values: values}
+	c := Config{Getenv: getenv, Source: source, Limits: tools.DefaultLimits, dotenv: dotenv, envFile: envFile}
+	p := parser{values: values, source: source}
 	c.HTTPAddr = p.addr("http")
 	c.Provider = strings.TrimSpace(values["MCP_SANDBOX_PROVIDER"])
 	for _, name := range strings.Split(values["MCP_SANDBOX_PROVIDERS"], ",") {
@@ -183,6 +194,10 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	c.SessionIdleTimeout = p.duration("session-idle-timeout")
 	c.Limits.DefaultTimeout = p.duration("command-timeout")
 	c.Limits.MaxTimeout = p.duration("max-command-timeout")
+	if source("MCP_SANDBOX_COMMAND_TIMEOUT") == "the default" {
+		// Lowering the cap lowers the default with it.
+		c.Limits.DefaultTimeout = min(c.Limits.DefaultTimeout, c.Limits.MaxTimeout)
+	}
 	c.Limits.Wait = p.duration("wait-seconds")
 	c.Limits.MaxOutputBytes = int(p.size("max-output-bytes", 256))
 	c.Limits.MaxProcessOutputBytes = p.size("max-process-output", 4096)
@@ -222,23 +237,30 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stdout io.
 	} else {
 		c.SessionStore = store
 	}
+	if name, err := parseSessionName(values["MCP_SANDBOX_SESSION_NAME"], c.HTTPAddr); err != nil {
+		p.fail(settingFor("session-name"), values["MCP_SANDBOX_SESSION_NAME"], err.Error())
+	} else {
+		c.SessionName = name
+	}
 	c.LogLevel = p.level("log-level")
 	c.LogJSON = p.oneOf("log-format", "text", "json") == "json"
 	if values["MCP_SANDBOX_SERVER_ID"] == "" { // providers label with it too
 		values["MCP_SANDBOX_SERVER_ID"], _ = os.Hostname()
 	}
 	c.ServerID = values["MCP_SANDBOX_SERVER_ID"]
-	if p.err == nil && c.Limits.DefaultTimeout > c.Limits.MaxTimeout {
-		p.fail(settingFor("command-timeout"), values["MCP_SANDBOX_COMMAND_TIMEOUT"], "must not exceed --max-command-timeout ("+c.Limits.MaxTimeout.String()+")")
+	if c.Limits.DefaultTimeout > c.Limits.MaxTimeout {
+		p.conflict("command-timeout", c.Limits.DefaultTimeout.String(), "must not exceed", "max-command-timeout", c.Limits.MaxTimeout.String(), "")
 	}
 	// mcp-go sweeps a session by the start of its last request, so a call
 	// that waits longer than the idle timeout loses its session mid-call.
-	if p.err == nil && c.SessionIdleTimeout <= c.Limits.Wait {
-		p.fail(settingFor("session-idle-timeout"), values["MCP_SANDBOX_SESSION_IDLE_TIMEOUT"], "must be longer than --wait-seconds ("+c.Limits.Wait.String()+"), or a waiting call would lose its session")
+	if c.SessionIdleTimeout <= c.Limits.Wait {
+		p.conflict("session-idle-timeout", c.SessionIdleTimeout.String(), "must be longer than", "wait-seconds", c.Limits.Wait.String(), "or a waiting call would lose its session")
 	}
-	if p.err == nil && c.Limits.MaxProcessOutputBytes < int64(c.Limits.MaxOutputBytes) {
-		p.fail(settingFor("max-process-output"), values["MCP_SANDBOX_MAX_PROCESS_OUTPUT"], "must be at least --max-output-bytes ("+strconv.Itoa(c.Limits.MaxOutputBytes)+" bytes), or run_command could not show what it keeps")
+	if c.Limits.MaxProcessOutputBytes < int64(c.Limits.MaxOutputBytes) {
+		p.conflict("max-process-output", strconv.FormatInt(c.Limits.MaxProcessOutputBytes, 10)+" bytes", "must be at least",
+			"max-output-bytes", strconv.Itoa(c.Limits.MaxOutputBytes)+" bytes", "or run_command could not show what it keeps")
 	}
+	p.checkStateDir(c.Getenv)
 	return c, p.err
 }
 
@@ -263,11 +285,6 @@ func ensureToken(c *Config) error {
 	}
 	c.AuthToken, c.TokenFile = token, path
 	return nil
-}
-
-func hasEnv(lookupEnv func(string) (string, bool), key string) bool {
-	_, ok := lookupEnv(key)
-	return ok
 }
 
 func settingFor(flagName string) setting {
@@ -325,7 +342,8 @@ Usage:
   mcp-sandbox --http unix:$XDG_RUNTIME_DIR/mcp-sandbox.sock
                                       serve a Unix socket only this user can open
 
-Every flag can also be set by the environment variable shown, or in a .env file.
+Every flag can also be set by the environment variable shown, or in a .env file
+named with --env-file (none is read unless named).
 Precedence: flag > environment > .env file > default.
 
 Flags:
@@ -359,12 +377,75 @@ func (b boolFlag) IsBoolFlag() bool   { return true }
 // parser turns setting values into types, keeping the first error.
 type parser struct {
 	values map[string]string
+	source func(env string) string
 	err    error
 }
 
+// fail records that setting s has a bad value, and where it came from
+// when that is not the command line.
 func (p *parser) fail(s setting, v, want string) {
-	if p.err == nil {
-		p.err = fmt.Errorf("invalid value %q for --%s (%s): %s", v, s.flag, s.env, want)
+	if p.err != nil {
+		return
+	}
+	from := ""
+	if src := p.source(s.env); src != "--"+s.flag && src != "the default" {
+		from = ", from " + src
+	}
+	p.err = fmt.Errorf("invalid value %q for --%s (%s%s): %s", v, s.flag, s.env, from, want)
+}
+
+// conflict records that setting a "must ..." relative to setting b, blaming
+// the one the operator set: a default is never at fault for a value that
+// was chosen against it.
+// The values are given as they read best (45s, not 45).
+func (p *parser) conflict(a, aVal, must, b, bVal, why string) {
+	sa, rawA := p.raw(a)
+	sb, rawB := p.raw(b)
+	if why != "" {
+		why = ", " + why
+	}
+	if p.source(sa.env) == "the default" && p.source(sb.env) != "the default" {
+		p.fail(sb, rawB, fmt.Sprintf("--%s (default %s) %s it%s; set --%s too", a, aVal, must, why, a))
+		return
+	}
+	p.fail(sa, rawA, fmt.Sprintf("%s --%s (%s)%s", must, b, bVal, why))
+}
+
+// checkStateDir refuses, at start-up rather than at the first sandbox, a
+// state dir the server cannot use: a relative path, something that is not
+// a directory, or a directory this user cannot write. One that does not
+// exist yet is made on first use.
+func (p *parser) checkStateDir(getenv func(string) string) {
+	s, dir := p.raw("state-dir")
+	if dir == "" {
+		d, err := local.DefaultStateDir(getenv)
+		if err != nil {
+			return // whatever needs a state dir says so, naming the setting
+		}
+		dir = d
+	}
+	if !filepath.IsAbs(dir) {
+		p.fail(s, dir, "use an absolute path")
+		return
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return
+	case err != nil:
+		p.fail(s, dir, err.Error())
+	case !fi.IsDir():
+		p.fail(s, dir, "it is not a directory; choose a directory")
+	default:
+		// Try it: permission bits do not tell about read-only mounts, ACLs
+		// or security modules.
+		f, err := os.CreateTemp(dir, ".mcp-sandbox-write-test-*")
+		if err != nil {
+			p.fail(s, dir, fmt.Sprintf("this user cannot write there (%v); make it writable or choose another directory", errors.Unwrap(err)))
+			return
+		}
+		f.Close()
+		os.Remove(f.Name())
 	}
 }
 

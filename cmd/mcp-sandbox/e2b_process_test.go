@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers/e2b/e2bfake"
 )

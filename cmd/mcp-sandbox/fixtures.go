@@ -1,6 +1,6 @@
 package main
 
-import "github.com/mark3labs/mcp-go/server"
+import "github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 // conformanceFixtures serves the MCP conformance suite's fixed test tools,
 // resources and prompts. Production builds have none: it is set only in

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/lmittmann/tint"
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 
 	"github.com/mcp-sandbox/mcp-sandbox/cmd/mcp-sandbox/internal/httpguard"
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
@@ -35,21 +35,23 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/tools"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	// A local sandbox's PID 1 is this binary in a hidden mode.
 	if jail.IsInit(os.Args) {
 		os.Exit(jail.Main(os.Args))
 	}
+	// A closed stderr (or log pipe) must not end the server: with SIGPIPE
+	// handled, a write to it fails instead of killing the process. Handled,
+	// not ignored: an ignored signal would stay ignored in every command
+	// the sandboxes run, and `yes | head` would never end.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run is main with its inputs passed in; it returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(args, os.LookupEnv, stdout)
-	if errors.Is(err, errHelp) {
+	if errors.Is(err, errHelp) || errors.Is(err, errVersion) {
 		return 0
 	}
 	if err != nil {
@@ -61,6 +63,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger := newLogger(cfg, stderr)
+	for _, w := range unknownSettings(knownSettingNames(), os.Environ(), cfg.dotenv, cfg.envFile) {
+		logger.Warn(w)
+	}
+	// Listen before anything is started, so that a port in use is one
+	// start-up error like the others.
+	var ln net.Listener
+	if cfg.HTTPAddr != "" {
+		if ln, err = listen(cfg.HTTPAddr); err != nil {
+			fmt.Fprintf(stderr, "mcp-sandbox: cannot listen on %s: %v (choose another address with --http / MCP_SANDBOX_HTTP)\n", cfg.HTTPAddr, err)
+			return 1
+		}
+		defer ln.Close()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -74,7 +89,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	go app.reapLoop(ctx, reapInterval)
 
 	if cfg.HTTPAddr != "" {
-		err = app.serveHTTP(ctx, cfg.HTTPAddr, stderr)
+		err = app.serveHTTP(ctx, ln, stderr)
 	} else {
 		err = app.serveStdio(ctx, stdin, stdout)
 	}
@@ -114,16 +129,50 @@ type app struct {
 	httpSessions *httpguard.SessionLimiter
 	// calls knows the tool calls in flight, for the shutdown log.
 	calls callTracker
+	// logs sends each session's log records to its client.
+	logs *sessionLogs
 }
 
-const instructions = `mcp-sandbox runs shell commands and edits files in isolated sandboxes.
+const instructions = `mcp-sandbox runs shell commands and edits files in sandboxes.
 Start with run_command: a sandbox is created on first use and reused by later calls that omit sandbox_id.
 Use write_file / edit_file / read_file / list_files for files; paths are relative to the sandbox workdir.
 Use sandbox_create only to pick a provider or image, or to work in several sandboxes at once.
 Sandboxes belong to this session and are destroyed when it ends.`
 
+// serverInstructions are the instructions with what confines each enabled
+// provider's sandboxes, so that the model knows what it may run there.
+func (a *app) serverInstructions() string {
+	var b strings.Builder
+	b.WriteString(instructions)
+	names := append([]string{a.cfg.Provider}, a.cfg.ExtraProviders...)
+	for i, name := range names {
+		if i == 0 {
+			b.WriteString("\nProviders (the first is the default):")
+		}
+		p := a.providers[name]
+		if p == nil {
+			continue
+		}
+		iso, ok := p.Isolation()
+		if !ok {
+			fmt.Fprintf(&b, "\n- %s: isolation not reported", name)
+			continue
+		}
+		fmt.Fprintf(&b, "\n- %s: isolation %s, network %s", name, iso.Level, iso.Network)
+		if iso.Limits != "" {
+			fmt.Fprintf(&b, ", limits %s", iso.Limits)
+		}
+		if iso.Level == "none" {
+			b.WriteString(" (NOT a sandbox: commands run as the server's user on its machine)")
+		}
+	}
+	return b.String()
+}
+
 func newApp(cfg Config, logger *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: logger, providers: map[string]*providers.Backend{}}
+	logs := newSessionLogs(logger.Handler()) // a session's records also go to its client
+	logger = slog.New(logs)
+	a := &app{cfg: cfg, log: logger, logs: logs, providers: map[string]*providers.Backend{}}
 	for _, name := range append([]string{cfg.Provider}, cfg.ExtraProviders...) {
 		p, err := providers.Open(context.Background(), name, providers.Config{
 			Getenv: cfg.Getenv, Source: cfg.Source, ServerID: cfg.ServerID, Logger: logger.With("provider", name),
@@ -142,12 +191,16 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	if stateDir == "" {
 		stateDir, _ = local.DefaultStateDir(cfg.Getenv) // none: liveness is unknown, sandboxes go by expiry
 	}
-	store, err := openStore(cfg)
+	store, err := openStore(cfg, stateDir)
 	if err != nil {
 		a.close()
 		return nil, err
 	}
 	a.store = store
+	if err := a.checkSharedLocal(stateDir); err != nil {
+		a.close()
+		return nil, err
+	}
 	mgr, err := session.New(session.Config{
 		Providers: a.providers, Default: cfg.Provider, ServerID: cfg.ServerID,
 		KeepSandboxes: cfg.KeepSandboxes, MaxSandboxes: cfg.MaxSandboxes, Logger: logger,
@@ -160,9 +213,10 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 	a.sessions = mgr
 
 	hooks := &server.Hooks{}
-	a.httpSessions = httpguard.NewSessionLimiter(cfg.MaxSessions, cfg.MaxSessionsPerClient, cfg.SessionEvictIdle)
+	a.httpSessions = httpguard.NewSessionLimiter(a.localSessionCap(), a.localClientCap(), cfg.SessionEvictIdle)
 	a.httpSessions.AddHooks(hooks)
 	a.calls.addHooks(hooks)
+	a.addReplicaHooks(hooks)
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
 		logger.Debug("session started", "session", s.SessionID())
 	})
@@ -171,13 +225,14 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		// request's ctx may already be done, so cleanup gets its own.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		mgr.End(ctx, s.SessionID())
+		a.endSession(ctx, s.SessionID())
 	})
 	opts := []server.ServerOption{
 		server.WithToolCapabilities(false),
-		server.WithInstructions(instructions),
+		server.WithInstructions(a.serverInstructions()),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
+		server.WithLogging(),
 	}
 	if cfg.LogLevel <= slog.LevelDebug {
 		opts = append(opts, server.WithLogger(logger)) // one line per request
@@ -190,6 +245,7 @@ func newApp(cfg Config, logger *slog.Logger) (*app, error) {
 		opts = append(opts, conformanceFixtures.options()...)
 	}
 	a.mcp = server.NewMCPServer("mcp-sandbox", version, opts...)
+	logs.serve(a.mcp, hooks)
 	tools.Register(a.mcp, mgr, cfg.Limits)
 	if cfg.ConformanceFixtures {
 		conformanceFixtures.register(a.mcp)
@@ -212,18 +268,13 @@ func instanceDir(stateDir string) string {
 }
 
 // reapLoop removes, on every provider that can outlive this process, the
-// sandboxes of servers that are gone and those expired whose owner is not
-// live: at start-up (what a crashed predecessor left) and then on a timer.
+// sandboxes of sessions and servers that are gone and those expired whose
+// owner is not live: at start-up (what a crashed predecessor left) and then
+// on a timer, while this server holds the store's reaper lease (replicas
+// take turns).
 func (a *app) reapLoop(ctx context.Context, every time.Duration) {
 	for {
-		for name, p := range a.providers {
-			removed, err := p.Reap(ctx, a.sessions.Liveness)
-			if err != nil && ctx.Err() == nil {
-				a.log.Warn("reaping expired sandboxes failed", "provider", name, "err", err)
-			} else if len(removed) > 0 {
-				a.log.Info("reaped sandboxes", "provider", name, "count", len(removed))
-			}
-		}
+		a.sessions.Reap(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -265,15 +316,15 @@ func (a *app) close() {
 // (Origin, bearer token, body and session caps). The returned streamable
 // server must be shut down to end its sessions.
 func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer, *httpguard.Guard) {
-	h := server.NewStreamableHTTPServer(a.mcp,
+	h := server.NewStreamableHTTPServer(a.mcp, append([]server.StreamableHTTPOption{
 		server.WithStateful(true), // unknown and deleted session IDs get 404
 		server.WithSessionIdleTTL(a.cfg.SessionIdleTimeout),
 		// The 2026-07-28 revision has no sessions; sandboxes are per session.
 		server.WithStreamableHTTPProtocolVersions(mcp.LegacyProtocolVersions()...),
 		server.WithStreamableHTTPLogger(a.log),
-	)
+	}, a.replicaOptions()...)...)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", h)
+	mux.Handle("/mcp", a.replicaHandler(h))
 	guard := httpguard.New(httpguard.Config{
 		Token:        a.cfg.AuthToken,
 		Origins:      a.cfg.AllowedOrigins,
@@ -281,15 +332,11 @@ func (a *app) httpHandler() (http.Handler, *server.StreamableHTTPServer, *httpgu
 		Sessions:     a.httpSessions,
 		Logger:       a.log,
 	})
-	return guard.Handler(mux), h, guard
+	return a.withStoreHealth(guard.Handler(mux)), h, guard
 }
 
-func (a *app) serveHTTP(ctx context.Context, addr string, stderr io.Writer) error {
+func (a *app) serveHTTP(ctx context.Context, ln net.Listener, stderr io.Writer) error {
 	handler, mcpHTTP, guard := a.httpHandler()
-	ln, err := listen(addr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w (choose another address with --http / MCP_SANDBOX_HTTP)", addr, err)
-	}
 	srv := httpguard.NewServer(handler)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -311,7 +358,7 @@ func (a *app) serveHTTP(ctx context.Context, addr string, stderr io.Writer) erro
 	defer cancel()
 	// Refuse new requests and end GET streams, wait for in-flight tool
 	// calls, and only then end the sessions (their sandboxes go with them).
-	err = httpguard.Shutdown(sctx, guard, srv, mcpHTTP, shutdownGrace)
+	err := httpguard.Shutdown(sctx, guard, srv, mcpHTTP, shutdownGrace)
 	if calls := a.calls.list(); len(calls) > 0 {
 		a.log.Error("tool calls did not end before shutdown; abandoning them", "calls", calls)
 	}

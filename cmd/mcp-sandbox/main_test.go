@@ -16,16 +16,20 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
-	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client/transport"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
 )
 
 // binary is the server built once for the tests that run it as a process.
 var binary string
 
 func TestMain(m *testing.M) {
+	if jail.IsInit(os.Args) {
+		os.Exit(jail.Main(os.Args)) // in-process tests' local sandboxes
+	}
 	if os.Getenv("MCP_SANDBOX_PROBE_URL") != "" {
 		os.Exit(m.Run()) // the probe client of auth_test.go needs no binary
 	}
@@ -503,7 +507,7 @@ func TestDriverSettingsPrecedenceAndSource(t *testing.T) {
 func TestBadDriverSettingNamesItAndItsSource(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, ".env"), []byte("E2B_API_KEY=k\nMCP_SANDBOX_E2B_TIMEOUT=soon\n"), 0o600)
-	cmd := exec.Command(binary, "--provider", "e2b")
+	cmd := exec.Command(binary, "--provider", "e2b", "--env-file", ".env")
 	cmd.Env = []string{"HOME=" + t.TempDir()}
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client/transport"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/modal/modalfake"

@@ -6,24 +6,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client/transport"
 )
 
 // A server that enables local and docker keeps them apart: nothing a local
-// sandbox can read (its environment, its own metadata and labels) names
-// another session or its docker sandbox, and knowing a docker sandbox's ID
-// does not let another session act on it. The docker sandbox, for its part,
-// sees nothing of the local one.
-//
-// Local sandboxes still run as the server's user, so their code can reach
-// what that user can (other sandboxes' metadata under the state dir, the
-// engine's socket when that user may use it); that path closes when local
-// sandboxes get their own user, and is not asserted here.
+// sandbox can read (its environment, every process it can see, the file
+// system from its root; its own records are out of its reach) names any
+// session, its own included, or the docker sandbox, and knowing a docker
+// sandbox's ID does not let another session act on it. The docker sandbox,
+// for its part, sees nothing of the local one.
 func TestProvidersStayApart(t *testing.T) {
 	img := dockerImage(t)
 	server := "test-apart-" + time.Now().Format("150405.000000")
-	ts, state := newHTTP(t, "--providers", "docker", "--docker-image", img, "--server-id", server)
+	// No warm pool: the containers counted below are sandboxes.
+	ts, state := newHTTP(t, "--providers", "docker", "--docker-image", img, "--server-id", server, "--docker-warm-pool", "0")
 	alice, bob := httpClient(t, ts.URL), httpClient(t, ts.URL)
 	sessionOf := func(c *client.Client) string { return c.GetTransport().(*transport.StreamableHTTP).GetSessionId() }
 
@@ -41,17 +38,18 @@ func TestProvidersStayApart(t *testing.T) {
 		t.Fatalf("containers of this server: %v, want alice's one", containers)
 	}
 
-	// What bob's local sandbox can read of itself.
-	seen, isErr, text := callTool(t, bob, "run_command", map[string]any{"command": "env; cat ../meta.json; ls -a .. "})
+	// What bob's local sandbox can read: its environment, every process's,
+	// the file system from / down; its records are out of its reach.
+	seen, isErr, text := callTool(t, bob, "run_command", map[string]any{"command": "env; cat /proc/*/environ; ls -aR / 2>/dev/null | head -c 2000000; cat ../meta.json ../../*/meta.json"})
 	if isErr {
 		t.Fatal(text)
 	}
 	local := seen["stdout"].(string)
-	if !strings.Contains(local, sessionOf(bob)) {
-		t.Fatalf("the local sandbox's own metadata should be what was read (it names its session):\n%s", local)
+	if !strings.Contains(local, "workspace") {
+		t.Fatalf("the local sandbox's listing is not what was read:\n%.2000s", local)
 	}
 	for what, secret := range map[string]string{
-		"alice's session": sessionOf(alice), "alice's docker sandbox": dockerID, "alice's container": containers[0],
+		"its own session": sessionOf(bob), "alice's session": sessionOf(alice), "alice's docker sandbox": dockerID, "alice's container": containers[0],
 		"the docker engine": "DOCKER_", "alice's file": "alice-docker-secret",
 	} {
 		if strings.Contains(local, secret) {

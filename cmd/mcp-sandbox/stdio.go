@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 )
 
 // shutdownGrace is how long tool calls still running when the server is
@@ -32,6 +32,8 @@ func (a *app) serveStdio(ctx context.Context, stdin io.Reader, stdout io.Writer)
 	s := server.NewStdioServer(a.mcp)
 	s.SetErrorLogger(log.New(&slogWriter{a.log}, "", 0))
 	server.WithWorkerPoolSize(stdioWorkers)(s)
+	growPipe(stdin)
+	growPipe(stdout)
 	out := &lockedWriter{w: stdout}
 	in := newLineLimiter(stdin, a.cfg.MaxBodyBytes, func(id any, size int64) {
 		a.log.Warn("stdio message over the size limit dropped", "bytes", size, "limit", a.cfg.MaxBodyBytes)

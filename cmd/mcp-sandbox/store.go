@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,7 +35,17 @@ const storeDialTimeout = 10 * time.Second
 
 // openStore opens the configured session store. Records idle past the HTTP
 // session idle timeout expire; a stdio session lives as long as its server.
-func openStore(cfg Config) (session.Store, error) {
+func openStore(cfg Config, stateDir string) (session.Store, error) {
+	if cfg.SessionName != "" {
+		if stateDir == "" {
+			return nil, errors.New("--session-name / MCP_SANDBOX_SESSION_NAME: no state dir to keep the session in; set --state-dir")
+		}
+		s, err := session.OpenFileStore(sessionFile(stateDir, cfg.SessionName))
+		if err != nil {
+			return nil, fmt.Errorf("session %q (--session-name / MCP_SANDBOX_SESSION_NAME): %w", cfg.SessionName, err)
+		}
+		return s, nil
+	}
 	ttl := time.Duration(0)
 	if cfg.HTTPAddr != "" {
 		ttl = cfg.SessionIdleTimeout

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client/transport"
 
 	"github.com/mcp-sandbox/mcp-sandbox/session"
 	"github.com/mcp-sandbox/mcp-sandbox/session/redistest"
@@ -76,7 +76,14 @@ func TestHTTPSessionInRedis(t *testing.T) {
 	sid := c.GetTransport().(*transport.StreamableHTTP).GetSessionId()
 	rdb := r.Client(t)
 	ctx := context.Background()
-	raw, err := rdb.Get(ctx, "mcp-sandbox:session:"+sid).Result()
+	// The record is under the session's owner hash: a session ID is a
+	// bearer secret, kept out of the store.
+	keys := rdb.Keys(ctx, "mcp-sandbox:session:*").Val()
+	if len(keys) != 1 || strings.Contains(keys[0], sid) {
+		t.Fatalf("session records in Redis: %v, want one, not named by the session ID %s", keys, sid)
+	}
+	key := keys[0]
+	raw, err := rdb.Get(ctx, key).Result()
 	if err != nil {
 		t.Fatalf("no record of the session in Redis: %v", err)
 	}
@@ -84,12 +91,12 @@ func TestHTTPSessionInRedis(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.Current != res["sandbox_id"] || len(rec.Sandboxes) != 1 {
 		t.Fatalf("record %s, want the current sandbox %v", raw, res["sandbox_id"])
 	}
-	if ttl := rdb.TTL(ctx, "mcp-sandbox:session:"+sid).Val(); ttl <= 0 {
+	if ttl := rdb.TTL(ctx, key).Val(); ttl <= 0 {
 		t.Fatalf("the record has no idle expiry (TTL %v)", ttl)
 	}
 	c.Close() // sends DELETE
 	waitFor(t, "sandbox removed after DELETE", func() bool { return len(sandboxDirs(t, state)) == 0 })
-	if v := rdb.Get(ctx, "mcp-sandbox:session:"+sid).Val(); v != "ended" {
+	if v := rdb.Get(ctx, key).Val(); v != "ended" {
 		t.Fatalf("after DELETE the record reads %q, want it ended", v)
 	}
 }

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
 )
 
 // stressEnv tunes TestRunCommandOutputUnderLoad: MCP_SANDBOX_STRESS_CALLS
@@ -41,6 +41,45 @@ func TestRunCommandOutputUnderLoad(t *testing.T) {
 	budget := time.Duration(stressEnv("MCP_SANDBOX_STRESS_SECONDS", 40)) * time.Second
 
 	url, server := startBinaryCmd(t, []string{"GOMAXPROCS=1"}, "--http", "127.0.0.1:0", "--auth", "none", "--max-sessions", "0", "--max-sessions-per-client", "0")
+
+	// Every session first gets its sandbox (a jail to start, or a container),
+	// so that what the budget measures is calls, not creations.
+	clients := make([]*client.Client, sessions)
+	var ready sync.WaitGroup
+	var setupErrs atomic.Int64
+	for s := range sessions {
+		ready.Add(1)
+		go func() {
+			defer ready.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			c, err := client.NewStreamableHttpClient(url)
+			if err == nil {
+				err = startSession(ctx, c)
+			}
+			if err == nil {
+				req := mcp.CallToolRequest{}
+				req.Params.Name = "run_command"
+				req.Params.Arguments = map[string]any{"command": "true"}
+				var res *mcp.CallToolResult
+				if res, err = c.CallTool(ctx, req); err == nil && res.IsError {
+					err = fmt.Errorf("%v", res.Content)
+				}
+			}
+			if err != nil {
+				setupErrs.Add(1)
+				t.Errorf("session %d: %v", s, err)
+				return
+			}
+			clients[s] = c
+			t.Cleanup(func() { c.Close() })
+		}()
+	}
+	ready.Wait()
+	if setupErrs.Load() > 0 {
+		t.FailNow()
+	}
+
 	// Busy processes beside it: the server's copier goroutines must wait
 	// for the CPU, as on a machine shared with other work.
 	for range runtime.NumCPU() {
@@ -73,15 +112,7 @@ func TestRunCommandOutputUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := client.NewStreamableHttpClient(url)
-			if err == nil {
-				defer c.Close()
-				err = startSession(ctx, c)
-			}
-			if err != nil {
-				fail("session %d: %v", s, err)
-				return
-			}
+			c := clients[s]
 			for i := 0; i < calls && ctx.Err() == nil; i++ {
 				want := fmt.Sprintf("TOKEN-%d-%d\n", s, i)
 				req := mcp.CallToolRequest{}

@@ -28,17 +28,18 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("Daytona answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
 
-// retryable says whether an attempt may be repeated: 5xx, 408, 429 and
-// broken connections, not the caller's own cancellation nor a refusal.
+// retryable says whether an attempt may be repeated: what providers calls
+// transient (5xx, 408, 429, timeouts, broken connections), never the
+// caller's own cancellation, a refusal or an unreachable API.
 func retryable(ctx context.Context, err error) bool {
 	if ctx.Err() != nil || err == nil {
 		return false
 	}
 	var ae *apiError
 	if errors.As(err, &ae) {
-		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusRequestTimeout
+		return providers.TransientStatus(ae.Status)
 	}
-	return true // transport errors, per-request timeouts
+	return providers.Transient(err)
 }
 
 // pause waits before attempt n+1 (n is 1-based): the server's Retry-After
@@ -181,7 +182,7 @@ func (p *Provider) typed(ctx context.Context, id, what string, err error) error 
 		case ae.Status == http.StatusNotFound && id != "":
 			return notFound(id)
 		case ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden:
-			return providers.Errorf(providers.ErrUnavailable, "%s: Daytona refused the credentials (%d: %s); check %s", what, ae.Status, ae.Message, EnvAPIKey)
+			return providers.Errorf(providers.ErrDenied, "%s: Daytona refused the credentials (%d: %s); check %s", what, ae.Status, ae.Message, EnvAPIKey)
 		case ae.Status == http.StatusRequestTimeout || ae.Status == http.StatusGatewayTimeout:
 			return providers.Errorf(providers.ErrTimeout, "%s: Daytona timed out (%d: %s); try again, or with a longer timeout", what, ae.Status, ae.Message)
 		case ae.Status == http.StatusTooManyRequests:
@@ -190,7 +191,7 @@ func (p *Provider) typed(ctx context.Context, id, what string, err error) error 
 				wait = fmt.Sprintf(" after %v", ae.RetryAfter)
 			}
 			return providers.Errorf(providers.ErrUnavailable, "%s: Daytona's rate limit or quota was reached (%s); retry%s, or delete unused sandboxes", what, ae.Message, wait)
-		case ae.Status >= 500:
+		case providers.TransientStatus(ae.Status):
 			return providers.Errorf(providers.ErrUnavailable, "%s: Daytona failed (%d: %s), also on retrying; try again later", what, ae.Status, ae.Message)
 		}
 		return providers.Errorf(providers.ErrInvalidArgument, "%s: Daytona refused it (%d: %s)", what, ae.Status, ae.Message)
@@ -198,7 +199,10 @@ func (p *Provider) typed(ctx context.Context, id, what string, err error) error 
 	if errors.Is(err, context.DeadlineExceeded) {
 		return providers.Errorf(providers.ErrTimeout, "%s: Daytona did not answer within %v, also on retrying; try again later", what, p.o.RequestTimeout)
 	}
-	return providers.Errorf(providers.ErrUnavailable, "%s: cannot reach Daytona at %s (check %s): %w", what, p.apiURL, EnvAPIURL, err)
+	if !providers.Transient(err) {
+		return providers.Errorf(providers.ErrUnavailable, "%s: cannot reach Daytona at %s (check %s and the network): %w", what, p.apiURL, EnvAPIURL, err)
+	}
+	return providers.Errorf(providers.ErrUnavailable, "%s: the connection to Daytona at %s failed, also on retrying: %w; try again later", what, p.apiURL, err)
 }
 
 func isStatus(err error, status int) bool {

@@ -6,9 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/nodesdk"
 )
 
 // Benchmarks compare the driver with Daytona's official TypeScript SDK
@@ -96,20 +94,9 @@ func median(b *testing.B, f func()) {
 
 // sdkBench runs bench.mjs for b.N iterations and reports its timings.
 func sdkBench(b *testing.B, url, what string) {
-	node := os.Getenv("MCP_SANDBOX_NODE")
-	if node == "" {
-		node = "/opt/mcp-sandbox/node22/node_modules/node/bin/node"
-	}
-	dir, _ := filepath.Abs("daytonafake/sdktest")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@daytonaio", "sdk")); err != nil {
-		b.Skip("the SDK is not installed; run .ci/setup-node.sh")
-	}
-	if _, err := exec.LookPath(node); err != nil {
-		b.Skip("Node 22 is not installed; run .ci/setup-node.sh")
-	}
-	cmd := exec.Command(node, "bench.mjs", what, strconv.Itoa(b.N))
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.TempDir(), "DAYTONA_API_URL=" + url, "DAYTONA_API_KEY=" + testKey}
+	node := nodesdk.Node(b)
+	dir := nodesdk.SDKDir(b, "daytonafake/sdktest", "@daytonaio/sdk")
+	cmd := nodesdk.Command(b, node, dir, []string{"DAYTONA_API_URL=" + url, "DAYTONA_API_KEY=" + testKey}, "bench.mjs", what, strconv.Itoa(b.N))
 	out, err := cmd.Output()
 	if err != nil {
 		b.Fatalf("bench.mjs: %v\n%s", err, out)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 func env(kv ...string) providers.Config {
@@ -77,8 +78,8 @@ func TestWrongAPIKey(t *testing.T) {
 	o := fakeOptions(url)
 	o.APIKey = "wrong"
 	_, err := newDriver(t, o).Create(ctxT(t), providers.CreateOptions{})
-	if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), "check "+EnvAPIKey) || strings.Contains(err.Error(), "temporar") {
-		t.Fatalf("got %v, want ErrUnavailable saying to check %s", err, EnvAPIKey)
+	if !errors.Is(err, providers.ErrDenied) || !strings.Contains(err.Error(), "check "+EnvAPIKey) || strings.Contains(err.Error(), "temporar") {
+		t.Fatalf("got %v, want ErrDenied saying to check %s", err, EnvAPIKey)
 	}
 	if n := fake.CreateRequests(); n != 0 {
 		t.Errorf("a refused key was retried: %d creates reached the API", n)
@@ -457,20 +458,55 @@ func TestSandboxDeletedElsewhere(t *testing.T) {
 // TestDemux: the labelled, escaped log splits back into the exact bytes,
 // whatever the frame boundaries.
 func TestDemux(t *testing.T) {
-	log := []byte("\x01\x01\x01a\\\\b\\0\\1\\2\n\x02\x02\x02err\\0\n\x01\x01\x01\xff tail\\e137\n\x02\x02\x02\\e\n")
-	for size := 1; size <= len(log); size++ {
-		var out, errOut bytes.Buffer
-		d := newDemux(&out, &errOut)
-		for b := log; len(b) > 0; {
-			n := min(size, len(b))
-			if err := d.write(b[:n]); err != nil {
-				t.Fatal(err)
+	for _, tc := range []struct {
+		name, log      string
+		stdout, stderr string
+		started, ended bool
+		code           int
+		timedOut       bool
+		report         string
+	}{
+		{
+			name:   "escapes, split streams, exit code",
+			log:    "\x01\x01\x01\\sa\\\\b\\0\\1\\2\n\x02\x02\x02\\serr\\0\n\x01\x01\x01\xff tail\\e137\n\x02\x02\x02\\e\n",
+			stdout: "a\\b\x00\x01\x02\n\xff tail", stderr: "err\x00\n", started: true, ended: true, code: 137,
+		},
+		{
+			name:   "the shell's words before the start mark are not the command's",
+			log:    "\x02\x02\x02sh: 1: a\\b: not found\n\x02\x02\x02\\s\x01\x01\x01\\sok\\e0\n\x02\x02\x02\\e\n",
+			stdout: "ok", started: true, ended: true, code: 0,
+		},
+		{
+			name:   "a timeout",
+			log:    "\x01\x01\x01\\spartial\\t\\e137\n\x02\x02\x02\\s\\e\n",
+			stdout: "partial", started: true, ended: true, code: 137, timedOut: true,
+		},
+		{
+			name:    "a cwd report",
+			log:     "\x01\x01\x01\\s\\cnodir\\e1\n\x02\x02\x02\\s\\e\n",
+			started: true, ended: true, code: 1, report: "nodir",
+		},
+		{
+			name: "a helper that never started",
+			log:  "\x02\x02\x02sh: 1: exec: /tmp/x: Permission denied\n",
+		},
+	} {
+		for size := 1; size <= len(tc.log); size++ {
+			var out, errOut bytes.Buffer
+			d := newDemux(&out, &errOut)
+			for b := []byte(tc.log); len(b) > 0; {
+				n := min(size, len(b))
+				if err := d.write(b[:n]); err != nil {
+					t.Fatal(err)
+				}
+				b = b[n:]
 			}
-			b = b[n:]
-		}
-		code, ok := d.exitCode()
-		if out.String() != "a\\b\x00\x01\x02\n\xff tail" || errOut.String() != "err\x00\n" || !d.ended() || !ok || code != 137 {
-			t.Fatalf("frames of %d: stdout %q, stderr %q, ended %v, exit %d %v", size, out.String(), errOut.String(), d.ended(), code, ok)
+			code, ok := d.exitCode()
+			if out.String() != tc.stdout || errOut.String() != tc.stderr || d.started() != tc.started || d.ended() != tc.ended ||
+				ok != tc.ended || (ok && code != tc.code) || d.timedOut != tc.timedOut || d.report != tc.report {
+				t.Fatalf("%s, frames of %d: stdout %q, stderr %q, started %v, ended %v, exit %d %v, timed out %v, report %q",
+					tc.name, size, out.String(), errOut.String(), d.started(), d.ended(), code, ok, d.timedOut, d.report)
+			}
 		}
 	}
 }
@@ -543,4 +579,42 @@ func TestImagesAreTheOperatorsPolicy(t *testing.T) {
 	create(t, newDriver(t, o), providers.CreateOptions{Image: "default-snap"})
 	o.AllowedImages = "costly-*"
 	create(t, newDriver(t, o), providers.CreateOptions{Image: "costly-gpu"})
+}
+
+// TestCommandsWithoutTheHelper: a sandbox whose helper went away (or
+// cannot run it) still runs commands, byte-exact and split, through the
+// shell wrapper; the command is not run twice.
+func TestCommandsWithoutTheHelper(t *testing.T) {
+	_, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	name, _, ok := supervisor.HelperFile(helperMachine)
+	if !ok {
+		t.Fatal("this server has no helper built in")
+	}
+	c := p.cached(sb.ID)
+	if c == nil {
+		t.Fatal("a new sandbox is not cached")
+	}
+	<-c.installed // the upload goes on after Create returns
+	if c.helper.Load() != helperReady {
+		t.Fatal("a new sandbox has no helper in place")
+	}
+	if _, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "rm " + quoteArg(c.helperPath(name))}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	res, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{
+		Command: `echo run >>runs; printf 'a\000b\\'; printf 'e\001' >&2; exit 3`, Stdout: &out, Stderr: &errOut,
+	})
+	if err != nil || res.ExitCode != 3 || out.String() != "a\x00b\\" || errOut.String() != "e\x01" {
+		t.Fatalf("got %+v, %v, stdout %q, stderr %q", res, err, out.String(), errOut.String())
+	}
+	if c.helper.Load() != helperUnusable {
+		t.Errorf("the driver still counts on the helper")
+	}
+	out.Reset()
+	if _, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: "cat runs", Stdout: &out}); err != nil || out.String() != "run\n" {
+		t.Errorf("the command ran %q times, %v", out.String(), err)
+	}
 }

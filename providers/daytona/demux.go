@@ -7,19 +7,29 @@ import (
 )
 
 // demux splits the daemon's labelled log into stdout and stderr and undoes
-// the wrapper's escaping (see wrapper): in each stream, \\ \0 \1 \2 stand
-// for a backslash and the bytes 0, 1 and 2, and \e ends the stream (on
-// stdout, followed by the exit status and a newline). The
+// the wrapper's escaping (see wrapper and the helper's exec mode): each
+// stream starts with \s (what comes before is the shell's, not the
+// command's, and is dropped); \\ \0 \1 \2 stand for a backslash and the
+// bytes 0, 1 and 2; on stdout \t says the command timed out and \c<word>
+// reports a cwd it could not use; \e ends the stream (on stdout, followed
+// by the exit status and a newline). The
 // escaped streams hold no byte 1 or 2, so every such byte is part of a
 // marker (three of them: stdout 1 1 1, stderr 2 2 2).
 type demux struct {
-	cur     *unescaper
-	streams [2]*unescaper
+	cur      *unescaper
+	streams  [2]*unescaper
+	timedOut bool
+	report   string
 }
 
 func newDemux(stdout, stderr io.Writer) *demux {
-	return &demux{streams: [2]*unescaper{{w: stdout}, {w: stderr}}}
+	d := &demux{}
+	d.streams = [2]*unescaper{{w: stdout, d: d}, {w: stderr, d: d}}
+	return d
 }
+
+// started reports whether the wrapper began either stream.
+func (d *demux) started() bool { return d.streams[0].started || d.streams[1].started }
 
 // ended reports whether both streams reached their end mark.
 func (d *demux) ended() bool { return d.streams[0].done && d.streams[1].done }
@@ -59,6 +69,10 @@ func (d *demux) emit(b []byte) error {
 // unescaper decodes one stream.
 type unescaper struct {
 	w       io.Writer
+	d       *demux
+	started bool // \s was seen
+	report  []byte
+	inRep   bool // reading a \c report, up to the next backslash
 	esc     bool // the previous chunk ended in a backslash
 	done    bool
 	code    []byte // what follows the end mark, up to its newline
@@ -83,9 +97,44 @@ func (u *unescaper) write(b []byte) error {
 	}
 	u.out = u.out[:0]
 	for len(b) > 0 {
+		if u.inRep {
+			i := bytes.IndexByte(b, '\\')
+			if i < 0 {
+				i = len(b)
+			}
+			if len(u.report)+i <= 16 {
+				u.report = append(u.report, b[:i]...)
+			}
+			b = b[i:]
+			if len(b) == 0 {
+				break
+			}
+			u.inRep = false
+			u.d.report = string(u.report)
+			continue
+		}
+		if !u.started && !u.esc {
+			// Before the start mark: the shell's own words, if any.
+			i := bytes.IndexByte(b, '\\')
+			if i < 0 {
+				break
+			}
+			u.esc, b = true, b[i+1:]
+			continue
+		}
 		if u.esc {
 			u.esc = false
+			if !u.started {
+				u.started = b[0] == 's'
+				b = b[1:]
+				continue
+			}
 			switch b[0] {
+			case 's':
+			case 't':
+				u.d.timedOut = true
+			case 'c':
+				u.inRep = true
 			case '0':
 				u.out = append(u.out, 0)
 			case '1':

@@ -8,21 +8,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // A command runs as an asynchronous command of its own daemon session, and
 // its output comes back over the session's log websocket. The daemon labels
 // that log line by line (each line behind a stdout or stderr marker, NUL
 // bytes lost, a newline added to a last line without one), so the command
-// is wrapped: it runs in its own process group (setsid) with its output in
+// is wrapped: by the helper (see helper.go), or where it cannot run by this
+// shell wrapper, which speaks the same escapes. The command runs in its own process group (setsid) with its output in
 // files, which tail --pid follows until it exits; sed escapes the bytes the
 // labelling would lose or misread (a line at a time: stdbuf -oL), and each
 // stream ends with an end mark (stdout's carries the exit status).
@@ -35,7 +38,8 @@ import (
 // Arguments: $1 scratch path prefix, $2 cwd, $3 command, $4 "1" when
 // stdin comes, then NAME=value pairs for env. Forks are few: each costs
 // time on a busy sandbox.
-const wrapper = `d=$1 cwd=$2 cmd=$3 in=$4; shift 4
+const wrapper = `printf '\\s'; printf '\\s' >&2
+d=$1 cwd=$2 cmd=$3 in=$4; shift 4
 : >"$d.out" && : >"$d.err" || exit 125
 if [ -n "$in" ]; then
 	mkfifo "$d.in" || exit 125
@@ -61,9 +65,18 @@ printf '\\e%s\n' "$rc"; printf '\\e\n' >&2
 rm -f "$d.out" "$d.err" "$d.in" "$d.pgid" >/dev/null 2>&1 &
 exit $rc`
 
-// killScript kills the process group recorded in $1.pgid, waiting briefly
-// for the command to record it.
+// killScript asks the helper whose pid is in $1.pid to kill everything its
+// command started, or kills the process group the wrapper recorded in
+// $1.pgid, waiting briefly for either to be recorded. It waits (5 s at
+// most) for the helper to be gone, which it is once its kill is done: the
+// session's deletion that follows a kill takes the helper with it, and a
+// helper taken before it has killed leaves the command running.
 const killScript = `for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+	if [ -s "$1.pid" ]; then
+		p=$(cat "$1.pid") && kill -USR2 "$p" || exit 1
+		i=0; while [ $i -lt 100 ] && kill -0 "$p" 2>/dev/null; do sleep 0.05; i=$((i+1)); done
+		exit 0
+	fi
 	[ -s "$1.pgid" ] && break; sleep 0.05
 done
 kill -9 -"$(cat "$1.pgid")"`
@@ -99,31 +112,58 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 			return providers.ExecResult{}, err
 		}
 	}
+	select {
+	case <-c.installed:
+	case <-ctx.Done():
+		return providers.ExecResult{}, ctx.Err()
+	}
+	if name, _, ok := supervisor.HelperFile(helperMachine); ok && c.helper.Load() == helperReady {
+		res, ran, err := p.run(ctx, id, req, true, func(dir string) string { return c.helperCommand(name, dir, cwd, req) })
+		if ran || err != nil {
+			return res, err
+		}
+		// The helper did not start (removed, or it cannot run here): the
+		// command did not run either, and the wrapper serves from now on.
+		p.log.Info("daytona: commands run through the shell wrapper: the helper did not start", "sandbox", id)
+		c.helper.Store(helperUnusable)
+	}
+	res, _, err := p.run(ctx, id, req, false, func(dir string) string {
+		args := []string{dir, cwd, req.Command, ""}
+		if req.Stdin != nil {
+			args[3] = "1"
+		}
+		for _, k := range slices.Sorted(maps.Keys(req.Env)) {
+			args = append(args, k+"="+req.Env[k])
+		}
+		return shellCommand(wrapper, args...)
+	})
+	return res, err
+}
+
+// timeoutGrace is how long past a command's timeout the helper may take to
+// end it and deliver its output before Exec kills it itself.
+const timeoutGrace = 3 * time.Second
+
+// run runs the session command that command(scratch prefix) builds and
+// follows its output; ran is false when the helper (byHelper) never
+// started, so the command did not run.
+func (p *Provider) run(ctx context.Context, id string, req providers.ExecRequest, byHelper bool, command func(dir string) string) (res providers.ExecResult, ran bool, err error) {
 	tag := randomTag()
 	dir := scratchPrefix + tag
-	args := []string{dir, cwd, req.Command, ""}
-	if req.Stdin != nil {
-		args[3] = "1"
-	}
-	names := make([]string, 0, len(req.Env))
-	for k := range req.Env {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		args = append(args, k+"="+req.Env[k])
-	}
-
 	began := time.Now()
-	r, err := p.startCommand(ctx, id, "mcp-sandbox-"+tag, dir, shellCommand(wrapper, args...))
+	r, err := p.startCommand(ctx, id, dir, command(dir))
 	if err != nil {
-		return providers.ExecResult{}, err
+		return providers.ExecResult{}, true, err
 	}
 	defer func() { go r.close() }() // the caller need not wait for the session's deletion
 
 	runCtx, cancel := ctx, context.CancelFunc(func() {})
 	if req.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, req.Timeout)
+		limit := req.Timeout
+		if byHelper {
+			limit += timeoutGrace // the helper keeps the time itself
+		}
+		runCtx, cancel = context.WithTimeout(ctx, limit)
 	}
 	defer cancel()
 	if req.Stdin != nil {
@@ -133,14 +173,14 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	streamDone := make(chan error, 1)
 	go func() { streamDone <- r.follow(out) }()
 
-	res := providers.ExecResult{ExitCode: -1}
+	res = providers.ExecResult{ExitCode: -1}
 	var streamErr error
 	select {
 	case streamErr = <-streamDone:
 	case <-runCtx.Done():
 		p.kill(ctx, id, dir)
-		// The wrapper notices and ends the streams; wait for what was
-		// already printed, but not for long.
+		// The command's end is noticed and the streams end; wait for what
+		// was already printed, but not for long.
 		select {
 		case <-streamDone:
 		case <-time.After(5 * time.Second):
@@ -149,34 +189,44 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 		}
 		res.Duration = time.Since(began)
 		if ctx.Err() != nil {
-			return res, ctx.Err()
+			return res, true, ctx.Err()
 		}
 		res.TimedOut = true
-		return res, nil
+		return res, true, nil
 	}
 	res.Duration = time.Since(began)
+	if byHelper && streamErr == nil && !out.started() {
+		return res, false, nil
+	}
 	if !out.ended() {
 		if g := p.gone(ctx, id); g != nil {
-			return res, g
+			return res, true, g
 		}
 		p.kill(ctx, id, dir)
 		why := "ended"
 		if streamErr != nil {
 			why = "broke (" + streamErr.Error() + ")"
 		}
-		return res, providers.Errorf(providers.ErrUnavailable,
+		return res, true, providers.Errorf(providers.ErrUnavailable,
 			"the output stream of the command in sandbox %s %s before the command ended; the command was killed, run it again (if this repeats, the sandbox's image may lack GNU tail, sed, stdbuf, setsid or base64)", id, why)
 	}
+	switch out.report {
+	case "nodir":
+		return res, true, providers.Errorf(providers.ErrNotFound, "cwd %q: no such directory", req.Cwd)
+	case "notdir":
+		return res, true, providers.Errorf(providers.ErrInvalidArgument, "cwd %q is not a directory", req.Cwd)
+	}
+	res.TimedOut = out.timedOut
 	if code, ok := out.exitCode(); ok {
 		res.ExitCode = code
-		return res, nil
+		return res, true, nil
 	}
 	code, err := r.exitCode(ctx) // the daemon's record, when the mark lacks it
 	if err != nil {
-		return res, p.toolboxErr(ctx, id, "run command in", cwd, err)
+		return res, true, p.toolboxErr(ctx, id, "run command in", req.Cwd, err)
 	}
 	res.ExitCode = code
-	return res, nil
+	return res, true, nil
 }
 
 // checkCwd explains a cwd that is missing or not a directory.
@@ -213,29 +263,51 @@ type running struct {
 	ws      *websocket.Conn
 }
 
-// startCommand makes a session, starts the command in it and opens its
-// log stream. On failure nothing is left behind.
-func (p *Provider) startCommand(ctx context.Context, id, session, dir, command string) (*running, error) {
-	c, err := p.toolbox(ctx, id, http.MethodPost, "/process/session", map[string]string{"sessionId": session}, nil)
-	if err != nil {
-		return nil, p.toolboxErr(ctx, id, "run command in", ".", err)
-	}
-	r := &running{p: p, id: id, c: c, session: session}
+// startCommand starts the command in a session of its own, and opens its
+// log stream. On failure nothing is left behind. The session is the one
+// made ahead of time for the sandbox's next command when there is one
+// (which saves its round trip), else a new one.
+func (p *Provider) startCommand(ctx context.Context, id, dir, command string) (*running, error) {
+	body := map[string]any{"command": command, "runAsync": true, "suppressInputEcho": true}
 	var started struct {
 		CmdID string `json:"cmdId"`
 	}
-	// Not retried: a second attempt could run the command twice.
-	err = p.do(ctx, http.MethodPost, c.base+"/process/session/"+session+"/exec",
-		map[string]any{"command": command, "runAsync": true, "suppressInputEcho": true}, &started)
-	if err == nil && started.CmdID == "" {
-		err = errors.New("the daemon returned no command ID")
+	var r *running
+	if c, session := p.spareSession(id); session != "" {
+		r = &running{p: p, id: id, c: c, session: session}
+		// Not retried: a second attempt could run the command twice.
+		err := p.do(ctx, http.MethodPost, c.base+"/process/session/"+session+"/exec", body, &started)
+		if err != nil {
+			go r.close()
+			if !isStatus(err, http.StatusNotFound) && !p.unreachable(err) {
+				return nil, p.toolboxErr(ctx, id, "run command in", ".", err)
+			}
+			// The session is gone (the daemon restarted, the sandbox
+			// stopped), so the command did not run: a new session serves.
+			r = nil
+		}
 	}
-	if err != nil {
+	if r == nil {
+		session := "mcp-sandbox-" + randomTag()
+		c, err := p.toolbox(ctx, id, http.MethodPost, "/process/session", map[string]string{"sessionId": session}, nil)
+		if err != nil {
+			return nil, p.toolboxErr(ctx, id, "run command in", ".", err)
+		}
+		r = &running{p: p, id: id, c: c, session: session}
+		err = p.do(ctx, http.MethodPost, c.base+"/process/session/"+session+"/exec", body, &started)
+		if err != nil {
+			r.close()
+			return nil, p.toolboxErr(ctx, id, "run command in", ".", err)
+		}
+	}
+	go p.prepareSession(r.c) // for the next command
+	if started.CmdID == "" {
+		p.kill(ctx, id, dir)
 		r.close()
-		return nil, p.toolboxErr(ctx, id, "run command in", ".", err)
+		return nil, p.toolboxErr(ctx, id, "run command in", ".", errors.New("the daemon returned no command ID"))
 	}
 	r.cmdID = started.CmdID
-	u := "ws" + strings.TrimPrefix(c.base, "http") + "/process/session/" + session + "/command/" + r.cmdID + "/logs?follow=true"
+	u := "ws" + strings.TrimPrefix(r.c.base, "http") + "/process/session/" + r.session + "/command/" + r.cmdID + "/logs?follow=true"
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+p.o.APIKey)
 	h.Set("User-Agent", "mcp-sandbox")
@@ -343,5 +415,43 @@ func (r *running) close() {
 	defer cancel()
 	if err := r.p.do(ctx, http.MethodDelete, r.c.base+"/process/session/"+r.session, nil, nil); err != nil && !isStatus(err, http.StatusNotFound) {
 		r.p.log.Debug("daytona: cannot delete a command session", "sandbox", r.id, "session", r.session, "err", err)
+	}
+}
+
+// spareSession takes the session made ahead of time for the sandbox's next
+// command, if there is one.
+func (p *Provider) spareSession(id string) (*conn, string) {
+	c := p.cached(id)
+	if c == nil {
+		return nil, ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	session := c.spare
+	c.spare = ""
+	return c, session
+}
+
+// prepareSession makes a session for the sandbox's next command, unless
+// one is ready or on its way: a command then costs one round trip fewer.
+// Each session still serves a single command, so no shell state passes
+// from one command to the next.
+func (p *Provider) prepareSession(c *conn) {
+	c.mu.Lock()
+	if c.spare != "" || c.preparing {
+		c.mu.Unlock()
+		return
+	}
+	c.preparing = true
+	c.mu.Unlock()
+	ctx, cancel := detached(context.Background())
+	defer cancel()
+	session := "mcp-sandbox-" + randomTag()
+	err := p.do(ctx, http.MethodPost, c.base+"/process/session", map[string]string{"sessionId": session}, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.preparing = false
+	if err == nil {
+		c.spare = session
 	}
 }

@@ -1,21 +1,14 @@
 package daytona
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/daytona/daytonafake"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakecmd"
 )
 
 const testKey = "test-key"
@@ -78,31 +71,5 @@ func create(t *testing.T, p *Provider, opts providers.CreateOptions) providers.S
 // returns the API URL.
 func externalFake(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "daytonafake")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./daytonafake/cmd/daytonafake")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the fake: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-api-key", testKey)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), "DAYTONA_API_URL="); ok {
-			go io.Copy(io.Discard, stdout)
-			return u
-		}
-	}
-	t.Fatalf("the fake printed no DAYTONA_API_URL: %v", sc.Err())
-	return ""
+	return fakecmd.Start(t, "./daytonafake/cmd/daytonafake", "DAYTONA_API_URL", "-api-key", testKey)
 }

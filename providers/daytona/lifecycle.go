@@ -19,6 +19,7 @@ type apiSandbox struct {
 	ID              string            `json:"id"`
 	Snapshot        string            `json:"snapshot"`
 	Labels          map[string]string `json:"labels"`
+	Env             map[string]string `json:"env"`
 	State           string            `json:"state"`
 	ErrorReason     string            `json:"errorReason"`
 	ToolboxProxyURL string            `json:"toolboxProxyUrl"`
@@ -98,7 +99,9 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 		if err == nil {
 			break
 		}
-		p.deleteByNonce(ctx, labels[labelNonce])
+		if !providers.Unreachable(err) { // a request never delivered made nothing
+			p.deleteByNonce(ctx, labels[labelNonce])
+		}
 		if !retryable(ctx, err) || attempt > p.o.Retries || !p.pause(ctx, began, attempt, err) {
 			return providers.Sandbox{}, p.typed(ctx, "", what, err)
 		}
@@ -107,7 +110,7 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	sb, err := p.waitStarted(ctx, sb)
 	if err == nil {
 		var c *conn
-		if c, err = p.dial(ctx, sb); err == nil {
+		if c, err = p.dial(ctx, sb, true); err == nil {
 			return p.sandboxFrom(sb, c.workdir), nil
 		}
 	}
@@ -248,8 +251,12 @@ func (p *Provider) List(ctx context.Context, match map[string]string) ([]provide
 
 // Destroy deletes the sandbox.
 func (p *Provider) Destroy(ctx context.Context, id string) error {
-	if _, err := p.get(ctx, id); err != nil {
-		return err
+	// Only this server's sandboxes may be deleted: one it reached before
+	// was checked then (the cache holds no other); else the API says.
+	if p.cached(id) == nil {
+		if _, err := p.get(ctx, id); err != nil {
+			return err
+		}
 	}
 	p.forget(id)
 	attempts, err := p.api(ctx, http.MethodDelete, "/sandbox/"+id, nil, nil)

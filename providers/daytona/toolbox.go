@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
@@ -14,8 +17,17 @@ import (
 // can always be rebuilt from the sandbox ID with the API.
 type conn struct {
 	id      string
-	base    string // toolboxProxyUrl + "/" + id
-	workdir string // where relative paths and commands start
+	base    string       // toolboxProxyUrl + "/" + id
+	workdir string       // where relative paths and commands start
+	tmp     string       // the sandbox's TMPDIR, where the helper goes
+	helper  atomic.Int32 // helperUnknown, helperReady or helperUnusable
+	// installed is closed once helper is known (a new sandbox's upload
+	// may still be on its way when it is first used).
+	installed chan struct{}
+
+	mu        sync.Mutex
+	spare     string // a session made for the next command (see prepareSession)
+	preparing bool
 }
 
 func (p *Provider) cached(id string) *conn {
@@ -37,8 +49,12 @@ func (p *Provider) forget(id string) {
 }
 
 // dial learns the toolbox address and working directory of a started
-// sandbox; the daemon may take a moment to answer after a start.
-func (p *Provider) dial(ctx context.Context, sb apiSandbox) (*conn, error) {
+// sandbox (the daemon may take a moment to answer after a start), and puts
+// the helper in place. fresh says the sandbox was just made, so it has
+// none yet: the upload starts at once and dial does not wait for it (a
+// new sandbox is ready for file calls sooner); commands wait for it
+// (c.installed).
+func (p *Provider) dial(ctx context.Context, sb apiSandbox, fresh bool) (*conn, error) {
 	proxy := strings.TrimRight(sb.ToolboxProxyURL, "/")
 	if proxy == "" {
 		var u struct {
@@ -49,7 +65,20 @@ func (p *Provider) dial(ctx context.Context, sb apiSandbox) (*conn, error) {
 		}
 		proxy = strings.TrimRight(u.URL, "/")
 	}
-	c := &conn{id: sb.ID, base: proxy + "/" + sb.ID}
+	c := &conn{id: sb.ID, base: proxy + "/" + sb.ID, tmp: "/tmp", installed: make(chan struct{})}
+	if t := sb.Env["TMPDIR"]; path.IsAbs(t) && path.Clean(t) == t && !strings.ContainsAny(t, "\x00\n") {
+		c.tmp = t
+	}
+	go p.prepareSession(c) // the first command's
+	if fresh {
+		go func() {
+			defer close(c.installed)
+			// Not the caller's ctx: its call may end before the upload.
+			uctx, cancel := detached(ctx)
+			defer cancel()
+			p.installHelper(uctx, c, true)
+		}()
+	}
 	var wd struct {
 		Dir string `json:"dir"`
 	}
@@ -63,7 +92,11 @@ func (p *Provider) dial(ctx context.Context, sb apiSandbox) (*conn, error) {
 	if c.workdir == "" {
 		c.workdir = "/"
 	}
-	p.remember(c)
+	p.remember(c) // before the check below, whose call looks it up
+	if !fresh {
+		p.installHelper(ctx, c, false)
+		close(c.installed)
+	}
 	return c, nil
 }
 
@@ -87,7 +120,7 @@ func (p *Provider) conn(ctx context.Context, id string) (*conn, error) {
 			return nil, err
 		}
 	}
-	return p.dial(ctx, d)
+	return p.dial(ctx, d, false)
 }
 
 // toolbox calls the sandbox's daemon. A daemon that cannot be reached

@@ -1,6 +1,8 @@
 // Package docker runs each sandbox as a container on a Docker engine,
 // through the Moby Go client. The container is the sandbox: commands run in
-// it through the Exec API, files move through the archive (tar) API, and
+// it through one long-lived channel to the supervisor's helper serving in it
+// (channel.go), or else the Exec API; files move through the archive (tar)
+// API, and
 // everything the driver needs to serve a sandbox is on the container itself
 // (labels, config), so a restarted server or a second replica can serve it.
 // Background processes (Processes, ProcessRunner) live in the container too:
@@ -18,6 +20,8 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -25,7 +29,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +58,8 @@ const (
 	EnvCapAdd  = "MCP_SANDBOX_DOCKER_CAP_ADD"        // capabilities added back after dropping all; "none" for none
 	EnvExpiry  = "MCP_SANDBOX_DOCKER_EXPIRY"         // how long a sandbox is safe from the reaper
 	EnvAllowed = "MCP_SANDBOX_DOCKER_ALLOWED_IMAGES" // images beyond the default and the engine's own that may be pulled
+	EnvDisk    = "MCP_SANDBOX_DOCKER_DISK"           // disk limit per sandbox, e.g. 1g; none for none
+	EnvPool    = "MCP_SANDBOX_DOCKER_WARM_POOL"      // warm containers kept per image; 0 for none
 )
 
 // Defaults.
@@ -64,6 +69,8 @@ const (
 	DefaultCPUs    = "1"
 	DefaultPids    = "512"
 	DefaultWorkdir = "/workspace"
+	DefaultDisk    = "1g"
+	DefaultPool    = "1"
 	// DefaultExpiry is long because a server on another machine cannot
 	// tell whether a session it does not own is still live (one on the
 	// same machine can: see providers.Liveness).
@@ -84,6 +91,7 @@ const (
 	labelCreated = "mcp-sandbox.created"
 	labelExpires = "mcp-sandbox.expires"
 	labelWorkdir = "mcp-sandbox.workdir"
+	labelDisk    = "mcp-sandbox.disk" // the disk limit, as sandbox_create reports it
 	// CreateOptions.Labels are stored under this prefix, so a caller's label
 	// can never pose as one of the driver's own.
 	userLabelPrefix = "mcp-sandbox.label."
@@ -99,6 +107,8 @@ var Settings = []providers.Setting{
 	{Env: EnvPids, Flag: "docker-pids", Default: DefaultPids, Usage: "process limit per sandbox"},
 	{Env: EnvWorkdir, Flag: "docker-workdir", Default: DefaultWorkdir, Usage: "workdir inside the container, owned by the image's user"},
 	{Env: EnvCapAdd, Flag: "docker-cap-add", Default: strings.Join(DefaultCapAdd, ","), Usage: "capabilities added back after dropping all; none for none (ALL and SYS_ADMIN are refused)"},
+	{Env: EnvDisk, Flag: "docker-disk", Default: DefaultDisk, Usage: "disk limit per sandbox (e.g. 512m, 4g): the storage driver's per-container size where it has one, else in-memory workdir and /tmp of that size with the rest read-only; none for no limit"},
+	{Env: EnvPool, Flag: "docker-warm-pool", Default: DefaultPool, Usage: "containers kept started ahead, per image (the default and the first others used), so that sandbox_create takes one at once; 0 for none"},
 	{Env: EnvExpiry, Flag: "docker-expiry", Default: DefaultExpiry.String(), Usage: "how long a sandbox is safe from the reaper"},
 	{Env: EnvAllowed, Flag: "docker-allowed-images", Usage: "comma-separated image patterns (* matches anything) sandbox_create may pull besides the default image; images already on the engine are always allowed"},
 	{Env: "DOCKER_HOST", Usage: "Docker engine address (default: the local socket)"},
@@ -125,6 +135,8 @@ type settings struct {
 	expiry   time.Duration
 	server   string
 	images   providers.ImagePolicy
+	disk     int64 // bytes; 0 for no limit
+	pool     int   // warm containers per image
 }
 
 func parseSettings(cfg providers.Config) (settings, error) {
@@ -152,6 +164,14 @@ func parseSettings(cfg providers.Config) (settings, error) {
 	if !strings.HasPrefix(s.workdir, "/") || s.workdir == "/" {
 		return s, cfg.Invalid(EnvWorkdir, "use an absolute path below /, such as /workspace")
 	}
+	if v := cfg.Get(EnvDisk); !strings.EqualFold(v, "none") {
+		if s.disk, err = units.RAMInBytes(v); err != nil || s.disk < 1<<20 {
+			return s, cfg.Invalid(EnvDisk, "use a size of at least 1m, such as 512m or 4g, or none for no limit")
+		}
+	}
+	if s.pool, err = strconv.Atoi(cfg.Get(EnvPool)); err != nil || s.pool < 0 || s.pool > maxPoolSize {
+		return s, cfg.Invalid(EnvPool, fmt.Sprintf("use a number of containers from 0 (no warm pool) to %d", maxPoolSize))
+	}
 	s.images = providers.NewImagePolicy(s.image, cfg.Get(EnvAllowed))
 	if s.expiry, err = cfg.Duration(EnvExpiry, time.Millisecond, 0); err != nil {
 		return s, err
@@ -176,14 +196,20 @@ type Provider struct {
 	log  *slog.Logger
 	host string
 
-	// owned caches the containers already checked to carry our label (and
-	// their workdir): container IDs are never reused, so the fact cannot go
-	// stale, only absent.
-	owned sync.Map // id -> workdir
+	// owned caches the sandboxes already checked to be ours.
+	owned sync.Map // id -> box
 
 	pullMu sync.Mutex // one pull at a time; concurrent creates wait for it
 
 	listBudget int64 // see archiveListBudget
+
+	disk diskState
+	// channels holds each sandbox's channel (channel.go), a cache.
+	channels  sync.Map // id -> *channelSlot
+	noChannel bool     // every command through the engine's exec
+	users     sync.Map // image ID + user -> [2]int{uid, gid}, for the workdir's owner
+	pool      *pool    // nil without a warm pool
+	warmOnly  bool     // Create waits for a warm container (tests)
 
 	// Background processes: the shared in-sandbox supervisor, over RunArgv.
 	*supervisor.Supervisor
@@ -232,6 +258,11 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 	ping, err := cli.Ping(pingCtx, client.PingOptions{NegotiateAPIVersion: true})
 	if err != nil {
 		cli.Close()
+		// The client words a socket's EACCES without wrapping it.
+		if errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "permission denied") {
+			return nil, providers.Errorf(providers.ErrDenied,
+				"docker provider: permission denied on the Docker engine's socket %s (from %s): %v; run as a user of the docker group, or set DOCKER_HOST to an engine this user may use", host, source, err)
+		}
 		return nil, providers.Errorf(providers.ErrUnavailable,
 			"docker provider: no Docker engine answered at %s (from %s): %w; start the engine (dockerd) or set DOCKER_HOST to one that runs", host, source, err)
 	}
@@ -247,6 +278,9 @@ func New(ctx context.Context, cfg providers.Config) (*Provider, error) {
 	log.Debug("docker engine answers", "host", host, "api", cli.ClientVersion())
 	p := &Provider{cli: cli, set: set, log: log, host: host, listBudget: archiveListBudget}
 	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: log})
+	if set.pool > 0 {
+		p.pool = newPool(p, set.pool)
+	}
 	return p, nil
 }
 
@@ -260,38 +294,19 @@ func (p *Provider) Capabilities() providers.Capabilities {
 	return caps
 }
 
-func (p *Provider) Close() error { return p.cli.Close() }
+// Close removes the warm pool this server kept, and lets go of the engine.
+func (p *Provider) Close() error {
+	if p.pool != nil {
+		p.pool.close()
+	}
+	p.closeChannels()
+	return p.cli.Close()
+}
 
 var containerIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func notFound(id string) error {
 	return providers.Errorf(providers.ErrNotFound, "sandbox %q not found", id)
-}
-
-// workdir checks that id names a container this driver made and returns its
-// workdir. Names, short IDs and other people's containers are "not found":
-// the engine resolves those too, and they are not ours to touch.
-func (p *Provider) workdir(ctx context.Context, id string) (string, error) {
-	if wd, ok := p.owned.Load(id); ok {
-		return wd.(string), nil
-	}
-	if !containerIDPattern.MatchString(id) {
-		return "", notFound(id)
-	}
-	res, err := p.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	if err != nil {
-		return "", p.apiErr(id, "inspect sandbox", err)
-	}
-	c := res.Container
-	if c.Config == nil || c.Config.Labels[labelManaged] != "true" {
-		return "", notFound(id)
-	}
-	wd := c.Config.Labels[labelWorkdir]
-	if wd == "" {
-		wd = c.Config.WorkingDir
-	}
-	p.owned.Store(id, wd)
-	return wd, nil
 }
 
 // apiErr turns an engine error into a typed one. A missing container means
@@ -324,9 +339,22 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	if image == "" {
 		image = p.set.image
 	}
-	user, err := p.ensureImage(ctx, image)
+	user, imageID, err := p.ensureImage(ctx, image)
 	if err != nil {
 		return providers.Sandbox{}, err
+	}
+
+	if p.pool != nil {
+		key := p.poolKey(imageID, user)
+		sb, ok := p.pool.take(ctx, image, key, opts)
+		for p.warmOnly && !ok && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			sb, ok = p.pool.take(ctx, image, key, opts)
+		}
+		if ok {
+			return sb, nil
+		}
+		defer p.pool.keepWarm(image)
 	}
 
 	now := time.Now().UTC()
@@ -341,52 +369,54 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	for k, v := range opts.Labels {
 		labels[userLabelPrefix+k] = v
 	}
-	yes := true
-	pids := p.set.pids
-	res, err := p.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: "mcp-sandbox-" + randomHex(6),
-		Config: &container.Config{
-			Image: image,
-			// Keep the container alive and idle; commands come by exec. The
-			// image's own entrypoint (a server, a REPL) is not run.
-			Entrypoint: []string{"sleep", "infinity"},
-			Cmd:        nil,
-			WorkingDir: p.set.workdir,
-			Env:        envList(opts.Env),
-			Labels:     labels,
-		},
-		HostConfig: &container.HostConfig{
-			NetworkMode: container.NetworkMode(p.set.network),
-			CapDrop:     []string{"ALL"},
-			CapAdd:      p.set.capAdd,
-			SecurityOpt: []string{"no-new-privileges"},
-			// A real init reaps the children of killed commands.
-			Init: &yes,
-			Resources: container.Resources{
-				Memory:     p.set.memory,
-				MemorySwap: p.set.memory, // no swap beyond the limit
-				NanoCPUs:   p.set.nanoCPUs,
-				PidsLimit:  &pids,
-			},
-		},
-	})
+	id, err := p.startContainer(ctx, "mcp-sandbox-"+randomHex(6), image, user, imageID, opts.Env, labels)
 	if err != nil {
-		if cerrdefs.IsInvalidArgument(err) {
-			return providers.Sandbox{}, providers.Errorf(providers.ErrInvalidArgument, "create sandbox from image %q: %w", image, err)
-		}
-		return providers.Sandbox{}, p.apiErr("", "create sandbox", err)
-	}
-	id := res.ID
-	// From here on a failure removes the container: nothing is left behind.
-	fail := func(err error) (providers.Sandbox, error) {
-		rmCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		p.cli.ContainerRemove(rmCtx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		return providers.Sandbox{}, err
 	}
-	if uid, gid, err := p.lookupUser(ctx, id, user); err != nil {
+	p.owned.Store(id, box{workdir: p.set.workdir})
+	p.log.Info("sandbox created", "sandbox", id[:12], "image", image)
+	return p.sandbox(id, image, labels), nil
+}
+
+// startContainer makes and starts a hardened container named name, with
+// the image's user owning the workdir: a cold create and a pool both make
+// theirs here. labels gets the disk limit's description.
+func (p *Provider) startContainer(ctx context.Context, name, image, user, imageID string, env, labels map[string]string) (string, error) {
+	// The workdir's owner is known once its image was seen: a tmpfs workdir
+	// takes it at create time.
+	owner := [2]int{}
+	userKey := imageID + "\x00" + user
+	if v, ok := p.users.Load(userKey); ok {
+		owner = v.([2]int)
+	}
+	kind := p.diskKind(ctx)
+	id, err := p.createContainer(ctx, name, image, env, labels, kind, owner)
+	if refusal := (quotaRefusal{}); errors.As(err, &refusal) {
+		p.noQuota(refusal.error)
+		kind = diskTmpfs
+		id, err = p.createContainer(ctx, name, image, env, labels, kind, owner)
+	}
+	if err != nil {
+		return "", err
+	}
+	// From here on a failure removes the container: nothing is left behind.
+	fail := func(err error) (string, error) {
+		p.remove(id)
+		return "", err
+	}
+	uid, gid, err := p.lookupUser(ctx, id, user)
+	if err != nil {
 		return fail(err)
-	} else if uid != 0 || gid != 0 {
+	}
+	p.users.Store(userKey, [2]int{uid, gid})
+	if kind == diskTmpfs && owner != [2]int{uid, gid} {
+		// First sight of a non-root image: make it again with the workdir
+		// its user's.
+		p.remove(id)
+		if id, err = p.createContainer(ctx, name, image, env, labels, kind, [2]int{uid, gid}); err != nil {
+			return "", err
+		}
+	} else if kind != diskTmpfs && (uid != 0 || gid != 0) {
 		// Docker makes the workdir as root; give it to the image's user.
 		if err := p.chownWorkdir(ctx, id, uid, gid); err != nil {
 			return fail(err)
@@ -395,9 +425,65 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 	if _, err := p.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fail(providers.Errorf(providers.ErrUnavailable, "start sandbox from image %q: %w", image, err))
 	}
-	p.owned.Store(id, p.set.workdir)
-	p.log.Info("sandbox created", "sandbox", id[:12], "image", image)
-	return p.sandbox(id, image, labels), nil
+	return id, nil
+}
+
+// createContainer creates (does not start) a hardened sandbox container.
+func (p *Provider) createContainer(ctx context.Context, name, image string, env, labels map[string]string, kind diskKind, owner [2]int) (string, error) {
+	if d := p.describeDisk(kind); d != "" {
+		labels[labelDisk] = d
+	} else {
+		delete(labels, labelDisk)
+	}
+	yes := true
+	pids := p.set.pids
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(p.set.network),
+		CapDrop:     []string{"ALL"},
+		CapAdd:      p.set.capAdd,
+		SecurityOpt: []string{"no-new-privileges"},
+		// A real init reaps the children of killed commands.
+		Init: &yes,
+		Resources: container.Resources{
+			Memory:     p.set.memory,
+			MemorySwap: p.set.memory, // no swap beyond the limit
+			NanoCPUs:   p.set.nanoCPUs,
+			PidsLimit:  &pids,
+		},
+	}
+	p.applyDisk(hc, kind, owner[0], owner[1])
+	res, err := p.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name,
+		Config: &container.Config{
+			Image: image,
+			// Keep the container alive and idle; commands come by exec. The
+			// image's own entrypoint (a server, a REPL) is not run.
+			Entrypoint: []string{"sleep", "infinity"},
+			Cmd:        nil,
+			WorkingDir: p.set.workdir,
+			Env:        envList(env),
+			Labels:     labels,
+		},
+		HostConfig: hc,
+	})
+	if err != nil {
+		if kind == diskQuota && isQuotaRefusal(err) {
+			return "", quotaRefusal{err} // the caller tries again without
+		}
+		if cerrdefs.IsInvalidArgument(err) {
+			return "", providers.Errorf(providers.ErrInvalidArgument, "create sandbox from image %q: %w", image, err)
+		}
+		return "", p.apiErr("", "create sandbox", err)
+	}
+	return res.ID, nil
+}
+
+// remove force-removes a container and its volumes, on a context of its
+// own: it cleans up after a failure, whose context may be the cause.
+func (p *Provider) remove(id string) {
+	rmCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p.cli.ContainerRemove(rmCtx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 }
 
 // sandbox rebuilds a Sandbox from a container's labels.
@@ -415,65 +501,25 @@ func (p *Provider) sandbox(id, image string, labels map[string]string) providers
 		Name:      labels[labelName],
 		Image:     image,
 		Workdir:   labels[labelWorkdir],
+		DiskLimit: labels[labelDisk],
 		CreatedAt: created,
 		Labels:    user,
 	}
 }
 
-func (p *Provider) Get(ctx context.Context, id string) (providers.Sandbox, error) {
-	if !containerIDPattern.MatchString(id) {
-		return providers.Sandbox{}, notFound(id)
-	}
-	res, err := p.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	if err != nil {
-		return providers.Sandbox{}, p.apiErr(id, "inspect sandbox", err)
-	}
-	c := res.Container
-	if c.Config == nil || c.Config.Labels[labelManaged] != "true" {
-		return providers.Sandbox{}, notFound(id)
-	}
-	return p.sandbox(c.ID, c.Config.Image, c.Config.Labels), nil
-}
-
-func (p *Provider) List(ctx context.Context, match map[string]string) ([]providers.Sandbox, error) {
-	filters := make(client.Filters).Add("label", labelManaged+"=true")
-	for k, v := range match {
-		filters.Add("label", userLabelPrefix+k+"="+v)
-	}
-	res, err := p.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
-	if err != nil {
-		return nil, p.apiErr("", "list sandboxes", err)
-	}
-	out := make([]providers.Sandbox, 0, len(res.Items))
-	for _, c := range res.Items {
-		// The engine filtered already; checking here too keeps the answer
-		// exact whatever its filter makes of unusual values (an empty one).
-		sb := p.sandbox(c.ID, c.Image, c.Labels)
-		if labelsInclude(sb.Labels, match) {
-			out = append(out, sb)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
-	return out, nil
-}
-
-func labelsInclude(have, want map[string]string) bool {
-	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
 func (p *Provider) Destroy(ctx context.Context, id string) error {
-	if _, err := p.workdir(ctx, id); err != nil {
+	b, err := p.box(ctx, id)
+	if err != nil {
 		return err
 	}
-	_, err := p.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	p.closeChannel(id)
+	_, err = p.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	p.owned.Delete(id)
 	switch {
 	case err == nil:
+		if b.claimed {
+			p.dropClaim(id)
+		}
 		p.log.Info("sandbox destroyed", "sandbox", id[:12])
 		return nil
 	case cerrdefs.IsNotFound(err):

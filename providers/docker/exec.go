@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"strings"
@@ -65,21 +66,27 @@ const (
 )
 
 func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecRequest) (providers.ExecResult, error) {
-	wd, err := p.workdir(ctx, id)
+	b, err := p.box(ctx, id)
 	if err != nil {
 		return providers.ExecResult{}, err
 	}
 	if err := providers.ValidateEnv(req.Env); err != nil {
 		return providers.ExecResult{}, err
 	}
-	dir, err := p.cwd(ctx, id, wd, req.Cwd)
+	dir, err := p.cwd(ctx, id, b.workdir, req.Cwd)
 	if err != nil {
 		return providers.ExecResult{}, err
 	}
 
 	token := randomHex(12)
-	env := envList(req.Env)
-	env = append(env, execMarker+"="+token)
+	// A warm sandbox's env is given here (a cold one's is its
+	// container's), under the command's own.
+	merged := maps.Clone(b.env)
+	if merged == nil {
+		merged = map[string]string{}
+	}
+	maps.Copy(merged, req.Env)
+	env := append(envList(merged), execMarker+"="+token)
 	execOpts := client.ExecCreateOptions{
 		Cmd:          []string{"/bin/sh", "-c", relayScript, "mcp-sandbox-exec", req.Command},
 		Env:          env,

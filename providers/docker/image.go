@@ -17,18 +17,19 @@ import (
 )
 
 // ensureImage makes sure image is on the engine, pulling it if absent (with
-// progress in the log), and returns the user its commands run as.
-func (p *Provider) ensureImage(ctx context.Context, image string) (user string, err error) {
+// progress in the log), and returns the user its commands run as and the
+// image's ID.
+func (p *Provider) ensureImage(ctx context.Context, image string) (user, imageID string, err error) {
 	if strings.TrimSpace(image) == "" || strings.ContainsAny(image, " \t\n\x00") {
-		return "", providers.Errorf(providers.ErrInvalidArgument, "image %q is not an image reference (example: python:3.12-slim)", image)
+		return "", "", providers.Errorf(providers.ErrInvalidArgument, "image %q is not an image reference (example: python:3.12-slim)", image)
 	}
-	if user, ok, err := p.imageUser(ctx, image); err != nil || ok {
-		return user, err
+	if user, id, ok, err := p.imageUser(ctx, image); err != nil || ok {
+		return user, id, err
 	}
 	// A pull makes the engine, on the host's network, connect wherever the
 	// reference points: only the operator's images may be pulled.
 	if !p.set.images.Allowed(imageNames(image)...) {
-		return "", providers.Errorf(providers.ErrInvalidArgument,
+		return "", "", providers.Errorf(providers.ErrInvalidArgument,
 			"image %q is not on the Docker engine and this server may not pull it: the operator allows pulling only the default image %q and images matching %s (%q); use the default image or one already on the engine",
 			image, p.set.image, EnvAllowed, p.set.images.Patterns())
 	}
@@ -36,17 +37,17 @@ func (p *Provider) ensureImage(ctx context.Context, image string) (user string, 
 	// first pull instead of starting their own.
 	p.pullMu.Lock()
 	defer p.pullMu.Unlock()
-	if user, ok, err := p.imageUser(ctx, image); err != nil || ok {
-		return user, err
+	if user, id, ok, err := p.imageUser(ctx, image); err != nil || ok {
+		return user, id, err
 	}
 	if err := p.pull(ctx, image); err != nil {
-		return "", err
+		return "", "", err
 	}
-	user, ok, err := p.imageUser(ctx, image)
+	user, id, ok, err := p.imageUser(ctx, image)
 	if err == nil && !ok {
 		err = providers.Errorf(providers.ErrUnavailable, "image %q was pulled but the engine does not list it", image)
 	}
-	return user, err
+	return user, id, err
 }
 
 // imageNames are the names a reference goes by: as written, and in full
@@ -59,20 +60,20 @@ func imageNames(image string) []string {
 	return names
 }
 
-func (p *Provider) imageUser(ctx context.Context, image string) (string, bool, error) {
+func (p *Provider) imageUser(ctx context.Context, image string) (user, id string, ok bool, err error) {
 	res, err := p.cli.ImageInspect(ctx, image)
 	switch {
 	case err == nil:
 		if res.Config != nil {
-			return res.Config.User, true, nil
+			return res.Config.User, res.ID, true, nil
 		}
-		return "", true, nil
+		return "", res.ID, true, nil
 	case cerrdefs.IsNotFound(err):
-		return "", false, nil
+		return "", "", false, nil
 	case cerrdefs.IsInvalidArgument(err):
-		return "", false, providers.Errorf(providers.ErrInvalidArgument, "image %q is not a valid image reference: %w", image, err)
+		return "", "", false, providers.Errorf(providers.ErrInvalidArgument, "image %q is not a valid image reference: %w", image, err)
 	}
-	return "", false, p.apiErr("", "inspect image "+image, err)
+	return "", "", false, p.apiErr("", "inspect image "+image, err)
 }
 
 func (p *Provider) pull(ctx context.Context, image string) error {
@@ -104,12 +105,35 @@ func (p *Provider) pull(ctx context.Context, image string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if pullCannotSucceed(err) {
+			return providers.Errorf(providers.ErrInvalidArgument,
+				"image %q is not on the Docker engine and cannot be pulled (%w); load or build it on the engine, or choose another image with %s or the image argument",
+				image, err, EnvImage)
+		}
 		return providers.Errorf(providers.ErrUnavailable,
-			"image %q is not on the Docker engine and pulling it failed (is a registry reachable?): %w; load or build it on the engine, or choose another image with %s or the image argument",
+			"image %q is not on the Docker engine and pulling it failed: %w; try again, load or build it on the engine, or choose another image with %s or the image argument",
 			image, err, EnvImage)
 	}
 	p.log.Info("image pulled", "image", image, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// pullCannotSucceed tells a pull that repeating will not mend: the registry
+// does not have the image or refuses us, or no registry can be reached at
+// all (no name resolution, nothing listening), as on an offline engine. The
+// engine reports the last as text, so its words are what there is to read.
+func pullCannotSucceed(err error) bool {
+	if cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) || providers.Unreachable(err) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"no such host", "connection refused", "network is unreachable", "no route to host",
+		"pull access denied", "manifest unknown", "not found", "unauthorized"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // chownWorkdir hands the (root-made) workdir to the image's user before the

@@ -22,14 +22,17 @@ var (
 )
 
 // RunArgv runs argv in the sandbox's workdir, with no shell or marker
-// around it.
+// around it: through the sandbox's channel (channel.go), else an exec.
 func (p *Provider) RunArgv(ctx context.Context, id string, argv []string, stdin io.Reader, stdout io.Writer) (int, string, error) {
-	wd, err := p.workdir(ctx, id)
+	b, err := p.box(ctx, id)
 	if err != nil {
 		return -1, "", err
 	}
+	if code, errOut, ok, err := p.runOnChannel(ctx, id, b.workdir, argv, stdin, stdout); ok {
+		return code, errOut, err
+	}
 	created, err := p.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
-		Cmd: argv, WorkingDir: wd, AttachStdin: stdin != nil, AttachStdout: true, AttachStderr: true,
+		Cmd: argv, WorkingDir: b.workdir, Env: envList(b.env), AttachStdin: stdin != nil, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
 		return -1, "", p.apiErr(id, "run command", err)

@@ -26,17 +26,18 @@ type apiError struct {
 
 func (e *apiError) Error() string { return fmt.Sprintf("E2B API answered %d: %s", e.Status, e.Message) }
 
-// retryable says whether an attempt may be repeated: 5xx, 429, timeouts and
-// broken connections, not the caller's own cancellation.
+// retryable says whether an attempt may be repeated: what providers calls
+// transient (a 5xx, a 429, a timeout, a broken connection), never the
+// caller's own cancellation, a refusal or an unreachable API.
 func retryable(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
 	var ae *apiError
 	if errors.As(err, &ae) {
-		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
+		return providers.TransientStatus(ae.Status)
 	}
-	return err != nil // transport errors, per-request timeouts
+	return providers.Transient(err)
 }
 
 // backoff sleeps before attempt n (1-based), with jitter; false if ctx ended.
@@ -126,18 +127,24 @@ func (p *Provider) typed(ctx context.Context, id, what string, err error) error 
 		case ae.Status == http.StatusNotFound && id != "":
 			return notFound(id)
 		case ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden:
-			return providers.Errorf(providers.ErrUnavailable, "%s: E2B rejected the API key (%s); check %s", what, ae.Message, EnvAPIKey)
+			return providers.Errorf(providers.ErrDenied, "%s: E2B rejected the API key (%s); check %s", what, ae.Message, EnvAPIKey)
 		case ae.Status == http.StatusBadRequest || ae.Status == http.StatusNotFound:
 			return providers.Errorf(providers.ErrInvalidArgument, "%s: %s", what, ae.Message)
 		case ae.Status == http.StatusTooManyRequests:
 			return providers.Errorf(providers.ErrUnavailable, "%s: E2B rate limit or sandbox quota reached (%s); retry later or destroy unused sandboxes", what, ae.Message)
 		}
-		return providers.Errorf(providers.ErrUnavailable, "%s: %w", what, err)
+		if providers.TransientStatus(ae.Status) {
+			return providers.Errorf(providers.ErrUnavailable, "%s: %w, also on retrying; try again later", what, err)
+		}
+		return providers.Errorf(providers.ErrInvalidArgument, "%s: %w", what, err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return providers.Errorf(providers.ErrUnavailable, "%s: the E2B API did not answer within %v, even after retries; try again later", what, p.o.RequestTimeout)
 	}
-	return providers.Errorf(providers.ErrUnavailable, "%s: cannot reach the E2B API at the configured URL: %w", what, err)
+	if !providers.Transient(err) {
+		return providers.Errorf(providers.ErrUnavailable, "%s: cannot reach the E2B API at %s (%s / %s): %w; check the address and the network", what, p.apiURL, EnvAPIURL, EnvDomain, err)
+	}
+	return providers.Errorf(providers.ErrUnavailable, "%s: the E2B API at %s failed, also on retrying: %w; try again later", what, p.apiURL, err)
 }
 
 // Wire types (E2B's OpenAPI spec).
@@ -205,7 +212,9 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 		if err == nil {
 			break
 		}
-		p.reap(ctx, meta[metaNonce])
+		if !providers.Unreachable(err) { // a request never delivered made nothing
+			p.reap(ctx, meta[metaNonce])
+		}
 		if !retryable(ctx, err) || attempt > p.o.Retries || !p.backoff(ctx, attempt) {
 			return providers.Sandbox{}, p.typed(ctx, "", fmt.Sprintf("create an E2B sandbox from template %q", template), err)
 		}

@@ -95,8 +95,8 @@ func TestWrongAPIKey(t *testing.T) {
 	o := fakeOptions(url)
 	o.APIKey = "wrong"
 	_, err := newDriver(t, o).Create(ctxT(t), providers.CreateOptions{})
-	if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), EnvAPIKey) {
-		t.Fatalf("got %v, want ErrUnavailable naming %s", err, EnvAPIKey)
+	if !errors.Is(err, providers.ErrDenied) || !strings.Contains(err.Error(), EnvAPIKey) {
+		t.Fatalf("got %v, want ErrDenied naming %s", err, EnvAPIKey)
 	}
 }
 

@@ -1,20 +1,13 @@
 package e2b
 
 import (
-	"bufio"
-	"io"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/e2b/e2bfake"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakecmd"
 )
 
 const testKey = "test-key"
@@ -60,31 +53,5 @@ func newDriver(t *testing.T, o Options) *Provider {
 // measurements of the driver (allocations) do not count the fake's work.
 func externalFake(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "e2bfake")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./e2bfake/cmd/e2bfake")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the fake: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-api-key", testKey)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), "E2B_API_URL="); ok {
-			go io.Copy(io.Discard, stdout)
-			return u
-		}
-	}
-	t.Fatalf("the fake printed no E2B_API_URL: %v", sc.Err())
-	return ""
+	return fakecmd.Start(t, "./e2bfake/cmd/e2bfake", "E2B_API_URL", "-api-key", testKey)
 }

@@ -3,32 +3,25 @@ package local
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 )
 
-// markerVar tags every process a sandbox starts, so Destroy can find the ones
-// that outlived their command (a `server &`).
-const markerVar = "MCP_SANDBOX_ID"
-
-// waitDelay bounds how long background children (`sleep 1000 &`) may hold a
-// finished command's output pipes open: after that the call returns with
-// what the pipes held, and says that output was cut.
+// waitDelay bounds how long a finished command's output pipes may stay open
+// (a descriptor passed to another command, or, without a pid namespace,
+// a background child): after that the call returns with what the pipes
+// held, and says that output was cut.
 const waitDelay = 200 * time.Millisecond
-
-// basePath is the PATH commands get; the server's own PATH is not inherited.
-const basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecRequest) (providers.ExecResult, error) {
 	m, err := p.load(id)
@@ -42,40 +35,37 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	if err != nil {
 		return providers.ExecResult{}, err
 	}
-
-	runCtx, cancel := ctx, context.CancelFunc(func() {})
-	if req.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, req.Timeout)
+	j, err := p.jailOf(ctx, m)
+	if err != nil {
+		return providers.ExecResult{}, err
 	}
-	defer cancel()
+	c := jail.Cmd{Command: req.Command, Cwd: p.commandCwd(m, dir), Env: commandEnv(m, req.Env)}
 
-	cmd := exec.CommandContext(runCtx, "/bin/sh", "-c", req.Command)
-	cmd.Dir = dir
-	cmd.Env = p.environ(m, req.Env)
-	cmd.Stdin = req.Stdin
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// Kill the whole process group, not just the shell, so that children
-	// (and their children) cannot outlive a timeout or a cancellation.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// Output goes through pipes of our own (see pipes.go), so WaitDelay
-	// only bounds the copy of stdin.
-	cmd.WaitDelay = waitDelay
 	var pipes []*outPipe
-	var writeEnds []*os.File
+	var ours []*os.File // the command's ends, closed once it has them
 	defer func() {
-		for _, f := range writeEnds {
+		for _, f := range ours {
 			f.Close()
 		}
 	}()
+	if req.Stdin != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
+		}
+		ours = append(ours, r)
+		c.Stdin = r
+		go func() { io.Copy(w, req.Stdin); w.Close() }()
+	}
 	for _, s := range []struct {
 		dst io.Writer
 		set *io.Writer
-	}{{req.Stdout, &cmd.Stdout}, {req.Stderr, &cmd.Stderr}} {
+	}{{req.Stdout, &c.Stdout}, {req.Stderr, &c.Stderr}} {
 		if s.dst == nil {
 			continue // the null device
 		}
-		if s.set == &cmd.Stderr && sameWriter(req.Stdout, req.Stderr) {
-			cmd.Stderr = cmd.Stdout // one pipe keeps the two in order
+		if s.set == &c.Stderr && sameWriter(req.Stdout, req.Stderr) {
+			c.Stderr = c.Stdout // one pipe keeps the two in order
 			continue
 		}
 		r, w, err := os.Pipe()
@@ -83,35 +73,54 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 			return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
 		}
 		defer r.Close()
-		writeEnds = append(writeEnds, w)
+		ours = append(ours, w)
 		*s.set = w
 		dst := s.dst
 		pipes = append(pipes, copyPipe(r, func(b []byte) { dst.Write(b) }))
 	}
 
 	start := time.Now()
-	err = cmd.Start()
-	for _, f := range writeEnds {
+	proc, err := j.Start(c)
+	for _, f := range ours {
 		f.Close() // the command has its own copies
 	}
-	writeEnds = nil
+	ours = nil
 	if err != nil {
 		finishPipes(0, pipes...)
 		return providers.ExecResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
 	}
-	err = cmd.Wait()
+	// Kill on timeout or cancellation: PID 1 ends the command and
+	// everything it started.
+	var timedOut, cancelled atomic.Bool
+	var timeout <-chan time.Time
+	if req.Timeout > 0 {
+		t := time.NewTimer(req.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	exited := make(chan struct{})
+	go func() {
+		select {
+		case <-exited:
+			return
+		case <-timeout:
+			timedOut.Store(true)
+		case <-ctx.Done():
+			cancelled.Store(true)
+		}
+		proc.Kill()
+	}()
+	code, err := proc.Wait()
+	close(exited)
 	cut := finishPipes(waitDelay, pipes...)
-	res := providers.ExecResult{Duration: time.Since(start), ExitCode: exitCode(cmd.ProcessState), OutputCut: cut}
-
+	res := providers.ExecResult{Duration: time.Since(start), ExitCode: code, OutputCut: cut}
 	switch {
-	case ctx.Err() != nil:
+	case cancelled.Load():
 		return res, ctx.Err()
-	case runCtx.Err() != nil:
+	case timedOut.Load():
 		res.TimedOut = true
 		return res, nil
-	}
-	var exitErr *exec.ExitError
-	if err != nil && !errors.As(err, &exitErr) && !errors.Is(err, exec.ErrWaitDelay) {
+	case err != nil:
 		return res, providers.Errorf(providers.ErrUnavailable, "run command: %w", err)
 	}
 	return res, nil
@@ -152,37 +161,12 @@ func exitCode(ps *os.ProcessState) int {
 	return ps.ExitCode()
 }
 
-// environ builds a minimal environment: the server's own variables (API keys
-// among them) never reach a sandbox.
-func (p *Provider) environ(m meta, extra map[string]string) []string {
-	env := map[string]string{
-		"PATH":    basePath,
-		"HOME":    p.root(m.ID),
-		"TMPDIR":  filepath.Join(p.base(m.ID), "tmp"),
-		"LANG":    "C.UTF-8",
-		"LC_ALL":  "C.UTF-8",
-		"TERM":    "dumb",
-		"SHELL":   "/bin/sh",
-		markerVar: m.ID,
-	}
-	for k, v := range m.Env {
-		env[k] = v
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	env[markerVar] = m.ID
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // cwd resolves a working directory inside the sandbox root; it must exist.
 func (p *Provider) cwd(id, cwd string) (string, error) {
 	root := p.root(id)
+	if err := p.disks.ensure(p.base(id), root); err != nil {
+		return "", providers.Errorf(providers.ErrUnavailable, "sandbox %s: %w", id, err)
+	}
 	if cwd == "" {
 		return root, nil
 	}
@@ -209,22 +193,6 @@ func (p *Provider) cwd(id, cwd string) (string, error) {
 		return "", providers.Errorf(providers.ErrInvalidArgument, "cwd %q leaves the sandbox", cwd)
 	}
 	return real, nil
-}
-
-// killSandboxProcesses kills every process still carrying the sandbox's
-// marker (background children of earlier commands), and every supervisor
-// holding a directory under the sandbox's base open (its process record,
-// wherever sandboxed code moved it in there), with the process groups of
-// their children: this needs no record, which sandboxed code can spoil.
-// A shell killed mid-fork may have a child the /proc snapshot missed, and
-// the group kill reaches it. Passes repeat until one finds nothing. Linux
-// only: elsewhere there is no /proc to scan and this does nothing.
-func killSandboxProcesses(id, base string) {
-	want := []byte(markerVar + "=" + id + "\x00")
-	killProcessesWhere(func(pid int) bool {
-		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
-		return err == nil && (bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) || supervises(pid, base)
-	})
 }
 
 // killProcessesWhere kills the processes match picks, the process groups

@@ -16,11 +16,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 )
 
 // rel maps a sandbox path to one relative to the sandbox root. Relative paths
-// are taken from the root; absolute paths must lie under the root's host path
-// (the path commands see in `pwd`). os.Root then refuses `..` and symlinks
+// are taken from the root; absolute paths must lie under the workdir
+// commands see in `pwd`. os.Root then refuses `..` and symlinks
 // that would leave the root.
 func (p *Provider) rel(id, name string) (string, error) {
 	if name == "" {
@@ -30,17 +31,19 @@ func (p *Provider) rel(id, name string) (string, error) {
 		return "", providers.Errorf(providers.ErrInvalidArgument, "path %q contains a NUL byte", name)
 	}
 	if filepath.IsAbs(name) {
-		root := p.root(id)
+		// Commands see the sandbox at /workspace (or, without a mount
+		// namespace, at its host path): both name the same directory.
 		clean := filepath.Clean(name)
-		if clean == root {
-			return ".", nil
+		for _, root := range []string{jail.Workspace, p.root(id)} {
+			if clean == root {
+				return ".", nil
+			}
+			if r, ok := strings.CutPrefix(clean, root+string(filepath.Separator)); ok {
+				return r, nil
+			}
 		}
-		r, ok := strings.CutPrefix(clean, root+string(filepath.Separator))
-		if !ok {
-			return "", providers.Errorf(providers.ErrInvalidArgument,
-				"path %q is outside the sandbox; use a path relative to the sandbox root (%s)", name, root)
-		}
-		return r, nil
+		return "", providers.Errorf(providers.ErrInvalidArgument,
+			"path %q is outside the sandbox; use a path relative to the sandbox's workdir, or under %s", name, jail.Workspace)
 	}
 	return filepath.Clean(name), nil
 }
@@ -53,6 +56,9 @@ func (p *Provider) open(id, name string) (*os.Root, string, error) {
 	rel, err := p.rel(id, name)
 	if err != nil {
 		return nil, "", err
+	}
+	if err := p.disks.ensure(p.base(id), p.root(id)); err != nil {
+		return nil, "", providers.Errorf(providers.ErrUnavailable, "sandbox %s: %w", id, err)
 	}
 	r, err := os.OpenRoot(p.root(id))
 	if err != nil {
@@ -77,6 +83,8 @@ func fileErr(op, name string, err error) error {
 		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: is a directory", op, name)
 	case errors.Is(err, syscall.ENOTDIR):
 		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: a parent is not a directory", op, name)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: the sandbox's disk is full (no space left on device): remove files in it or write less", op, name)
 	case errors.Is(err, fs.ErrPermission):
 		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: permission denied", op, name)
 	}
@@ -118,11 +126,16 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 }
 
 func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, mode fs.FileMode) error {
+	m, err := p.load(id)
+	if err != nil {
+		return err
+	}
 	r, rel, err := p.open(id, name)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	uid := owner(m)
 	if rel == "." {
 		return providers.Errorf(providers.ErrInvalidArgument, "write %q: is the sandbox root, not a file", name)
 	}
@@ -132,6 +145,11 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 				err = syscall.ENOTDIR
 			}
 			return fileErr("write", name, err)
+		}
+		if uid >= 0 {
+			for d := dir; d != "."; d = filepath.Dir(d) {
+				r.Lchown(d, uid, uid)
+			}
 		}
 	}
 	if mode == 0 {
@@ -151,6 +169,9 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 		return fileErr("write", name, err)
 	}
 	_, werr := f.Write(data)
+	if werr == nil && uid >= 0 {
+		werr = f.Chown(uid, uid)
+	}
 	if err := f.Close(); werr == nil {
 		werr = err
 	}
@@ -250,4 +271,14 @@ func info(name string, fi fs.FileInfo) providers.FileInfo {
 		t = providers.TypeSymlink
 	}
 	return providers.FileInfo{Path: path.Clean(filepath.ToSlash(name)), Type: t, Size: fi.Size(), Mode: fi.Mode(), ModTime: fi.ModTime().UTC()}
+}
+
+// owner is the uid a root server gives what it writes into a sandbox,
+// whose commands run as an unprivileged uid of its own; -1 when the files
+// are the server's own uid's (a server that is not root).
+func owner(m meta) int {
+	if os.Geteuid() != 0 || m.HostUID <= 0 {
+		return -1
+	}
+	return m.HostUID
 }

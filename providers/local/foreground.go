@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 )
 
 var _ providers.ProcessRunner = (*Provider)(nil)
@@ -22,9 +23,8 @@ var _ providers.ProcessRunner = (*Provider)(nil)
 // RunProcess runs a command with this server as its supervisor, keeping
 // nothing on disk until it must (see providers.ProcessRunner). The record,
 // once made, is the same as StartProcess's; when the command outlives the
-// wait, a supervisor adopts its output pipes, while this server, its
-// parent, records the exit status when it comes. (Should this server die
-// first, the output is still kept but the exit status reads as -1.)
+// wait, a supervisor adopts it (its output pipes and its connection to the
+// jail) and records its exit, so that it outlives this server.
 func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunRequest) (providers.RunResult, error) {
 	m, err := p.load(id)
 	if err != nil {
@@ -43,8 +43,13 @@ func (p *Provider) RunProcess(ctx context.Context, id string, req providers.RunR
 	if err != nil {
 		return providers.RunResult{}, err
 	}
-	f := &foreground{p: p, id: id, keepAfter: max(req.KeepAfter, 0), spec: procSpec{
-		Command: req.Command, Dir: cwd, Env: p.environ(m, req.Env), Stdin: req.Stdin,
+	j, err := p.jailOf(ctx, m)
+	if err != nil {
+		return providers.RunResult{}, err
+	}
+	f := &foreground{p: p, id: id, jail: j, keepAfter: max(req.KeepAfter, 0), spec: procSpec{
+		Command: req.Command, Dir: p.commandCwd(m, cwd), Env: commandEnv(m, req.Env), Stdin: req.Stdin,
+		Socket:  j.Socket(),
 		Timeout: req.Timeout, OutputLimit: req.OutputLimit, CreatedAt: time.Now().UTC(),
 	}}
 	if f.spec.OutputLimit <= 0 {
@@ -59,11 +64,13 @@ type foreground struct {
 	id        string
 	spec      procSpec
 	keepAfter int64
-	cmd       *exec.Cmd
+	jail      *jail.Jail
+	proc      *jail.Process
+	code      int // the exit code, once exited is closed
 
 	mu      sync.Mutex // guards what follows, shared by both streams' copiers
 	streams [2]*fgStream
-	proc    string   // the record, once made
+	record  string   // the record's process ID, once made
 	dir     string   //
 	lock    *os.File // shared flock on dir while this server answers for the process
 }
@@ -87,27 +94,34 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 		outW.Close()
 		return providers.RunResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
 	}
-	cmd := exec.Command("/bin/sh", "-c", f.spec.Command)
-	cmd.Dir, cmd.Env = f.spec.Dir, f.spec.Env
-	cmd.Stdout, cmd.Stderr = outW, errW // files: no copying goroutines in os/exec
+	c := jail.Cmd{Command: f.spec.Command, Cwd: f.spec.Dir, Env: f.spec.Env, Stdout: outW, Stderr: errW}
 	if len(f.spec.Stdin) > 0 {
-		cmd.Stdin = strings.NewReader(string(f.spec.Stdin))
+		in, err := inputPipe(f.spec.Stdin)
+		if err != nil {
+			outR.Close()
+			errR.Close()
+			return providers.RunResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
+		}
+		defer in.Close()
+		c.Stdin = in
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
-	err = cmd.Start()
-	outW.Close()
+	proc, err := f.jail.Start(c)
+	outW.Close() // the command has its own copies
 	errW.Close()
 	if err != nil {
 		outR.Close()
 		errR.Close()
 		return providers.RunResult{}, providers.Errorf(providers.ErrUnavailable, "start command: %w", err)
 	}
-	f.cmd = cmd
-	pid := cmd.Process.Pid
+	f.proc = proc
 	exited := make(chan struct{})
 	go func() {
-		cmd.Wait()
+		code, err := proc.Wait()
+		if errors.Is(err, jail.ErrHandedOff) {
+			return // the adopting supervisor waits for it now
+		}
+		f.code = code
 		close(exited)
 	}()
 	f.streams = [2]*fgStream{{name: "stdout", w: req.Stdout}, {name: "stderr", w: req.Stderr}}
@@ -132,11 +146,11 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 		select {
 		case <-timeout:
 			timedOut = true
-			syscall.Kill(-pid, syscall.SIGKILL)
+			proc.Kill()
 			timeout = nil
 			continue
 		case <-ctx.Done():
-			syscall.Kill(-pid, syscall.SIGKILL)
+			proc.Kill()
 			<-exited
 			f.finish()
 			closePipes()
@@ -154,23 +168,23 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 			cut := f.finish()
 			closePipes()
 			res := providers.RunResult{ExecResult: providers.ExecResult{
-				ExitCode: exitCode(cmd.ProcessState), TimedOut: timedOut, Duration: time.Since(start), OutputCut: cut}}
+				ExitCode: f.code, TimedOut: timedOut, Duration: time.Since(start), OutputCut: cut}}
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.dir != "" {
 				f.closeLogs()
 				f.recordExit(res.ExitCode, timedOut)
-				res.ProcessID = f.proc
+				res.ProcessID = f.record
 			}
 			return res, nil
 		case <-wait.C:
-			proc, err := f.detach(exited)
+			record, err := f.detach(exited)
 			if err != nil {
-				syscall.Kill(-pid, syscall.SIGKILL)
+				proc.Kill()
 				closePipes()
 				return providers.RunResult{}, err
 			}
-			return providers.RunResult{ProcessID: proc, Running: true,
+			return providers.RunResult{ProcessID: record, Running: true,
 				ExecResult: providers.ExecResult{Duration: time.Since(start), ExitCode: -1}}, nil
 		}
 	}
@@ -245,12 +259,12 @@ func (f *foreground) materialize() error {
 		}
 		s.mem = nil
 	}
-	st := procState{Pid: f.cmd.Process.Pid, StartedAt: f.spec.CreatedAt}
+	st := procState{Pid: f.proc.Pid(), StartedAt: f.spec.CreatedAt}
 	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
 		lock.Close()
 		return fail(err)
 	}
-	f.proc, f.dir, f.lock = proc, dir, lock
+	f.record, f.dir, f.lock = proc, dir, lock
 	return nil
 }
 
@@ -272,7 +286,8 @@ func (f *foreground) recordExit(code int, timedOut bool) {
 }
 
 // detach hands a command that outlived the wait to a supervisor: its output
-// pipes go over, and this server stays its parent to record the exit.
+// pipes and its connection to the jail go over, and the supervisor records
+// the exit. (A command that exited just now stays this server's to record.)
 func (f *foreground) detach(exited <-chan struct{}) (string, error) {
 	for _, s := range f.streams {
 		s.pipe.pause() // the rest stays in the pipe for the supervisor
@@ -284,10 +299,18 @@ func (f *foreground) detach(exited <-chan struct{}) (string, error) {
 	}
 	f.closeLogs()
 	f.mu.Unlock()
-	outR, errR := f.streams[0].pipe.r, f.streams[1].pipe.r
-	sup, err := spawnSupervisor(outR, errR)
-	outR.Close() // the supervisor has its own copies now
-	errR.Close()
+	conn, done, err := f.proc.Handoff()
+	if err != nil {
+		return "", providers.Errorf(providers.ErrUnavailable, "detach command: %w", err)
+	}
+	adopt := []*os.File{f.streams[0].pipe.r, f.streams[1].pipe.r}
+	if !done {
+		adopt = append(adopt, conn)
+	}
+	sup, err := spawnSupervisor(adopt...)
+	for _, f := range adopt {
+		f.Close() // the supervisor has its own copies now
+	}
 	if err != nil {
 		return "", providers.Errorf(providers.ErrUnavailable, "detach command: %w", err)
 	}
@@ -307,39 +330,26 @@ func (f *foreground) detach(exited <-chan struct{}) (string, error) {
 	wake := f.p.exited[f.dir]
 	f.p.mu.Unlock()
 	go func() {
-		// The timeout runs from the start. The adopting supervisor enforces
-		// it too (for when this server is gone), so whichever kills first,
-		// a SIGKILL at or past the deadline is the timeout.
-		var timeout <-chan time.Time
-		deadline := f.spec.CreatedAt.Add(f.spec.Timeout)
-		if f.spec.Timeout > 0 {
-			t := time.NewTimer(time.Until(deadline))
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-timeout:
-			syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
+		if done {
+			// It exited in between: tell the supervisor, then wait for it
+			// to flush what the command wrote: the exit record must not
+			// come before the output.
 			<-exited
-		case <-exited:
+			fmt.Fprintln(sup.ctrl, "exited")
 		}
-		code := exitCode(f.cmd.ProcessState)
-		timedOut := f.spec.Timeout > 0 && code == 128+int(syscall.SIGKILL) && !time.Now().Before(deadline)
-		// Tell the supervisor, then wait for it to flush what the command
-		// wrote: the exit record must not come before the output.
-		fmt.Fprintln(sup.ctrl, "exited")
 		sup.ctrl.Close()
-		select {
-		case <-sup.exited:
-		case <-time.After(waitDelay + 5*time.Second):
-		}
+		<-sup.exited
 		f.mu.Lock()
-		f.recordExit(code, timedOut)
+		if done {
+			f.recordExit(f.code, false)
+		} else {
+			f.lock.Close() // the supervisor answers for the process
+		}
 		f.mu.Unlock()
 		f.p.mu.Lock()
 		delete(f.p.exited, f.dir)
 		f.p.mu.Unlock()
 		close(wake)
 	}()
-	return f.proc, nil
+	return f.record, nil
 }

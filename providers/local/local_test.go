@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 )
 
 func newSandbox(t *testing.T) (*Provider, providers.Sandbox) {
@@ -29,6 +30,48 @@ func newSandbox(t *testing.T) (*Provider, providers.Sandbox) {
 	}
 	t.Cleanup(func() { p.Destroy(context.Background(), sb.ID) })
 	return p, sb
+}
+
+// hostDir is the sandbox directory as the host sees it (commands see it at
+// sb.Workdir).
+func hostDir(p *Provider, sb providers.Sandbox) string { return p.root(sb.ID) }
+
+// hostPid is the host's pid of a sandbox process known by its pid in the
+// jail (what $$ says there), or 0 when there is none.
+func hostPid(t *testing.T, p *Provider, id string, pid int) int {
+	t.Helper()
+	m, err := p.load(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Isolation.Level != jail.LevelNamespaces {
+		return pid
+	}
+	j, err := p.jailOf(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", j.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if l, _ := os.Readlink("/proc/" + e.Name() + "/ns/pid"); l != ns {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/status")
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "NSpid:" && f[len(f)-1] == strconv.Itoa(pid) {
+				host, _ := strconv.Atoi(f[1])
+				return host
+			}
+		}
+	}
+	return 0
 }
 
 func run(t *testing.T, p *Provider, id string, req providers.ExecRequest) (providers.ExecResult, string, string) {
@@ -49,14 +92,14 @@ func TestServerEnvironmentDoesNotLeak(t *testing.T) {
 	if strings.Contains(out, "secret-value") {
 		t.Fatalf("server secret visible in sandbox env:\n%s", out)
 	}
-	if !strings.Contains(out, "ASKED=yes") || !strings.Contains(out, "HOME="+sb.Workdir) {
+	if !strings.Contains(out, "ASKED=yes") || !strings.Contains(out, "HOME="+sb.Workdir+"\n") {
 		t.Fatalf("expected the requested env and HOME=%s, got:\n%s", sb.Workdir, out)
 	}
 }
 
 func TestTimeoutKillsProcessGroup(t *testing.T) {
 	p, sb := newSandbox(t)
-	pidFile := filepath.Join(sb.Workdir, "child.pid")
+	pidFile := filepath.Join(hostDir(p, sb), "child.pid")
 	start := time.Now()
 	res, _, _ := run(t, p, sb.ID, providers.ExecRequest{
 		Command: "sleep 1000 & echo $! > child.pid; sleep 1000",
@@ -65,7 +108,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	if !res.TimedOut || time.Since(start) > 5*time.Second {
 		t.Fatalf("want a timeout well under 5s, got %+v after %v", res, time.Since(start))
 	}
-	assertGone(t, pidFile)
+	assertGone(t, p, sb.ID, pidFile)
 }
 
 func TestCancelKillsProcessGroup(t *testing.T) {
@@ -76,10 +119,12 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
-	assertGone(t, filepath.Join(sb.Workdir, "child.pid"))
+	assertGone(t, p, sb.ID, filepath.Join(hostDir(p, sb), "child.pid"))
 }
 
-func assertGone(t *testing.T, pidFile string) {
+// assertGone checks that the sandbox process whose jail pid is in pidFile
+// (on the host) is gone.
+func assertGone(t *testing.T, p *Provider, id, pidFile string) {
 	t.Helper()
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -88,6 +133,9 @@ func assertGone(t *testing.T, pidFile string) {
 	var pid int
 	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil {
 		t.Fatal(err)
+	}
+	if pid = hostPid(t, p, id, pid); pid == 0 {
+		return // no process in the jail has it
 	}
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
@@ -127,10 +175,10 @@ func TestTrailingAmpersandDoesNotHang(t *testing.T) {
 func TestFilesStayInsideTheSandbox(t *testing.T) {
 	p, sb := newSandbox(t)
 	ctx := context.Background()
-	if err := os.Symlink("/etc", filepath.Join(sb.Workdir, "etc-link")); err != nil {
+	if err := os.Symlink("/etc", filepath.Join(hostDir(p, sb), "etc-link")); err != nil {
 		t.Fatal(err)
 	}
-	outside := filepath.Join(filepath.Dir(filepath.Dir(sb.Workdir)), "escape.txt")
+	outside := filepath.Join(filepath.Dir(filepath.Dir(hostDir(p, sb))), "escape.txt")
 	for _, path := range []string{"../escape.txt", "../../escape.txt", "a/../../escape.txt", "/etc/passwd", outside, "etc-link/passwd", "etc-link/new.txt"} {
 		if _, _, err := p.ReadFile(ctx, sb.ID, path); !errors.Is(err, providers.ErrInvalidArgument) && !errors.Is(err, providers.ErrNotFound) {
 			t.Errorf("read %q: want a refusal, got %v", path, err)
@@ -175,5 +223,50 @@ func TestUnknownAndMalformedIDs(t *testing.T) {
 		if err := p.Destroy(context.Background(), id); !errors.Is(err, providers.ErrNotFound) {
 			t.Errorf("destroy %q: want not found, got %v", id, err)
 		}
+	}
+}
+
+// A sandbox whose PID 1 is gone (killed, or the machine restarted) gets a
+// new one on its next command, its files intact; a fresh driver (a
+// restarted server) reaches a live one through its socket.
+func TestSandboxOutlivesItsJail(t *testing.T) {
+	p, sb := newSandbox(t)
+	if err := p.WriteFile(context.Background(), sb.ID, "kept.txt", []byte("kept\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.load(sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := p.jailOf(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := New(filepath.Dir(p.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _ := run(t, fresh, sb.ID, providers.ExecRequest{Command: "cat kept.txt; echo $$ > /tmp/mark"}); out != "kept\n" {
+		t.Fatalf("a fresh driver read %q", out)
+	}
+	if fj, _ := fresh.jailOf(context.Background(), m); fj == nil || fj.Pid() != j.Pid() {
+		t.Fatalf("the fresh driver did not reach the live jail (PID 1 %d)", j.Pid())
+	}
+	syscall.Kill(j.Pid(), syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(j.Pid(), 0) == nil && !isZombie(j.Pid()); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("PID 1 did not die")
+		}
+	}
+	fresh2, err := New(filepath.Dir(p.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, out, errOut := run(t, fresh2, sb.ID, providers.ExecRequest{Command: "cat kept.txt; ls /tmp"})
+	if res.ExitCode != 0 || out != "kept\n" {
+		t.Fatalf("after PID 1 died: exit %d, %q %q; want the file, and a fresh /tmp", res.ExitCode, out, errOut)
+	}
+	if err := fresh2.Destroy(context.Background(), sb.ID); err != nil {
+		t.Fatal(err)
 	}
 }

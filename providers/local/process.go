@@ -87,6 +87,10 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 	if err != nil {
 		return providers.ProcessInfo{}, err
 	}
+	j, err := p.jailOf(ctx, m)
+	if err != nil {
+		return providers.ProcessInfo{}, err
+	}
 	proc, dir, err := p.newProcDir(id)
 	if err != nil {
 		return providers.ProcessInfo{}, tableErr(id, "start process", err)
@@ -96,7 +100,7 @@ func (p *Provider) StartProcess(ctx context.Context, id string, spec providers.P
 		return providers.ProcessInfo{}, providers.Errorf(providers.ErrUnavailable, "start process: %w", err)
 	}
 	ps := procSpec{
-		Command: spec.Command, Dir: cwd, Env: p.environ(m, spec.Env),
+		Command: spec.Command, Dir: p.commandCwd(m, cwd), Env: commandEnv(m, spec.Env), Socket: j.Socket(),
 		Stdin: spec.Stdin, OpenStdin: spec.OpenStdin, Timeout: spec.Timeout,
 		OutputLimit: spec.OutputLimit, CreatedAt: time.Now().UTC(),
 	}
@@ -163,7 +167,8 @@ type supervisor struct {
 // session of its own so it outlives this server, with none of the server's
 // environment.
 //
-// With adopt files (a foreground command's stdout and stderr pipes), it
+// With adopt files (a foreground command's stdout and stderr pipes, and its
+// connection to its jail unless it exited already), it
 // adopts that running command instead of starting one.
 func spawnSupervisor(adopt ...*os.File) (*supervisor, error) {
 	exe, err := selfExe()
@@ -183,8 +188,11 @@ func spawnSupervisor(adopt ...*os.File) (*supervisor, error) {
 	cmd := exec.Command(exe)
 	cmd.Args = []string{supervisorArg0}
 	cmd.Env = []string{superviseVar + "=start"}
-	if len(adopt) > 0 {
+	switch len(adopt) {
+	case 2: // stdout and stderr
 		cmd.Env = []string{superviseVar + "=adopt"}
+	case 3: // and the command's connection to its jail
+		cmd.Env = []string{superviseVar + "=adopt-jail"}
 	}
 	cmd.Dir = "/"
 	cmd.ExtraFiles = append([]*os.File{readyW, ctrlR}, adopt...)
@@ -534,20 +542,30 @@ func (p *Provider) SignalProcess(ctx context.Context, id, proc, signal string) e
 		return providers.Errorf(providers.ErrInvalidArgument, "process %s has already exited (exit code %d)", proc, in.ExitCode)
 	}
 	var st procState
-	if err := readJSON(filepath.Join(p.procDir(id, proc), "state.json"), &st); err != nil || st.Pid <= 1 {
+	if err := readJSON(filepath.Join(p.procDir(id, proc), "state.json"), &st); err != nil || st.Pid < 1 {
 		return providers.ProcessNotFound(proc)
 	}
-	// The command leads its own process group: signal all of it.
-	if err := syscall.Kill(-st.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+	m, err := p.load(id)
+	if err != nil {
+		return err
+	}
+	j, err := p.jailOf(ctx, m)
+	if err != nil {
+		return err
+	}
+	// The command leads its own process group: its jail signals all of it.
+	if err := j.Signal(st.Pid, sig); err != nil {
+		if in, ierr := p.procInfo(id, proc); ierr == nil && !in.Running {
+			return nil // it exited in between
+		}
 		return providers.Errorf(providers.ErrUnavailable, "signal process %s: %w", proc, err)
 	}
 	return nil
 }
 
-// killProcesses kills the process group of every live process the sandbox
-// has a record of, and its supervisor, so that none writes into the
-// sandbox while Destroy removes it. (The /proc scan that follows finds
-// the rest by their marker, but can miss a process caught mid-exec.)
+// killProcesses kills the supervisor of every live process the sandbox has
+// a record of, so that none writes into the sandbox while Destroy removes
+// it; their commands ended with the sandbox's jail.
 func (p *Provider) killProcesses(id string) {
 	ents, _ := readDir(p.procs(id))
 	for _, e := range ents {
@@ -556,13 +574,14 @@ func (p *Provider) killProcesses(id string) {
 		if !providers.ValidProcessID(e.Name()) || readJSON(filepath.Join(dir, "state.json"), &st) != nil || !supervisorAlive(dir) {
 			continue // finished, or never started: its pids may be reused
 		}
-		if st.Pid > 1 {
-			syscall.Kill(-st.Pid, syscall.SIGKILL)
-		}
 		if st.Supervisor > 1 {
 			syscall.Kill(st.Supervisor, syscall.SIGKILL)
 		}
 	}
+	// Supervisors whose records were spoiled, found by the directory they
+	// hold open.
+	base := p.base(id)
+	killProcessesWhere(func(pid int) bool { return supervises(pid, base) })
 }
 
 // killDamaged kills a process whose record is damaged: its supervisor,

@@ -79,10 +79,11 @@ func TestProcessRunsToExitAndKeepsOutput(t *testing.T) {
 func TestDestroyEndsProcesses(t *testing.T) {
 	p, sb := newSandbox(t)
 	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "echo $$ > sh.pid; exec sleep 1000"})
-	waitFile(t, filepath.Join(sb.Workdir, "sh.pid"))
-	b, _ := os.ReadFile(filepath.Join(sb.Workdir, "sh.pid"))
+	waitFile(t, filepath.Join(hostDir(p, sb), "sh.pid"))
+	b, _ := os.ReadFile(filepath.Join(hostDir(p, sb), "sh.pid"))
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	os.WriteFile(pidFile, b, 0o600)
+	jailPid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	os.WriteFile(pidFile, []byte(strconv.Itoa(hostPid(t, p, sb.ID, jailPid))), 0o600)
 	var st procState
 	if err := readJSON(filepath.Join(p.procDir(sb.ID, in.ID), "state.json"), &st); err != nil {
 		t.Fatal(err)
@@ -92,8 +93,11 @@ func TestDestroyEndsProcesses(t *testing.T) {
 	if err := p.Destroy(context.Background(), sb.ID); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, pidFile)
-	assertGone(t, supFile)
+	for _, f := range []string{pidFile, supFile} {
+		b, _ := os.ReadFile(f)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		waitGone(t, pid)
+	}
 }
 
 // The log keeps the head and the latest tail; reads say what was skipped.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,8 +15,10 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 )
 
-// spoilers are what sandboxed code can do to a process's record (run in
-// its directory) and to the sandbox's metadata (run one level up).
+// spoilers are what could happen to a process's record (run in its
+// directory) and to the sandbox's metadata (run one level up): a jailed
+// sandbox cannot reach them, but a sandbox with isolation none, or a
+// careless operator, can.
 var spoilers = []struct {
 	name, script string
 }{
@@ -29,21 +32,16 @@ var spoilers = []struct {
 	{"the process table is a FIFO", "cd ../.. && mv procs x && mkfifo procs"},
 }
 
-// Records live out of the sandbox root, but not out of reach of the code
-// that runs in it. Spoiled, they make no call hang, and the process they
-// described still dies with its sandbox: the kill needs no record and no
-// environment marker (the command clears its environment).
+// Spoiled records make no call hang, and the process they described still
+// dies with its sandbox: the kill needs no record and no environment
+// marker (the command clears its environment).
 func TestSpoiledRecordsBlockNothingAndSaveNoProcess(t *testing.T) {
 	for _, tc := range spoilers {
 		t.Run(tc.name, func(t *testing.T) {
 			p, sb := newSandbox(t)
-			pidFile := filepath.Join(t.TempDir(), "pid")
-			in := start(t, p, sb.ID, providers.ProcessSpec{Command: "echo started; echo $$ > " + pidFile + "; exec env -i sleep 1000"})
-			pid := waitPid(t, pidFile)
-			res, _, errOut := run(t, p, sb.ID, providers.ExecRequest{Command: "cd ../procs/1 && " + tc.script})
-			if res.ExitCode != 0 {
-				t.Fatalf("spoiling: exit %d: %s", res.ExitCode, errOut)
-			}
+			in := start(t, p, sb.ID, providers.ProcessSpec{Command: "echo started; echo $$ > pid; exec env -i sleep 1000"})
+			pid := hostPid(t, p, sb.ID, waitPid(t, filepath.Join(hostDir(p, sb), "pid")))
+			spoil(t, p.procDir(sb.ID, in.ID), tc.script)
 			// Reads of a record answer at once; calls that start or kill
 			// processes get the time that takes on a loaded machine.
 			read, work := time.Second, 5*time.Second
@@ -89,10 +87,9 @@ func TestSpoiledRecordsBlockNothingAndSaveNoProcess(t *testing.T) {
 // A damaged record still lets a KILL through, found by its supervisor.
 func TestKillReachesAProcessWithADamagedRecord(t *testing.T) {
 	p, sb := newSandbox(t)
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "echo $$ > " + pidFile + "; exec env -i sleep 1000"})
-	pid := waitPid(t, pidFile)
-	run(t, p, sb.ID, providers.ExecRequest{Command: "cd ../procs/1 && mv state.json x && mkfifo state.json"})
+	in := start(t, p, sb.ID, providers.ProcessSpec{Command: "echo $$ > pid; exec env -i sleep 1000"})
+	pid := hostPid(t, p, sb.ID, waitPid(t, filepath.Join(hostDir(p, sb), "pid")))
+	spoil(t, p.procDir(sb.ID, in.ID), "mv state.json x && mkfifo state.json")
 	_, err := p.WaitProcess(context.Background(), sb.ID, in.ID, 0)
 	if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), "FIFO") {
 		t.Errorf("WaitProcess on a damaged record: %v; want an error saying it is damaged, and how", err)
@@ -101,6 +98,16 @@ func TestKillReachesAProcessWithADamagedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, pid)
+}
+
+// spoil runs a spoiler's script on the host in a process's record.
+func spoil(t *testing.T, dir, script string) {
+	t.Helper()
+	c := exec.Command("/bin/sh", "-c", script)
+	c.Dir = dir
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("spoiling: %v: %s", err, out)
+	}
 }
 
 func waitPid(t *testing.T, name string) int {

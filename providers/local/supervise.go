@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
 )
 
 // A background process is run by a supervisor: this same binary, started
@@ -50,8 +51,12 @@ func init() {
 		os.Exit(0) // the server closed it, or went away, before needing it
 	}
 	dir := strings.TrimSuffix(line, "\n")
-	if mode == "adopt" {
-		os.Exit(adopt(dir, os.NewFile(3, "ready"), r, pollable(5, "stdout"), pollable(6, "stderr")))
+	if mode == "adopt" || mode == "adopt-jail" {
+		var conn *os.File // the command's connection to its jail, when handed over
+		if mode == "adopt-jail" {
+			conn = os.NewFile(7, "jail")
+		}
+		os.Exit(adopt(dir, os.NewFile(3, "ready"), r, pollable(5, "stdout"), pollable(6, "stderr"), conn))
 	}
 	ctrl.Close()
 	os.Exit(supervise(dir, os.NewFile(3, "ready")))
@@ -64,11 +69,13 @@ func pollable(fd int, name string) *os.File {
 }
 
 // adopt supervises a command a server started in the foreground and
-// handed over: it goes on writing the output logs from the pipes. The
-// server, the command's parent, records the exit status and says on ctrl
-// when the command exited; then, as for a started command, children that
-// still hold the pipes get waitDelay, and what the pipes hold then is kept.
-func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) int {
+// handed over: it goes on writing the output logs from the pipes and, given
+// the command's connection to its jail (conn), waits for its exit, enforces
+// its timeout and records how it ended. (Without conn the command had
+// exited already: the server says so on ctrl, and records the exit.) Then,
+// as for a started command, children that still hold the pipes get
+// waitDelay, and what the pipes hold then is kept.
+func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR, conn *os.File) int {
 	fail := func(err error) int {
 		fmt.Fprintf(ready, "%v\n", err)
 		return 1
@@ -105,30 +112,54 @@ func adopt(dir string, ready *os.File, ctrl *bufio.Reader, outR, errR *os.File) 
 		logs = append(logs, w)
 		pipes = append(pipes, copyPipe(s.r, func(b []byte) { w.Write(b) }))
 	}
-	fmt.Fprintln(ready, "ok")
-	ready.Close()
-	if spec.Timeout > 0 {
-		// The server enforces the timeout while it lives; this covers the rest.
-		time.AfterFunc(time.Until(spec.CreatedAt.Add(spec.Timeout)), func() { syscall.Kill(-st.Pid, syscall.SIGKILL) })
-	}
-	if line, _ := ctrl.ReadString('\n'); line == "exited\n" {
-		finishPipes(waitDelay, pipes...)
-	} else {
-		// The server went away: no one can say when the command exits, so
-		// the copies run until its last child closes the pipes.
-		for _, o := range pipes {
-			<-o.done
+	var proc *jail.Process
+	if conn != nil {
+		if proc, err = jail.Resume(conn, spec.Command); err != nil {
+			return fail(err)
 		}
 	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+	if proc == nil {
+		if line, _ := ctrl.ReadString('\n'); line == "exited\n" {
+			finishPipes(waitDelay, pipes...)
+		} else {
+			// The server went away: the copies run until the pipes close.
+			for _, o := range pipes {
+				<-o.done
+			}
+		}
+		for _, w := range logs {
+			w.Close()
+		}
+		return 0
+	}
+	var timedOut atomic.Bool
+	if spec.Timeout > 0 {
+		time.AfterFunc(time.Until(spec.CreatedAt.Add(spec.Timeout)), func() {
+			timedOut.Store(true)
+			proc.Kill()
+		})
+	}
+	code, err := proc.Wait()
+	finishPipes(waitDelay, pipes...)
 	for _, w := range logs {
 		w.Close()
+	}
+	if err != nil {
+		return 1 // no exit to tell: the record reads as ended, code unknown
+	}
+	ex := procExit{ExitCode: code, TimedOut: timedOut.Load() && code == 128+int(syscall.SIGKILL), EndedAt: time.Now().UTC()}
+	if err := writeJSON(filepath.Join(dir, "exit.json"), ex); err != nil {
+		return 1
 	}
 	return 0
 }
 
 type procSpec struct {
 	Command     string        `json:"command"`
-	Dir         string        `json:"dir"`
+	Dir         string        `json:"dir"`    // as the command sees it
+	Socket      string        `json:"socket"` // the sandbox's jail
 	Env         []string      `json:"env"`
 	Stdin       []byte        `json:"stdin,omitempty"`
 	OpenStdin   bool          `json:"open_stdin,omitempty"`
@@ -138,7 +169,7 @@ type procSpec struct {
 }
 
 type procState struct {
-	Pid        int       `json:"pid"`
+	Pid        int       `json:"pid"` // in the sandbox's jail (see jail.Jail.Signal)
 	Supervisor int       `json:"supervisor"`
 	StartedAt  time.Time `json:"started_at"`
 }
@@ -172,12 +203,11 @@ func supervise(dir string, ready *os.File) int {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fail(fmt.Errorf("lock: %w", err))
 	}
-	cmd := exec.Command("/bin/sh", "-c", spec.Command)
-	cmd.Dir, cmd.Env = spec.Dir, spec.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// Output goes through pipes of our own (see pipes.go), so WaitDelay
-	// only bounds the copy of stdin.
-	cmd.WaitDelay = waitDelay
+	j, err := jail.Attach(spec.Socket)
+	if err != nil {
+		return fail(err)
+	}
+	c := jail.Cmd{Command: spec.Command, Cwd: spec.Dir, Env: spec.Env}
 	var logs [2]*outWriter
 	var readEnds, writeEnds [2]*os.File
 	for i, name := range []string{"stdout", "stderr"} {
@@ -186,12 +216,15 @@ func supervise(dir string, ready *os.File) int {
 			return fail(err)
 		}
 	}
-	cmd.Stdout, cmd.Stderr = writeEnds[0], writeEnds[1]
-	var stdin io.WriteCloser
+	c.Stdout, c.Stderr = writeEnds[0], writeEnds[1]
+	var stdin *os.File
 	if spec.OpenStdin || len(spec.Stdin) > 0 {
-		if stdin, err = cmd.StdinPipe(); err != nil {
+		var r *os.File
+		if r, stdin, err = os.Pipe(); err != nil {
 			return fail(err)
 		}
+		defer r.Close()
+		c.Stdin = r
 	}
 	var fifo *os.File
 	if spec.OpenStdin {
@@ -205,9 +238,12 @@ func supervise(dir string, ready *os.File) int {
 			return fail(err)
 		}
 	}
-	err = cmd.Start()
+	proc, err := j.Start(c)
 	writeEnds[0].Close() // the command has its own copies
 	writeEnds[1].Close()
+	if r, ok := c.Stdin.(*os.File); ok && r != nil {
+		r.Close()
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -216,9 +252,9 @@ func supervise(dir string, ready *os.File) int {
 		w := logs[i]
 		pipes = append(pipes, copyPipe(r, func(b []byte) { w.Write(b) }))
 	}
-	st := procState{Pid: cmd.Process.Pid, Supervisor: os.Getpid(), StartedAt: time.Now().UTC()}
+	st := procState{Pid: proc.Pid(), Supervisor: os.Getpid(), StartedAt: time.Now().UTC()}
 	if err := writeJSON(filepath.Join(dir, "state.json"), st); err != nil {
-		syscall.Kill(-st.Pid, syscall.SIGKILL)
+		proc.Kill()
 		return fail(err)
 	}
 	fmt.Fprintln(ready, "ok")
@@ -231,14 +267,14 @@ func supervise(dir string, ready *os.File) int {
 	if spec.Timeout > 0 {
 		time.AfterFunc(spec.Timeout, func() {
 			timedOut.Store(true)
-			syscall.Kill(-st.Pid, syscall.SIGKILL)
+			proc.Kill()
 		})
 	}
-	cmd.Wait()
+	code, _ := proc.Wait()
 	finishPipes(waitDelay, pipes...)
 	logs[0].Close()
 	logs[1].Close()
-	ex := procExit{ExitCode: exitCode(cmd.ProcessState), TimedOut: timedOut.Load(), EndedAt: time.Now().UTC()}
+	ex := procExit{ExitCode: code, TimedOut: timedOut.Load(), EndedAt: time.Now().UTC()}
 	if err := writeJSON(filepath.Join(dir, "exit.json"), ex); err != nil {
 		return 1
 	}

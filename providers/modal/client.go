@@ -286,7 +286,7 @@ func (p *Provider) typed(ctx context.Context, id, what string, err error) error 
 		}
 		return providers.Errorf(providers.ErrNotFound, "%s: %s", what, msg)
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return providers.Errorf(providers.ErrUnavailable, "%s: Modal rejected the token (%s); check %s and %s", what, msg, EnvTokenID, EnvTokenSecret)
+		return providers.Errorf(providers.ErrDenied, "%s: Modal rejected the token (%s); check %s and %s", what, msg, EnvTokenID, EnvTokenSecret)
 	case codes.InvalidArgument, codes.FailedPrecondition, codes.AlreadyExists, codes.OutOfRange:
 		return providers.Errorf(providers.ErrInvalidArgument, "%s: %s", what, msg)
 	case codes.ResourceExhausted:

@@ -1,19 +1,12 @@
 package modal
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakecmd"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/modal/modalfake"
 )
 
@@ -92,31 +85,5 @@ func create(t testing.TB, p *Provider, opts providers.CreateOptions) providers.S
 // measurements of the driver (allocations) do not count the fake's work.
 func externalFake(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "modalfake")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./modalfake/cmd/modalfake")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the fake: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-token-id", testTokenID, "-token-secret", testTokenSecret)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), "MODAL_SERVER_URL="); ok {
-			go io.Copy(io.Discard, stdout)
-			return u
-		}
-	}
-	t.Fatalf("the fake printed no MODAL_SERVER_URL: %v", sc.Err())
-	return ""
+	return fakecmd.Start(t, "./modalfake/cmd/modalfake", "MODAL_SERVER_URL", "-token-id", testTokenID, "-token-secret", testTokenSecret)
 }

@@ -50,7 +50,7 @@ func TestWrongTokenNamesTheVariables(t *testing.T) {
 	p := newDriver(t, o)
 	start := time.Now()
 	_, err := p.Create(ctxT(t), providers.CreateOptions{})
-	if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), EnvTokenID) || !strings.Contains(err.Error(), EnvTokenSecret) {
+	if !errors.Is(err, providers.ErrDenied) || !strings.Contains(err.Error(), EnvTokenID) || !strings.Contains(err.Error(), EnvTokenSecret) {
 		t.Fatalf("got %v, want an error naming both token variables", err)
 	}
 	if took := time.Since(start); took > 2*time.Second {

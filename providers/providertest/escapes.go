@@ -92,17 +92,11 @@ func (s *procSuite) testEscapes(t *testing.T) {
 	id := s.sandbox(t)
 	for _, e := range s.escapes(t, id) {
 		t.Run(e.name, func(t *testing.T) {
-			skip := func(t *testing.T) {
-				if why := knownEscape(s.p.Name(), e.name, t.Name()); why != "" {
-					t.Skip(why)
-				}
-			}
 			command := func(stop string) (cmd, pidFile string) {
 				pidFile = "providertest-escape-" + stop + "-" + randHex(4)
 				return strings.ReplaceAll(e.start, "%s", providers.ShellQuote(escapee(pidFile, pidFile+".touched"))) + "\nsleep 300", pidFile
 			}
 			t.Run("Timeout", func(t *testing.T) {
-				skip(t)
 				cmd, pidFile := command("timeout")
 				in := s.start(t, id, providers.ProcessSpec{Command: cmd, Timeout: 5 * time.Second})
 				s.waitStarted(t, id, pidFile)
@@ -112,7 +106,6 @@ func (s *procSuite) testEscapes(t *testing.T) {
 				s.waitGone(t, id, pidFile, "the timeout")
 			})
 			t.Run("Cancel", func(t *testing.T) {
-				skip(t)
 				runner, ok := s.p.(providers.ProcessRunner)
 				if !ok {
 					t.Skip("driver does not implement ProcessRunner")
@@ -133,7 +126,6 @@ func (s *procSuite) testEscapes(t *testing.T) {
 				s.waitGone(t, id, pidFile, "the cancel")
 			})
 			t.Run("Kill", func(t *testing.T) {
-				skip(t)
 				cmd, pidFile := command("kill")
 				in := s.start(t, id, providers.ProcessSpec{Command: cmd})
 				s.waitStarted(t, id, pidFile)
@@ -146,7 +138,6 @@ func (s *procSuite) testEscapes(t *testing.T) {
 				}
 			})
 			t.Run("Destroy", func(t *testing.T) {
-				skip(t)
 				// The sandbox is gone afterwards, so the escapee is watched
 				// through a file it would touch: one on this machine, which
 				// a sandbox sharing it (a fake, local) reaches and a
@@ -169,25 +160,4 @@ func (s *procSuite) testEscapes(t *testing.T) {
 			})
 		})
 	}
-}
-
-// knownEscape says why a driver is known to let a detached child survive
-// a stop, or "" when it must not.
-func knownEscape(driver, escape, test string) string {
-	if driver != "local" {
-		return ""
-	}
-	// local's own supervisor (providers/local/supervise.go) finds a
-	// command's children by its process group and, on destroy, by an
-	// environment marker; it is moving to a child subreaper.
-	stop := test[strings.LastIndex(test, "/")+1:]
-	switch {
-	case escape == "double fork":
-		return ""
-	case stop == "Destroy" && (escape == "setsid without the marker" || escape == "setsid with a cleared environment"):
-		return "local: destroying the sandbox finds its processes by an environment marker, which this child removed"
-	case stop != "Destroy":
-		return "local: a " + strings.ToLower(stop) + " kills the command's process group, which this child left"
-	}
-	return ""
 }

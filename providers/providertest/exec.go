@@ -221,10 +221,11 @@ func (h *harness) testExec(t *testing.T) {
 		start := time.Now()
 		res, out, _ := h.run(t, id, providers.ExecRequest{
 			Command: "sleep 1000 & echo $! > timeout-child.pid; echo started; sleep 1000",
-			Timeout: 500 * time.Millisecond,
+			// Long enough for a loaded machine to get as far as "started".
+			Timeout: 2 * time.Second,
 		})
-		if took := time.Since(start); !res.TimedOut || took > 10*time.Second {
-			t.Fatalf("got %+v after %v; want TimedOut soon after 500ms", res, took)
+		if took := time.Since(start); !res.TimedOut || took > 12*time.Second {
+			t.Fatalf("got %+v after %v; want TimedOut soon after 2s", res, took)
 		}
 		if res.ExitCode == 0 {
 			t.Errorf("a timed-out command reported exit code 0")
@@ -239,14 +240,30 @@ func (h *harness) testExec(t *testing.T) {
 
 	t.Run("CancelKillsProcessTree", func(t *testing.T) {
 		t.Parallel()
+		// Cancelled once the command has started its child (its first
+		// output), not after a fixed time: a loaded engine may take longer
+		// than that to start it at all.
 		ctx, cancel := context.WithCancel(testCtx(t))
-		time.AfterFunc(500*time.Millisecond, cancel)
-		start := time.Now()
-		_, err := h.p.Exec(ctx, id, providers.ExecRequest{Command: "sleep 1000 & echo $! > cancel-child.pid; wait"})
+		defer cancel()
+		startedAt := make(chan time.Time, 1)
+		var once sync.Once
+		stdout := writerFunc(func(b []byte) (int, error) {
+			once.Do(func() { startedAt <- time.Now(); cancel() })
+			return len(b), nil
+		})
+		backstop := time.AfterFunc(time.Minute, cancel)
+		defer backstop.Stop()
+		_, err := h.p.Exec(ctx, id, providers.ExecRequest{Command: "sleep 1000 & echo $! > cancel-child.pid; echo started; wait", Stdout: stdout})
+		var cancelled time.Time
+		select {
+		case cancelled = <-startedAt:
+		default:
+			t.Fatalf("the command printed nothing within a minute (%v)", err)
+		}
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("want context.Canceled, got %v", err)
 		}
-		if took := time.Since(start); took > 10*time.Second {
+		if took := time.Since(cancelled); took > 10*time.Second {
 			t.Fatalf("cancellation took %v to return", took)
 		}
 		if h.p.Capabilities().Has(providers.CapKillTree) {
@@ -274,7 +291,9 @@ func (h *harness) testExec(t *testing.T) {
 	t.Run("ConcurrentExecs", func(t *testing.T) {
 		t.Parallel()
 		const n = 6
-		const nap = 700 * time.Millisecond
+		// Long enough that one after another (9 s) stands apart from
+		// together plus a loaded machine's start-up costs.
+		const nap = 1500 * time.Millisecond
 		var wg sync.WaitGroup
 		errs := make([]error, n)
 		start := time.Now()
@@ -305,3 +324,8 @@ func (h *harness) testExec(t *testing.T) {
 		}
 	})
 }
+
+// writerFunc is a function as an io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

@@ -274,7 +274,9 @@ func (s *procSuite) testTimeout(t *testing.T) {
 func (s *procSuite) testOutlives(t *testing.T) {
 	id := s.sandbox(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	in, err := s.pp.StartProcess(ctx, id, providers.ProcessSpec{Command: "sleep 2; echo late", OpenStdin: true})
+	// The process waits for a gate the test opens, not for a clock, so a
+	// loaded machine cannot end it before the short wait below.
+	in, err := s.pp.StartProcess(ctx, id, providers.ProcessSpec{Command: "while [ ! -e .outlives-gate ]; do sleep 0.1; done; rm -f .outlives-gate; echo late", OpenStdin: true})
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -282,6 +284,9 @@ func (s *procSuite) testOutlives(t *testing.T) {
 	// A wait shorter than the process returns it running.
 	if got, err := s.pp.WaitProcess(procCtx(t), id, in.ID, 50*time.Millisecond); err != nil || !got.Running {
 		t.Fatalf("short wait: %+v, %v", got, err)
+	}
+	if res, err := s.p.Exec(procCtx(t), id, providers.ExecRequest{Command: "touch .outlives-gate"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("opening the gate: %+v, %v", res, err)
 	}
 	other, ok := s.newProvider(t).(providers.Processes)
 	if !ok {

@@ -150,8 +150,8 @@ func (p *Provider) retryDelay(ctx context.Context, err error, attempt int) (time
 	}
 	var ae *apiError
 	if errors.As(err, &ae) {
-		retry := ae.Status == http.StatusRequestTimeout || ae.Status == http.StatusConflict ||
-			ae.Status == http.StatusTooManyRequests || ae.Status >= 500
+		// Runloop answers 409 to a call on a devbox still changing state.
+		retry := ae.Status == http.StatusConflict || providers.TransientStatus(ae.Status)
 		if ae.ShouldRetry != nil {
 			retry = *ae.ShouldRetry
 		}
@@ -163,6 +163,8 @@ func (p *Provider) retryDelay(ctx context.Context, err error, attempt int) (time
 		}
 	} else if errors.Is(err, context.DeadlineExceeded) {
 		return 0, false // this request's own timeout: the API is too slow, not gone
+	} else if !providers.Transient(err) {
+		return 0, false // unreachable or misconfigured: repeating cannot help
 	}
 	d := p.o.RetryBase << (attempt - 1)
 	return d/2 + mrand.N(d/2+1), true
@@ -263,7 +265,7 @@ func (p *Provider) typed(ctx context.Context, id, what string, err error) error 
 		case ae.Status == http.StatusNotFound && id != "":
 			return notFound(id)
 		case ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden:
-			return providers.Errorf(providers.ErrUnavailable, "%s: Runloop rejected the API key (%s); check %s", what, ae.Message, EnvAPIKey)
+			return providers.Errorf(providers.ErrDenied, "%s: Runloop rejected the API key (%s); check %s", what, ae.Message, EnvAPIKey)
 		case ae.Status == http.StatusTooManyRequests:
 			wait := ""
 			if ae.RetryAfter > 0 {
@@ -280,5 +282,8 @@ func (p *Provider) typed(ctx context.Context, id, what string, err error) error 
 	if errors.Is(err, context.DeadlineExceeded) {
 		return providers.Errorf(providers.ErrTimeout, "%s: the Runloop API did not answer within %v; try again later", what, p.o.RequestTimeout)
 	}
-	return providers.Errorf(providers.ErrUnavailable, "%s: cannot reach the Runloop API at %s (set %s): %w", what, p.base, EnvBaseURL, err)
+	if !providers.Transient(err) {
+		return providers.Errorf(providers.ErrUnavailable, "%s: cannot reach the Runloop API at %s (check %s and the network): %w", what, p.base, EnvBaseURL, err)
+	}
+	return providers.Errorf(providers.ErrUnavailable, "%s: the connection to the Runloop API at %s failed, also on retrying: %w; try again later", what, p.base, err)
 }

@@ -5,15 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/nodesdk"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/runloop/runloopfake"
 )
 
@@ -30,20 +28,9 @@ func median(ds []time.Duration) time.Duration {
 
 // sdkTimes runs sdktest/bench.mjs, or skips without Node and the SDK.
 func sdkTimes(b *testing.B, url, op string, n int) []time.Duration {
-	node := os.Getenv("MCP_SANDBOX_NODE")
-	if node == "" {
-		node = "/opt/mcp-sandbox/node22/node_modules/node/bin/node"
-	}
-	dir, _ := filepath.Abs("runloopfake/sdktest")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@runloop", "api-client")); err != nil {
-		b.Skip("the SDK is not installed; run .ci/setup-node.sh")
-	}
-	if _, err := exec.LookPath(node); err != nil {
-		b.Skip("no Node 22; run .ci/setup-node.sh")
-	}
-	cmd := exec.Command(node, "bench.mjs", op, strconv.Itoa(n))
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.TempDir(), "RUNLOOP_BASE_URL=" + url, "RUNLOOP_API_KEY=" + testKey}
+	node := nodesdk.Node(b)
+	dir := nodesdk.SDKDir(b, "runloopfake/sdktest", "@runloop/api-client")
+	cmd := nodesdk.Command(b, node, dir, []string{"RUNLOOP_BASE_URL=" + url, "RUNLOOP_API_KEY=" + testKey}, "bench.mjs", op, strconv.Itoa(n))
 	out, err := cmd.Output()
 	if err != nil {
 		b.Fatalf("bench.mjs %s: %v\n%s", op, err, out)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 // Runloop's executions carry output as JSON strings, which cannot hold
@@ -170,14 +172,47 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	if strings.ContainsRune(req.Command, 0) || strings.ContainsRune(req.Cwd, 0) {
 		return providers.ExecResult{}, providers.Errorf(providers.ErrInvalidArgument, "the command or cwd contains a NUL byte")
 	}
+	if name, _, ok := supervisor.HelperFile(helperMachine); ok {
+		in, err := p.info(ctx, id)
+		if err != nil {
+			return providers.ExecResult{}, err
+		}
+		for attempt := 0; ; attempt++ {
+			state, uploaded := p.helperState(in)
+			if state != helperReady {
+				break
+			}
+			pid := path.Join(in.tmp, ".mcp-sandbox-exec."+newKey()[24:]+".pid")
+			res, ran, err := p.run(ctx, id, req, in.helperCommand(name, pid, req), pid)
+			if ran || err != nil {
+				return res, err
+			}
+			// The helper did not start, so neither did the command: put
+			// it (back) in place once, else the wrapper serves.
+			if uploaded || attempt > 0 {
+				p.log.Info("runloop: commands run through the shell wrapper: the helper did not start", "devbox", id)
+				p.setHelper(in, helperUnusable, false)
+				break
+			}
+			p.installHelper(ctx, id, in)
+		}
+	}
+	res, _, err := p.run(ctx, id, req, wrap(req), "")
+	return res, err
+}
+
+// run runs command (the helper's, which records its pid in the file pid,
+// or the wrapper's when pid is "") and follows its output; ran is false
+// when the helper never started, so the command did not run.
+func (p *Provider) run(ctx context.Context, id string, req providers.ExecRequest, command, pid string) (res providers.ExecResult, ran bool, err error) {
 	began := time.Now()
 	var ex execView
-	body := map[string]any{"command": wrap(req), "attach_stdin": req.Stdin != nil}
+	body := map[string]any{"command": command, "attach_stdin": req.Stdin != nil}
 	if err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/execute_async", json: body}, &ex); err != nil {
-		return providers.ExecResult{}, p.execErr(ctx, id, err)
+		return providers.ExecResult{}, true, p.execErr(ctx, id, err)
 	}
 	defer p.keepAliveWhile(id)()
-	r := &run{p: p, devbox: id, exec: ex.ExecutionID, started: make(chan struct{})}
+	r := &run{p: p, devbox: id, exec: ex.ExecutionID, pid: pid, started: make(chan struct{})}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -197,7 +232,7 @@ func (p *Provider) Exec(ctx context.Context, id string, req providers.ExecReques
 	// for a command that outlives its SIGTERM.
 	var timeout <-chan time.Time
 	started := r.started
-	res := providers.ExecResult{ExitCode: -1}
+	res = providers.ExecResult{ExitCode: -1}
 wait:
 	for {
 		select {
@@ -228,43 +263,51 @@ wait:
 		<-ended
 	}
 	res.Duration = time.Since(began)
+	select {
+	case <-r.started:
+	default:
+		// stdout ended, cleanly, before the helper's first line.
+		if pid != "" && outErr == nil && ctx.Err() == nil && !res.TimedOut {
+			return res, false, nil
+		}
+	}
 	switch {
 	case ctx.Err() != nil:
-		return res, ctx.Err()
+		return res, true, ctx.Err()
 	case res.TimedOut:
-		return res, nil
+		return res, true, nil
 	case r.timedOut:
 		// Ended by the wrapper, its output all delivered.
 		res.TimedOut = true
 		if r.exit != nil {
 			res.ExitCode = *r.exit
 		}
-		return res, nil
+		return res, true, nil
 	}
 	if err := errors.Join(outErr, errErr); err != nil {
 		r.kill(ctx)
-		return res, p.streamErr(ctx, id, err)
+		return res, true, p.streamErr(ctx, id, err)
 	}
 	switch r.report {
 	case "":
 	case "nodir":
-		return res, providers.Errorf(providers.ErrNotFound, "cwd %q: no such directory", req.Cwd)
+		return res, true, providers.Errorf(providers.ErrNotFound, "cwd %q: no such directory", req.Cwd)
 	case "notdir":
-		return res, providers.Errorf(providers.ErrInvalidArgument, "cwd %q is not a directory", req.Cwd)
+		return res, true, providers.Errorf(providers.ErrInvalidArgument, "cwd %q is not a directory", req.Cwd)
 	case "nofifo":
-		return res, providers.Errorf(providers.ErrUnavailable, "devbox %s cannot run commands: mkfifo failed in $TMPDIR (or /tmp)", id)
+		return res, true, providers.Errorf(providers.ErrUnavailable, "devbox %s cannot run commands: mkfifo failed in $TMPDIR (or /tmp)", id)
 	}
 	if r.exit != nil {
 		res.ExitCode = *r.exit
-		return res, nil
+		return res, true, nil
 	}
 	// No exit report: the relays were stopped or the stream cut. The API
 	// knows how the command ended.
 	if err := p.longPoll(ctx, r.path()+"/wait_for_status", []string{"completed"}, &ex); err != nil {
-		return res, p.execErr(ctx, id, err)
+		return res, true, p.execErr(ctx, id, err)
 	}
 	res.ExitCode = ex.exit()
-	return res, nil
+	return res, true, nil
 }
 
 // run is one command's execution.
@@ -272,6 +315,7 @@ type run struct {
 	p      *Provider
 	devbox string
 	exec   string
+	pid    string // the helper's pid file; "" under the wrapper
 	// Set by the stdout follower: started is closed when the command
 	// starts; report and exit are set before it returns.
 	started  chan struct{}
@@ -284,6 +328,13 @@ func (r *run) path() string { return "/v1/devboxes/" + r.devbox + "/executions/"
 
 // kill ends the command and everything it started, even when ctx ended.
 func (r *run) kill(ctx context.Context) {
+	if r.pid != "" {
+		// The helper kills what the command started however it detached;
+		// killing the execution's group would end the helper instead.
+		if err := r.p.killHelper(ctx, r.devbox, r.pid); err == nil {
+			return
+		}
+	}
 	kctx, cancel := detached(ctx)
 	defer cancel()
 	err := r.p.call(kctx, &request{method: http.MethodPost, path: r.path() + "/kill", json: map[string]any{"kill_process_group": true}}, nil)

@@ -233,17 +233,7 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	// and move it into place: readers never see half a file.
 	dir, base := path.Split(name)
 	tmp := dir + "." + base + ".mcp-sandbox-" + newKey()[24:]
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	mw.WriteField("path", tmp)
-	h := textproto.MIMEHeader{}
-	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, path.Base(tmp)))
-	h.Set("Content-Type", "application/octet-stream")
-	part, _ := mw.CreatePart(h)
-	part.Write(data)
-	mw.Close()
-	err := p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/upload_file", body: body.Bytes(), contentType: mw.FormDataContentType()}, nil)
-	if err != nil {
+	if err := p.upload(ctx, id, tmp, data); err != nil {
 		p.removeTemp(ctx, id, tmp) // a cut upload may have left part of it
 		if s := statusOf(err); s >= 400 && s < 500 && s != http.StatusTooManyRequests {
 			if _, gerr := p.devbox(ctx, id); gerr != nil {
@@ -261,15 +251,32 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	if perm == 0 {
 		perm = 0o644
 	}
+	// One stat gives the size to check and the mode, which usually needs
+	// no chmod: each process counts on a busy devbox.
 	script := fmt.Sprintf(`t=%s; p=%s
-if [ "$(wc -c < "$t")" -ne %d ]; then rm -f "$t"; echo "the upload arrived short" >&2; exit 1; fi
+set -- $(stat -c '%%s %%a' "$t")
+if [ "$1" != %d ]; then rm -f "$t"; echo "the upload arrived short" >&2; exit 1; fi
 if [ -d "$p" ] && [ ! -L "$p" ]; then rm -f "$t"; echo "is a directory" >&2; exit 1; fi
-chmod %o "$t" && mv -f "$t" "$p" || { rm -f "$t"; exit 1; }`, shellPath(tmp), shellPath(name), len(data), perm)
+{ [ "$2" = %o ] || chmod %o "$t"; } && mv -f "$t" "$p" || { rm -f "$t"; exit 1; }`, shellPath(tmp), shellPath(name), len(data), perm, perm)
 	if _, err := p.quick(ctx, id, script); err != nil {
 		p.removeTemp(ctx, id, tmp) // the move may not have run at all
 		return p.fileErr("write", name, err)
 	}
 	return nil
+}
+
+// upload puts data at name with the API's binary upload.
+func (p *Provider) upload(ctx context.Context, id, name string, data []byte) error {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("path", name)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, path.Base(name)))
+	h.Set("Content-Type", "application/octet-stream")
+	part, _ := mw.CreatePart(h)
+	part.Write(data)
+	mw.Close()
+	return p.call(ctx, &request{method: http.MethodPost, path: "/v1/devboxes/" + id + "/upload_file", body: body.Bytes(), contentType: mw.FormDataContentType()}, nil)
 }
 
 // removeTemp deletes a write's temporary file, even when ctx ended: a

@@ -1,20 +1,13 @@
 package runloop
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakecmd"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/runloop/runloopfake"
 )
 
@@ -84,31 +77,5 @@ func create(t *testing.T, p *Provider, opts providers.CreateOptions) providers.S
 // measurements of the driver (memory) do not count the fake's work.
 func externalFake(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "runloopfake")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./runloopfake/cmd/runloopfake")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the fake: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-api-key", testKey)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), EnvBaseURL+"="); ok {
-			go io.Copy(io.Discard, stdout)
-			return u
-		}
-	}
-	t.Fatalf("the fake printed no %s: %v", EnvBaseURL, sc.Err())
-	return ""
+	return fakecmd.Start(t, "./runloopfake/cmd/runloopfake", "RUNLOOP_BASE_URL", "-api-key", testKey)
 }

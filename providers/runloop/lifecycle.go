@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -98,13 +99,14 @@ func (p *Provider) Create(ctx context.Context, opts providers.CreateOptions) (pr
 		p.abandon(ctx, d.ID)
 		return providers.Sandbox{}, err
 	}
-	home, err := p.home(ctx, d.ID)
+	in, err := p.info(ctx, d.ID)
 	if err != nil {
 		p.abandon(ctx, d.ID)
 		return providers.Sandbox{}, err
 	}
+	p.installHelper(ctx, d.ID, in)
 	p.touched(d.ID)
-	return p.sandboxFrom(d, home), nil
+	return p.sandboxFrom(d, in.home), nil
 }
 
 // awaitRunning long-polls until the devbox runs, fails or the create
@@ -258,8 +260,11 @@ func (p *Provider) List(ctx context.Context, match map[string]string) ([]provide
 			continue
 		}
 		seen[d.ID] = true
+		home := ""
 		p.mu.Lock()
-		home := p.homes[d.ID]
+		if in := p.homes[d.ID]; in != nil {
+			home = in.home
+		}
 		p.mu.Unlock()
 		out = append(out, p.sandboxFrom(d, home))
 	}
@@ -401,27 +406,56 @@ func (p *Provider) keepAliveWhile(id string) (stop func()) {
 	return func() { close(done) }
 }
 
+// devboxInfo is what commands in a devbox need to know, asked of the
+// devbox once, then cached.
+type devboxInfo struct {
+	home string // the user's home directory, where commands start
+	tmp  string // its TMPDIR, where the helper goes
+	// helper is helperReady or helperUnusable; uploaded says this
+	// driver put the helper there.
+	helper   int32
+	uploaded bool
+}
+
 // home is the devbox user's home directory, where commands start and
-// relative paths resolve: asked of the devbox once, then cached.
+// relative paths resolve.
 func (p *Provider) home(ctx context.Context, id string) (string, error) {
-	p.mu.Lock()
-	h, ok := p.homes[id]
-	p.mu.Unlock()
-	if ok {
-		return h, nil
-	}
-	out, err := p.quick(ctx, id, `pwd`)
+	in, err := p.info(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	h = strings.TrimSpace(out)
-	if !strings.HasPrefix(h, "/") {
-		return "", providers.Errorf(providers.ErrUnavailable, "devbox %s reports home directory %q, not an absolute path", id, h)
-	}
+	return in.home, nil
+}
+
+// info asks the devbox for its home directory and TMPDIR (one shell, no
+// other process), once.
+func (p *Provider) info(ctx context.Context, id string) (*devboxInfo, error) {
 	p.mu.Lock()
-	p.homes[id] = h
+	in, ok := p.homes[id]
 	p.mu.Unlock()
-	return h, nil
+	if ok {
+		return in, nil
+	}
+	out, err := p.quick(ctx, id, `pwd; printf '%s\n' "${TMPDIR:-/tmp}"`)
+	if err != nil {
+		return nil, err
+	}
+	h, t, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	if !strings.HasPrefix(h, "/") {
+		return nil, providers.Errorf(providers.ErrUnavailable, "devbox %s reports home directory %q, not an absolute path", id, h)
+	}
+	if !path.IsAbs(t) || path.Clean(t) != t {
+		t = "/tmp"
+	}
+	in = &devboxInfo{home: h, tmp: t, helper: helperReady}
+	p.mu.Lock()
+	if have, ok := p.homes[id]; ok {
+		in = have
+	} else {
+		p.homes[id] = in
+	}
+	p.mu.Unlock()
+	return in, nil
 }
 
 // quick runs a short housekeeping command (no user data in its output)

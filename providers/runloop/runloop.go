@@ -158,8 +158,8 @@ type Provider struct {
 	log  *slog.Logger
 
 	mu    sync.Mutex
-	homes map[string]string    // devbox ID -> home directory (a cache)
-	kept  map[string]time.Time // devbox ID -> last keep_alive sent
+	homes map[string]*devboxInfo // devbox ID -> what commands need to know (a cache)
+	kept  map[string]time.Time   // devbox ID -> last keep_alive sent
 
 	// Background processes: the shared in-sandbox supervisor, over Exec.
 	*supervisor.Supervisor
@@ -212,7 +212,7 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{o: o, base: strings.TrimRight(o.BaseURL, "/"), http: o.HTTPClient, log: o.Logger,
-		homes: map[string]string{}, kept: map[string]time.Time{}}
+		homes: map[string]*devboxInfo{}, kept: map[string]time.Time{}}
 	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: o.Logger})
 	if p.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -228,7 +228,7 @@ func (p *Provider) Capabilities() providers.Capabilities { return p.o.Capabiliti
 // Close drops cached details and idle connections; devboxes keep running.
 func (p *Provider) Close() error {
 	p.mu.Lock()
-	p.homes = map[string]string{}
+	p.homes = map[string]*devboxInfo{}
 	p.kept = map[string]time.Time{}
 	p.mu.Unlock()
 	p.http.CloseIdleConnections()

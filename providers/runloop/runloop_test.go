@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/runloop/runloopfake"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/supervisor"
 )
 
 func env(kv ...string) providers.Config {
@@ -68,8 +69,8 @@ func TestWrongAPIKeyIsNotRetried(t *testing.T) {
 	o := fakeOptions(url)
 	o.APIKey = "wrong"
 	_, err := newDriver(t, o).Create(ctxT(t), providers.CreateOptions{})
-	if !errors.Is(err, providers.ErrUnavailable) || !strings.Contains(err.Error(), EnvAPIKey) {
-		t.Fatalf("got %v, want ErrUnavailable naming %s", err, EnvAPIKey)
+	if !errors.Is(err, providers.ErrDenied) || !strings.Contains(err.Error(), EnvAPIKey) {
+		t.Fatalf("got %v, want ErrDenied naming %s", err, EnvAPIKey)
 	}
 	if fake.Creates() != 0 || len(fake.Devboxes()) != 0 {
 		t.Fatalf("a refused key made devboxes")
@@ -368,6 +369,61 @@ func TestRetryAfterHeaders(t *testing.T) {
 	} {
 		if got := retryAfter(tc.h); got != tc.want {
 			t.Errorf("%v: got %v, want %v", tc.h, got, tc.want)
+		}
+	}
+}
+
+// TestCommandsWithoutTheHelper: a devbox whose helper went away is given
+// it again, once; one where it still cannot run runs commands, byte-exact
+// and split, through the shell wrapper. No command runs twice.
+func TestCommandsWithoutTheHelper(t *testing.T) {
+	_, url := startFake(t, runloopfake.Options{})
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	name, _, ok := supervisor.HelperFile(helperMachine)
+	if !ok {
+		t.Fatal("this server has no helper built in")
+	}
+	in, err := p.info(ctxT(t), sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := shellQuote(in.helperPath(name))
+	run := func(command string) (providers.ExecResult, string, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		res, err := p.Exec(ctxT(t), sb.ID, providers.ExecRequest{Command: command, Stdout: &out, Stderr: &errOut})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, out.String(), errOut.String()
+	}
+	const probe = `echo run >>runs; printf 'a\000b'; printf 'e\001' >&2; exit 3`
+	for _, tc := range []struct {
+		name, spoil string
+		want        int32
+	}{
+		// Not uploaded by this driver (another server's devbox): put back.
+		{"removed", "rm " + helper, helperReady},
+		// Uploaded by this driver and still unusable: the wrapper serves.
+		{"unusable", "rm " + helper + " && mkdir " + helper, helperUnusable},
+	} {
+		p.mu.Lock()
+		in.uploaded = false
+		if tc.want == helperUnusable {
+			in.uploaded = true
+		}
+		p.mu.Unlock()
+		run(tc.spoil + "; rm -f runs")
+		res, out, errOut := run(probe)
+		if res.ExitCode != 3 || out != "a\x00b" || errOut != "e\x01" {
+			t.Fatalf("%s: got %+v, stdout %q, stderr %q", tc.name, res, out, errOut)
+		}
+		if state, _ := p.helperState(in); state != tc.want {
+			t.Errorf("%s: helper state %d, want %d", tc.name, state, tc.want)
+		}
+		if _, out, _ := run("cat runs"); out != "run\n" {
+			t.Errorf("%s: the command ran %q times", tc.name, out)
 		}
 	}
 }

@@ -26,9 +26,14 @@ func (s *Supervisor) runProcess(ctx context.Context, id string, req providers.Ru
 	if err != nil {
 		return providers.RunResult{}, err
 	}
-	args[2] = s.helperArg(ctx, id)
+	h := s.helper(ctx, id)
+	args[2] = h.arg
 	wait := max(req.Wait, 0)
 	argv := append([]string{"/bin/sh", "-c", procRunScript, "mcp-sandbox-run"}, args...)
+	if h.path != "" {
+		// The helper runs the same script natively: one process, not dozens.
+		argv = append([]string{h.path, "run"}, args...)
+	}
 	argv = append(argv, strconv.FormatInt(int64(wait/(10*time.Millisecond)), 10), strconv.FormatInt(max(req.KeepAfter, 0), 10))
 
 	start := time.Now()

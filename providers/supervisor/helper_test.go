@@ -32,9 +32,9 @@ func TestEmbeddedHelperIsCurrent(t *testing.T) {
 		t.Skipf("no helper is built for %s", runtime.GOARCH)
 	}
 	dir := t.TempDir()
-	gen := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "run", "gen_helper.go", "-o", dir, "-arch", runtime.GOARCH)
+	gen := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "run", "github.com/mcp-sandbox/mcp-sandbox/providers/internal/genstatic", "-pkg", "./internal/helper/cmd/mcp-sandbox-supervisor", "-o", dir, "-arch", runtime.GOARCH)
 	if out, err := gen.CombinedOutput(); err != nil {
-		t.Fatalf("go run gen_helper.go: %v\n%s", err, out)
+		t.Fatalf("go run genstatic: %v\n%s", err, out)
 	}
 	name := "linux-" + runtime.GOARCH + ".gz"
 	built, _ := os.ReadFile(filepath.Join(dir, name))
@@ -149,8 +149,8 @@ func TestSupervisorPicksTheHelperOrTheShell(t *testing.T) {
 			}
 			if tc.reaper {
 				// A second server finds the helper in place.
-				if name, err := New(h, Options{}).installHelper(ctx, "box"); err != nil || !strings.HasPrefix(name, "mcp-sandbox-supervisor-") {
-					t.Fatalf("second install: %q %v", name, err)
+				if name, path, err := New(h, Options{}).installHelper(ctx, "box"); err != nil || !strings.HasPrefix(name, "mcp-sandbox-supervisor-") || !strings.HasSuffix(path, "/.bin/"+name) {
+					t.Fatalf("second install: %q %q %v", name, path, err)
 				}
 			}
 		})

@@ -13,6 +13,9 @@ package supervisor
 //	stdout.<offset> output segments named by the absolute offset of their
 //	stderr.<offset> first byte: the head, then at most two tail segments
 //	stdin           FIFO, when stdin is kept open; stdin.closed once closed
+//	.released       once nothing of the process is left under the helper, which
+//	                may then supervise another (a spare, see internal/helper/spare.go)
+//	.kill           left by a kill for the helper, before its signal (see killtree)
 //
 // procBase/.gone/<n> marks a removed number, so numbers are never reused.
 // Only sh and busybox-level tools are needed: setsid, mkfifo, dd
@@ -61,10 +64,12 @@ desc() {
 segs() { stat -c 'seg %n %s' "$@" 2>/dev/null; return 0; }
 # killtree TOKEN PGID SUP KIND kills the group, then everything else the
 # command started: the helper (KIND reaper) finds all its descendants; the
-# shell supervisor can only hunt the process's marker.
+# shell supervisor can only hunt the process's marker. .kill in the
+# process's directory $d tells a helper that supervises one run after
+# another which run the signal is for.
 killtree() {
   kill -KILL -"$2" 2>/dev/null
-  if [ "$4" = reaper ]; then kill -USR2 "$3" 2>/dev/null; return 0; fi
+  if [ "$4" = reaper ]; then : >"$d/.kill" 2>/dev/null; kill -USR2 "$3" 2>/dev/null; return 0; fi
   for i in 1 2 3 4 5; do
     k=$(grep -lzxF "` + marker + `=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
     [ -z "$k" ] && return 0
@@ -96,14 +101,14 @@ if [ "$mode" = copy ]; then
         # A foreground run following the output reads every byte: wait for
         # it to pass the segment before it goes, unless it stops moving for
         # 10s (its reader went away) and would hold the command up.
-        was=; still=0
+        was=; still=0; : >"$d/.wait.$s"
         while [ -f "$d/.follow" ] && read -r fp fs <"$d/.follow" && alive "$fp" "$fs"; do
           at=; [ -f "$d/.pos.$s" ] && read -r at <"$d/.pos.$s"
           [ "${at:-0}" -ge "$t2" ] 2>/dev/null && break
           if [ "$at" = "$was" ]; then still=$((still + 1)); [ "$still" -gt 2000 ] && break; else was=$at; still=0; fi
           sleep 0.005
         done
-        rm -f "$d/$s.$t1"
+        rm -f "$d/$s.$t1" "$d/.wait.$s"
       fi
       t1=$t2; t2=$st
       continue
@@ -157,17 +162,19 @@ now; up1=$u
 # Children left holding the output get a moment before the copiers stop.
 # The moment restarts while output still moves (a copier writing, or
 # waiting for a follower that is still reading): only a quiet pipe is cut.
+# A copier holding a segment for a follower is not quiet, only unread.
 i=0; j=0; last=
 while [ ! -f "$d/.done.stdout" ] || [ ! -f "$d/.done.stderr" ]; do
   sig=$(stat -c %s "$d"/stdout.* "$d"/stderr.* 2>/dev/null; cat "$d/.pos.stdout" "$d/.pos.stderr" 2>/dev/null)
   [ "$sig" != "$last" ] && { last=$sig; i=0; }
-  i=$((i + 1)); j=$((j + 1)); [ "$i" -gt 45 ] || [ "$j" -gt 4000 ] && break
+  w=0; [ -f "$d/.wait.stdout" ] || [ -f "$d/.wait.stderr" ] && { i=0; w=1; }
+  i=$((i + 1)); j=$((j + 1)); [ "$i" -gt 45 ] || [ "$j" -gt 4000 ] && [ "$w" = 0 ] && break
   if [ "$i" -le 5 ]; then sleep 0.001; else sleep 0.005; fi
 done
 kill -KILL -"$co" -"$ce" 2>/dev/null
 t=0; [ -f "$d/timedout" ] && t=1
 printf '%s %s %s\n' "$rc" "$t" "$up1" >"$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"
-rm -f "$d/.out" "$d/.err" "$d/.in" "$d/stdin" "$d/.dd.stdout" "$d/.dd.stderr"
+rm -f "$d/.out" "$d/.err" "$d/.in" "$d/stdin" "$d/.dd.stdout" "$d/.dd.stderr" "$d/.wait.stdout" "$d/.wait.stderr"
 exit 0`
 
 // procStartFunc defines start SPEC RUN SUPERVISOR HASSTDIN CWD [follow]:
@@ -406,11 +413,13 @@ const procRemoveScript = procPrelude + `
 found "$1"
 read -r x <"$d/spec"; set -f; set -- $x; set +f; token=$6
 read -r x <"$d/state"; set -- $x
-# The helper outlives the command while something it started lives on.
-if [ "$6" = reaper ] && alive "$2" "$3" || [ ! -f "$d/exit" ] && alive "$2" "$3"; then
+# The helper outlives the command while something it started lives on,
+# until it marks the run .released (a spare then goes on to other runs).
+held() { alive "$2" "$3" && if [ "$6" = reaper ]; then [ ! -f "$d/.released" ]; else [ ! -f "$d/exit" ]; fi; }
+if held "$@"; then
   killtree "$token" "$1" "$2" "$6"
   i=0
-  while [ "$i" -lt 200 ] && alive "$2" "$3" && { [ "$6" = reaper ] || [ ! -f "$d/exit" ]; }; do i=$((i + 1)); sleep 0.01; done
+  while [ "$i" -lt 200 ] && held "$@"; do i=$((i + 1)); sleep 0.01; done
 fi
 : >"$b/.gone/${d##*/}"
 rm -rf "$d"

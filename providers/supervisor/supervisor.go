@@ -57,7 +57,7 @@ type Supervisor struct {
 	argv ArgvRunner
 	log  *slog.Logger
 	// helpers caches, per sandbox, the start function's SUPERVISOR
-	// argument (see helperArg).
+	// argument and the helper's path (see helperIn).
 	helpers sync.Map
 }
 
@@ -200,13 +200,19 @@ func (s *Supervisor) StartProcess(ctx context.Context, id string, spec providers
 	defer cancel()
 	var out []byte
 	for attempt := 0; ; attempt++ {
-		args[2] = s.helperArg(sctx, id)
+		h := s.helper(sctx, id)
+		args[2] = h.arg
 		var in io.Reader
 		if stdin != nil {
 			stdin.Seek(0, io.SeekStart)
 			in = stdin
 		}
-		if out, err = s.script(sctx, id, "start", procStartScript, maxProcScriptOutput, in, args...); err != nil {
+		// The helper starts it natively; the script is the same start.
+		argv := append([]string{"/bin/sh", "-c", procStartScript, "mcp-sandbox-start"}, args...)
+		if h.path != "" {
+			argv = append([]string{h.path, "start"}, args...)
+		}
+		if out, err = s.runScript(sctx, id, "start", argv, maxProcScriptOutput, in); err != nil {
 			return providers.ProcessInfo{}, err
 		}
 		if strings.TrimSpace(string(out)) == "error nohelper" && attempt == 0 {
@@ -254,8 +260,12 @@ func (s *Supervisor) run(ctx context.Context, id string, stdin io.Reader, stdout
 
 // script runs one of the process scripts and returns its stdout.
 func (s *Supervisor) script(ctx context.Context, id, op, script string, limit int, stdin io.Reader, args ...string) ([]byte, error) {
+	return s.runScript(ctx, id, op, append([]string{"/bin/sh", "-c", script, "mcp-sandbox-" + op}, args...), limit, stdin)
+}
+
+// runScript runs a script's argv and returns its stdout.
+func (s *Supervisor) runScript(ctx context.Context, id, op string, argv []string, limit int, stdin io.Reader) ([]byte, error) {
 	var out bytes.Buffer
-	argv := append([]string{"/bin/sh", "-c", script, "mcp-sandbox-" + op}, args...)
 	code, errOut, err := s.run(ctx, id, stdin, &limitedWriter{w: &out, n: limit}, argv...)
 	if err != nil {
 		return nil, runErr(op+" process", err)

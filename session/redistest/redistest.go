@@ -20,11 +20,25 @@ type Server struct {
 	addr string
 	dir  string
 	cmd  *exec.Cmd
+	// Persistent: every write is appended to disk before it is answered,
+	// so a crash loses nothing (else a restart starts empty).
+	Persistent bool
 }
 
 // Start starts Debian's redis-server with its data in a temp dir. It
 // skips without the binary, except under CI=true.
-func Start(t *testing.T) *Server {
+func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, false)
+}
+
+// StartPersistent is Start with an append-only file synced on every write.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, persistent bool) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -38,17 +52,21 @@ func Start(t *testing.T) *Server {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	r := &Server{URL: "redis://" + addr + "/0", addr: addr, dir: t.TempDir()}
+	r := &Server{URL: "redis://" + addr + "/0", addr: addr, dir: t.TempDir(), Persistent: persistent}
 	r.Start(t)
 	return r
 }
 
 // Start starts the server again (after Stop) on its address and dir.
-func (r *Server) Start(t *testing.T) {
+func (r *Server) Start(t testing.TB) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(r.addr)
-	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(r.dir, "redis.log"))
+	aof := []string{"--appendonly", "no"}
+	if r.Persistent {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	r.cmd = exec.Command("redis-server", append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", r.dir,
+		"--save", "", "--logfile", filepath.Join(r.dir, "redis.log")}, aof...)...)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +91,7 @@ func (r *Server) Stop() {
 }
 
 // Client is a plain connection to the server, to look at what the store wrote.
-func (r *Server) Client(t *testing.T) *redis.Client {
+func (r *Server) Client(t testing.TB) *redis.Client {
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
 	t.Cleanup(func() { rdb.Close() })
 	return rdb

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
-	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/client/transport"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/mcp"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 )
 
 func newServer() *server.MCPServer {
@@ -161,7 +161,7 @@ func TestResourcesAndPrompts(t *testing.T) {
 }
 
 // TestNotificationsArriveBeforeTheResult guards the fix in
-// tools/third_party/mcp-go (see its README): over Streamable HTTP every
+// third_party/mcp-go (see its README): over Streamable HTTP every
 // notification a tool sends must reach the client on the call's own stream,
 // before the result. The client keeps a standalone GET stream open, as the
 // TypeScript SDK does, so a notification that leaks onto it, or one dropped

@@ -61,10 +61,10 @@ type Server struct {
 	logDir  string // session command logs (the daemon keeps them in the sandbox)
 	api     *http.ServeMux
 	toolbox *http.ServeMux
+	faults  fakebox.Faults
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
-	faults    faults
 	creates   int
 	requests  int // API requests seen
 }
@@ -111,7 +111,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.controlHandler(w, r)
 		return
 	}
-	if d := s.latency(); d > 0 {
+	if d := s.faults.Latency(); d > 0 {
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
@@ -132,11 +132,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests++
 		s.mu.Unlock()
-		if f := s.takeAPIFault(); f.status != 0 {
-			if f.retryAfter > 0 {
-				w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
+		if status, retryAfter := s.faults.TakeRequest(r.URL.Path); status != 0 {
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
 			}
-			apiError(w, r, f.status, "injected failure")
+			apiError(w, r, status, "injected failure")
 			return
 		}
 		s.api.ServeHTTP(w, r)
@@ -322,9 +322,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.creates++
 	s.mu.Unlock()
-	fail := s.takeCreateFault()
-	if fail.status != 0 && !fail.lost {
-		apiError(w, r, fail.status, "injected failure")
+	failStatus, lost, stuck := s.faults.TakeCreate()
+	if failStatus != 0 && !lost {
+		apiError(w, r, failStatus, "injected failure")
 		return
 	}
 	var req createBody
@@ -368,7 +368,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now().UTC()
 	sb := &sandbox{Box: box, Name: name, Snapshot: snapshot, Target: req.Target, Labels: req.Labels,
-		AutoStop: autoStop, CreatedAt: now, state: "started", updated: now, stuck: fail.stuck, sessions: map[string]*session{}}
+		AutoStop: autoStop, CreatedAt: now, state: "started", updated: now, stuck: stuck, sessions: map[string]*session{}}
 	if sb.stuck {
 		sb.state = "creating"
 	}
@@ -378,8 +378,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.sandboxes[sb.ID] = sb
 	s.mu.Unlock()
-	if fail.status != 0 { // created, but the answer is lost
-		apiError(w, r, fail.status, "injected failure after the sandbox was created")
+	if failStatus != 0 { // created, but the answer is lost
+		apiError(w, r, failStatus, "injected failure after the sandbox was created")
 		return
 	}
 	writeJSON(w, http.StatusOK, sb.dto(r))
@@ -388,9 +388,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 func (sb *sandbox) dto(r *http.Request) map[string]any {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
+	// Commands here run with their own TMPDIR (see fakebox), so the
+	// sandbox's environment has it, as a sandbox made with it would.
+	env := map[string]string{"TMPDIR": sb.Tmp}
+	for k, v := range sb.Env {
+		env[k] = v
+	}
 	return map[string]any{
 		"id": sb.ID, "organizationId": "daytonafake-org", "name": sb.Name, "snapshot": sb.Snapshot,
-		"user": "daytona", "env": sb.Env, "labels": sb.Labels, "public": false, "networkBlockAll": false,
+		"user": "daytona", "env": env, "labels": sb.Labels, "public": false, "networkBlockAll": false,
 		"target": sb.Target, "cpu": 1, "gpu": 0, "memory": 1, "disk": 3,
 		"state": sb.state, "desiredState": desired(sb.state),
 		"autoStopInterval": sb.AutoStop, "autoArchiveInterval": 10080, "autoDeleteInterval": -1,

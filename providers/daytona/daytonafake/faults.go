@@ -3,144 +3,50 @@ package daytonafake
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 )
 
-// faults are failures injected on demand.
-type faults struct {
-	createFailures int // answer the next N creates with createStatus ...
-	createStatus   int
-	createLost     bool // ... after creating the sandbox (a lost answer)
-	stuckCreates   int  // the next N creates stay in "creating"
-	apiFailures    int  // answer the next N API requests with apiStatus
-	apiStatus      int
-	retryAfter     int // seconds, sent with apiStatus (429)
-	latency        time.Duration
-	downloadCuts   int // cut the next N file downloads ...
-	downloadAfter  int // ... after this many bytes
-	logCuts        int // drop the next N log streams ...
-	logAfter       int // ... after this many bytes
-}
-
-type createFault struct {
-	status int
-	lost   bool
-	stuck  bool
-}
-
-type apiFault struct {
-	status     int
-	retryAfter int
-}
+// Kinds of faults armed on the fake's fakebox.Faults.
+const (
+	cutDownload = "download"
+	cutLog      = "log"
+)
 
 // FailCreates makes the next n create requests answer status (e.g. 503).
-func (s *Server) FailCreates(n, status int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults.createFailures, s.faults.createStatus, s.faults.createLost = n, status, false
-}
+func (s *Server) FailCreates(n, status int) { s.faults.FailCreates(n, status, false) }
 
 // LoseCreateResponses makes the next n create requests create the sandbox
 // and then answer status, as when a response is lost on the way back: a
 // careful client must find and delete what it could not see.
-func (s *Server) LoseCreateResponses(n, status int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults.createFailures, s.faults.createStatus, s.faults.createLost = n, status, true
-}
+func (s *Server) LoseCreateResponses(n, status int) { s.faults.FailCreates(n, status, true) }
 
 // StickCreating makes the next n sandboxes created stay in state
 // "creating" until deleted.
-func (s *Server) StickCreating(n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults.stuckCreates = n
-}
+func (s *Server) StickCreating(n int) { s.faults.StickCreates(n) }
 
 // FailRequests makes the next n API requests (under /api, of any kind)
 // answer status without doing anything; with a 429, retryAfter (seconds)
 // is sent as Retry-After when positive.
 func (s *Server) FailRequests(n, status, retryAfter int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults.apiFailures, s.faults.apiStatus, s.faults.retryAfter = n, status, retryAfter
+	ra := ""
+	if retryAfter > 0 {
+		ra = strconv.Itoa(retryAfter)
+	}
+	s.faults.FailRequests(n, status, "", ra)
 }
 
 // SetLatency delays every request (API and toolbox) by d.
-func (s *Server) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults.latency = d
-}
+func (s *Server) SetLatency(d time.Duration) { s.faults.SetLatency(d) }
 
 // CutDownloads makes the next n file downloads drop their connection once
 // afterBytes of the file were sent.
-func (s *Server) CutDownloads(n, afterBytes int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults.downloadCuts, s.faults.downloadAfter = n, afterBytes
-}
+func (s *Server) CutDownloads(n, afterBytes int) { s.faults.Arm(cutDownload, n, afterBytes) }
 
 // CutLogStreams makes the next n followed command-log streams drop their
 // connection once afterBytes of log were sent. The command keeps running,
 // as it would in a real sandbox.
-func (s *Server) CutLogStreams(n, afterBytes int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults.logCuts, s.faults.logAfter = n, afterBytes
-}
-
-func (s *Server) takeAPIFault() apiFault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.faults.apiFailures <= 0 {
-		return apiFault{}
-	}
-	s.faults.apiFailures--
-	return apiFault{status: s.faults.apiStatus, retryAfter: s.faults.retryAfter}
-}
-
-func (s *Server) takeCreateFault() createFault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var f createFault
-	if s.faults.createFailures > 0 {
-		s.faults.createFailures--
-		f.status, f.lost = s.faults.createStatus, s.faults.createLost
-	}
-	if s.faults.stuckCreates > 0 && (f.status == 0 || f.lost) {
-		s.faults.stuckCreates--
-		f.stuck = true
-	}
-	return f
-}
-
-// take returns the byte count after which to cut, or -1.
-func take(n *int, after int) int {
-	if *n <= 0 {
-		return -1
-	}
-	*n--
-	return after
-}
-
-func (s *Server) takeDownloadCut() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return take(&s.faults.downloadCuts, s.faults.downloadAfter)
-}
-
-func (s *Server) takeLogCut() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return take(&s.faults.logCuts, s.faults.logAfter)
-}
-
-func (s *Server) latency() time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.faults.latency
-}
+func (s *Server) CutLogStreams(n, afterBytes int) { s.faults.Arm(cutLog, n, afterBytes) }
 
 // FaultRequest is the body of POST /_fake/faults, so tests in other
 // languages can inject faults into a fake running as its own process.

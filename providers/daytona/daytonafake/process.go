@@ -553,7 +553,7 @@ func (s *Server) commandLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	cut := s.takeLogCut()
+	cut := s.faults.TakeCut(cutLog)
 	sent := 0
 	buf := make([]byte, 32<<10)
 	for {

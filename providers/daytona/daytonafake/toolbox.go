@@ -74,7 +74,8 @@ func (s *Server) toolboxMux() *http.ServeMux {
 
 // rel turns a path the client sent into one relative to the sandbox's
 // directory: relative paths start there (the daemon's working directory),
-// absolute ones must lie below it.
+// absolute ones must lie below it. (Paths in the sandbox's TMPDIR are
+// served too, where noted: see fakebox.Box.TmpRel.)
 func (sb *sandbox) rel(p string) (string, error) {
 	if p == "" {
 		return "", errors.New("path is required")
@@ -124,11 +125,15 @@ func withPath(w http.ResponseWriter, r *http.Request, param string) (*sandbox, *
 	sb := sandboxFrom(r.Context())
 	p := r.URL.Query().Get(param)
 	rel, err := sb.rel(p)
+	open := sb.Root
+	if t, ok := sb.TmpRel(p); err != nil && ok {
+		rel, err, open = t, nil, sb.TmpRoot
+	}
 	if err != nil {
 		toolboxError(w, r, http.StatusBadRequest, "BAD_REQUEST", "%s: %v", p, err)
 		return nil, nil, "", false
 	}
-	root, err := sb.Root()
+	root, err := open()
 	if err != nil {
 		fsError(w, r, p, err)
 		return nil, nil, "", false
@@ -317,7 +322,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 // copyMaybeCut copies the file, or drops the connection part-way when a
 // cut was injected.
 func (s *Server) copyMaybeCut(w http.ResponseWriter, f io.Reader) {
-	if cut := s.takeDownloadCut(); cut >= 0 {
+	if cut := s.faults.TakeCut(cutDownload); cut >= 0 {
 		io.CopyN(w, f, int64(cut))
 		if fl, ok := w.(http.Flusher); ok {
 			fl.Flush()
@@ -455,12 +460,16 @@ func (s *Server) bulkUpload(w http.ResponseWriter, r *http.Request) {
 // writeUpload writes through a temp file renamed over the destination
 // (fakebox.Box.WriteFile), mode 0644, and counts the bytes.
 func writeUpload(sb *sandbox, dest string, src io.Reader) (int64, error) {
+	cr := &countingReader{r: src}
+	write := sb.WriteFile
 	rel, err := sb.rel(dest)
+	if t, ok := sb.TmpRel(dest); err != nil && ok {
+		rel, err, write = t, nil, sb.WriteTmpFile
+	}
 	if err != nil {
 		return 0, err
 	}
-	cr := &countingReader{r: src}
-	if err := sb.WriteFile(rel, cr, 0o644); err != nil {
+	if err := write(rel, cr, 0o644); err != nil {
 		return 0, err
 	}
 	return cr.n, nil

@@ -100,7 +100,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 // part's full filename) or an octet-stream body (target: the path query).
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	sb := sandboxFrom(r.Context())
-	if cut := s.takeUploadCut(); cut >= 0 {
+	if cut := s.faults.TakeCut(cutUpload); cut >= 0 {
 		// Write what comes before the cut, then drop the connection
 		// without an answer.
 		r.Body = io.NopCloser(io.LimitReader(r.Body, int64(cut)))

@@ -68,10 +68,11 @@ type Server struct {
 	boxes *fakebox.Boxes
 	api   *http.ServeMux
 	envd  *http.ServeMux
+	// faults are armed by the methods in faults.go.
+	faults fakebox.Faults
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
-	faults    faults
 	creates   int // create requests seen, for tests
 }
 
@@ -115,7 +116,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.controlHandler(w, r)
 		return
 	}
-	if d := s.latency(); d > 0 {
+	if d := s.faults.Latency(); d > 0 {
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
@@ -135,7 +136,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusUnauthorized, "Invalid API key, please visit https://e2b.dev/docs/api-key for more information.")
 		return
 	}
-	if status := s.takeAPIFault(); status != 0 {
+	if status, _ := s.faults.TakeRequest(r.URL.Path); status != 0 {
 		apiError(w, status, "injected failure")
 		return
 	}
@@ -320,9 +321,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, defaultTimeout i
 	s.mu.Lock()
 	s.creates++
 	s.mu.Unlock()
-	fail := s.takeCreateFault()
-	if fail.status != 0 && !fail.afterCreate {
-		apiError(w, fail.status, "injected failure")
+	failStatus, lost, _ := s.faults.TakeCreate()
+	if failStatus != 0 && !lost {
+		apiError(w, failStatus, "injected failure")
 		return
 	}
 	var req newSandbox
@@ -361,8 +362,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, defaultTimeout i
 	s.sandboxes[id] = sb
 	s.mu.Unlock()
 	s.setTimeout(sb, time.Duration(timeout)*time.Second, false)
-	if fail.status != 0 { // created, but the answer is lost
-		apiError(w, fail.status, "injected failure after the sandbox was created")
+	if failStatus != 0 { // created, but the answer is lost
+		apiError(w, failStatus, "injected failure after the sandbox was created")
 		return
 	}
 	writeJSON(w, http.StatusCreated, sandboxJSON(sb))

@@ -120,7 +120,7 @@ func (ps *processService) Start(ctx context.Context, req *connect.Request[pb.Sta
 		close(events)
 	}()
 
-	cutAfter := ps.s.takeStreamCut()
+	cutAfter := ps.s.faults.TakeCut(cutStream)
 	sent, sendErr := 0, error(nil)
 	send := func(ev *pb.ProcessEvent) {
 		if sendErr == nil {

@@ -20,56 +20,15 @@ import (
 	"github.com/mcp-sandbox/mcp-sandbox/providers/e2b/e2bfake"
 	fspb "github.com/mcp-sandbox/mcp-sandbox/providers/e2b/internal/envdpb/filesystem"
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/e2b/internal/envdpb/process"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/nodesdk"
 )
-
-// defaultNode is where .ci/setup-node.sh installs Node 22.
-const defaultNode = "/opt/mcp-sandbox/node22/node_modules/node/bin/node"
-
-// need skips the test when an external tool is missing, except under CI,
-// where a skip would let the contract go unchecked.
-func need(t *testing.T, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	msg := what + " is not available (" + err.Error() + "); run .ci/setup-node.sh"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// node22 finds Node 22: $MCP_SANDBOX_NODE, else setup-node.sh's path.
-func node22(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("MCP_SANDBOX_NODE")
-	if bin == "" {
-		bin = defaultNode
-	}
-	out, err := exec.Command(bin, "--version").Output()
-	if err == nil && !strings.HasPrefix(string(out), "v22.") {
-		err = &exec.Error{Name: bin, Err: os.ErrInvalid}
-		t.Logf("%s is %s, want v22", bin, strings.TrimSpace(string(out)))
-	}
-	need(t, "Node 22 at "+bin, err)
-	return bin
-}
-
-// sdkDir is the directory holding the pinned e2b SDK in node_modules.
-func sdkDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := filepath.Abs("sdktest")
-	_, err := os.Stat(filepath.Join(dir, "node_modules", "e2b", "package.json"))
-	need(t, "the e2b npm package in "+dir+"/node_modules", err)
-	return dir
-}
 
 // TestOfficialSDKAgainstFake runs E2B's own JS SDK through create ->
 // commands.run -> files.write -> files.read -> kill (and more) against the
 // fake; contract.mjs asserts every result.
 func TestOfficialSDKAgainstFake(t *testing.T) {
-	node := node22(t)
-	dir := sdkDir(t)
+	node := nodesdk.Node(t)
+	dir := nodesdk.SDKDir(t, "sdktest", "e2b")
 	fake, err := e2bfake.New(e2bfake.Options{APIKey: "contract-key"})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +60,7 @@ func TestOfficialSDKAgainstFake(t *testing.T) {
 // TestProtoMatchesSDK checks our .proto files against the descriptors the
 // official SDK embeds: same messages, fields, numbers, types and services.
 func TestProtoMatchesSDK(t *testing.T) {
-	dir := sdkDir(t)
+	dir := nodesdk.SDKDir(t, "sdktest", "e2b")
 	js, err := os.ReadFile(filepath.Join(dir, "node_modules", "e2b", "dist", "index.js"))
 	if err != nil {
 		t.Fatal(err)

@@ -172,7 +172,31 @@ func (b *Box) Root() (*os.Root, error) { return os.OpenRoot(b.Home) }
 // body yields, through a temporary file renamed into place, so a body that
 // fails half way leaves the old file. Missing parents are created.
 func (b *Box) WriteFile(rel string, body io.Reader, mode fs.FileMode) error {
-	root, err := b.Root()
+	return writeFile(b.Home, rel, body, mode)
+}
+
+// TmpRel maps a path in the sandbox's TMPDIR (Tmp, by its absolute name,
+// as commands see it) to one relative to Tmp: a sandbox's temporary
+// directory is its own, as a VM's or container's /tmp is, and a vendor's
+// file API reaches it.
+func (b *Box) TmpRel(p string) (string, bool) {
+	p = path.Clean(p)
+	if p == b.Tmp {
+		return ".", true
+	}
+	return strings.CutPrefix(p, b.Tmp+"/")
+}
+
+// TmpRoot opens the sandbox's TMPDIR (see TmpRel).
+func (b *Box) TmpRoot() (*os.Root, error) { return os.OpenRoot(b.Tmp) }
+
+// WriteTmpFile is WriteFile for a path relative to Tmp.
+func (b *Box) WriteTmpFile(rel string, body io.Reader, mode fs.FileMode) error {
+	return writeFile(b.Tmp, rel, body, mode)
+}
+
+func writeFile(dir, rel string, body io.Reader, mode fs.FileMode) error {
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,35 +147,44 @@ func TestWriteFileIsAtomic(t *testing.T) {
 
 func TestFaults(t *testing.T) {
 	var f Faults
-	srv := httptest.NewServer(f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })))
-	defer srv.Close()
-	ctl := httptest.NewServer(f.ControlHandler())
-	defer ctl.Close()
-	if _, err := http.Post(ctl.URL, "application/json", strings.NewReader(`{"fail_requests":{"count":1,"status":429,"retry_after":"2"}}`)); err != nil {
-		t.Fatal(err)
+	f.FailRequests(1, 429, "/v1/", "2")
+	if st, ra := f.TakeRequest("/other"); st != 0 || ra != "" {
+		t.Errorf("a request elsewhere failed: %d %q", st, ra)
 	}
-	res, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
+	if st, ra := f.TakeRequest("/v1/devboxes"); st != 429 || ra != "2" {
+		t.Errorf("first request: %d %q", st, ra)
 	}
-	res.Body.Close()
-	if res.StatusCode != 429 || res.Header.Get("Retry-After") != "2" {
-		t.Fatalf("first request: %d %q", res.StatusCode, res.Header.Get("Retry-After"))
+	if st, _ := f.TakeRequest("/v1/devboxes"); st != 0 {
+		t.Errorf("second request failed too: %d", st)
 	}
-	res, err = http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
+
+	for _, tc := range []struct {
+		name        string
+		fail, stuck int
+		lost        bool
+		want        [3]string // each create: status/lost/stuck
+	}{
+		{"stuck alone", 0, 2, false, [3]string{"0 false true", "0 false true", "0 false false"}},
+		{"a failed create makes nothing to stick", 1, 1, false, [3]string{"503 false false", "0 false true", "0 false false"}},
+		{"a lost answer made its sandbox, which sticks", 1, 1, true, [3]string{"503 true true", "0 false false", "0 false false"}},
+	} {
+		var f Faults
+		f.FailCreates(tc.fail, 503, tc.lost)
+		f.StickCreates(tc.stuck)
+		for i, want := range tc.want {
+			st, lost, stuck := f.TakeCreate()
+			if got := fmt.Sprint(st, lost, stuck); got != want {
+				t.Errorf("%s: create %d: %s, want %s", tc.name, i, got, want)
+			}
+		}
 	}
-	res.Body.Close()
-	if res.StatusCode != 200 {
-		t.Fatalf("second request: %d", res.StatusCode)
+
+	f.Arm("cut", 1, 5)
+	if f.TakeCut("cut") != 5 || f.TakeCut("cut") != -1 || f.TakeCut("other") != -1 {
+		t.Error("Arm applies to exactly n takes of its kind")
 	}
-	f.CutStreams(1, 5)
-	if f.TakeStreamCut() != 5 || f.TakeStreamCut() != -1 {
-		t.Error("CutStreams applies to exactly n streams")
-	}
-	f.StickCreates(1)
-	if !f.TakeStuck() || f.TakeStuck() {
-		t.Error("StickCreates applies to exactly n creates")
+	f.SetLatency(time.Second)
+	if f.Latency() != time.Second {
+		t.Error("SetLatency is not kept")
 	}
 }

@@ -1,154 +1,129 @@
 package fakebox
 
 import (
-	"encoding/json"
-	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Faults are failures a fake injects on demand. The zero value injects none.
+// Faults are failures a fake injects on demand, each for the next n times
+// it applies. The zero value injects none. A vendor fake keeps one, arms
+// it from its own methods and fault endpoint (whose JSON is the vendor
+// fake's), and takes from it where each fault applies, answering in the
+// vendor's wire shape.
 type Faults struct {
-	mu            sync.Mutex
-	failN         int // answer the next failN requests with failStatus
-	failStatus    int
-	retryAfter    string
-	latency       time.Duration
-	cutN          int // cut the next cutN streams ...
-	cutAfterBytes int // ... after this many bytes
-	stuckN        int // the next stuckN sandboxes never finish starting
+	mu           sync.Mutex
+	creates      int // fail the next creates with createStatus ...
+	createStatus int
+	createLost   bool // ... after making the sandbox (a lost answer)
+	stuck        int  // the next sandboxes made never finish starting
+	requests     int  // fail the next requests whose path holds requestPath
+	reqStatus    int
+	requestPath  string
+	retryAfter   string
+	latency      time.Duration
+	armed        map[string]*armed // other faults, by kind
 }
 
-// FailRequests makes the next n requests through Wrap answer status (e.g.
-// 503, or 429 with retryAfter seconds in Retry-After) without doing anything.
-func (f *Faults) FailRequests(n, status int, retryAfter string) {
+type armed struct{ n, value int }
+
+// FailCreates makes the next n creates answer status (e.g. 503); with
+// lost, each first makes its sandbox, as when an answer is lost on the way
+// back: a careful client must find and delete what it could not see.
+func (f *Faults) FailCreates(n, status int, lost bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.failN, f.failStatus, f.retryAfter = n, status, retryAfter
+	f.creates, f.createStatus, f.createLost = n, status, lost
 }
 
-// SetLatency delays every request through Wrap by d.
+// StickCreates makes the next n sandboxes made stay in their starting
+// state, as a vendor's stuck provisioning does.
+func (f *Faults) StickCreates(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stuck = n
+}
+
+// TakeCreate says how this create goes: status is the failure to answer
+// (0: none), lost that the sandbox is made first, stuck that it never
+// starts. Only a create that makes its sandbox uses up a stuck one.
+func (f *Faults) TakeCreate() (status int, lost, stuck bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.creates > 0 {
+		f.creates--
+		status, lost = f.createStatus, f.createLost
+	}
+	if f.stuck > 0 && (status == 0 || lost) {
+		f.stuck--
+		stuck = true
+	}
+	return status, lost, stuck
+}
+
+// FailRequests makes the next n requests whose path contains pathPart
+// (any, when empty) answer status without doing anything, with
+// retryAfter, when not empty, as Retry-After.
+func (f *Faults) FailRequests(n, status int, pathPart, retryAfter string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests, f.reqStatus, f.requestPath, f.retryAfter = n, status, pathPart, retryAfter
+}
+
+// TakeRequest returns the failure for a request to path: its status (0:
+// none) and Retry-After.
+func (f *Faults) TakeRequest(path string) (status int, retryAfter string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.requests <= 0 || !strings.Contains(path, f.requestPath) {
+		return 0, ""
+	}
+	f.requests--
+	return f.reqStatus, f.retryAfter
+}
+
+// SetLatency delays every request by d.
 func (f *Faults) SetLatency(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.latency = d
 }
 
-// CutStreams makes the next n streams (output or downloads, as the fake
-// decides) drop their connection once afterBytes were sent.
-func (f *Faults) CutStreams(n, afterBytes int) {
+// Latency is the delay SetLatency set.
+func (f *Faults) Latency() time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cutN, f.cutAfterBytes = n, afterBytes
+	return f.latency
 }
 
-// TakeStreamCut returns the byte count after which to cut this stream, or
-// -1 for none.
-func (f *Faults) TakeStreamCut() int {
+// Arm makes the next n Takes of kind (a fault the fake names: a stream
+// cut after value bytes, a long poll that times out...) return value.
+func (f *Faults) Arm(kind string, n, value int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.cutN <= 0 {
-		return -1
+	if f.armed == nil {
+		f.armed = map[string]*armed{}
 	}
-	f.cutN--
-	return f.cutAfterBytes
+	f.armed[kind] = &armed{n, value}
 }
 
-// StickCreates makes the next n created sandboxes stay in their starting
-// state, as a vendor's stuck provisioning does.
-func (f *Faults) StickCreates(n int) {
+// Take reports whether a fault of kind applies this time, and its value.
+func (f *Faults) Take(kind string) (value int, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.stuckN = n
-}
-
-// TakeStuck reports whether this create should stick.
-func (f *Faults) TakeStuck() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.stuckN <= 0 {
-		return false
+	a := f.armed[kind]
+	if a == nil || a.n <= 0 {
+		return 0, false
 	}
-	f.stuckN--
-	return true
+	a.n--
+	return a.value, true
 }
 
-func (f *Faults) take() (status int, retryAfter string, latency time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.failN > 0 {
-		f.failN--
-		status, retryAfter = f.failStatus, f.retryAfter
+// TakeCut is Take for a cut: the byte count after which to cut this
+// stream, or -1 for none.
+func (f *Faults) TakeCut(kind string) int {
+	if v, ok := f.Take(kind); ok {
+		return v
 	}
-	return status, retryAfter, f.latency
-}
-
-// Wrap applies latency and request failures before next. A failed request
-// gets a JSON body {"message": ...}, the shape most vendor APIs use.
-func (f *Faults) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		status, retryAfter, latency := f.take()
-		if latency > 0 {
-			select {
-			case <-time.After(latency):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if status != 0 {
-			if retryAfter != "" {
-				w.Header().Set("Retry-After", retryAfter)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			json.NewEncoder(w).Encode(map[string]string{"message": "injected fault: " + http.StatusText(status)})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// Request is the JSON body of a fake's fault-control endpoint, so tests in
-// other languages can inject faults into a fake running as its own
-// process. Nil fields leave that fault as it is.
-type Request struct {
-	FailRequests *struct {
-		Count      int    `json:"count"`
-		Status     int    `json:"status"`
-		RetryAfter string `json:"retry_after"`
-	} `json:"fail_requests"`
-	LatencyMs  *int `json:"latency_ms"`
-	CutStreams *struct {
-		Count      int `json:"count"`
-		AfterBytes int `json:"after_bytes"`
-	} `json:"cut_streams"`
-	StickCreates *int `json:"stick_creates"`
-}
-
-// ControlHandler serves POST with a Request body.
-func (f *Faults) ControlHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			http.Error(w, "POST a fault request", http.StatusMethodNotAllowed)
-			return
-		}
-		var req Request
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-			http.Error(w, "invalid fault request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if req.FailRequests != nil {
-			f.FailRequests(req.FailRequests.Count, req.FailRequests.Status, req.FailRequests.RetryAfter)
-		}
-		if req.LatencyMs != nil {
-			f.SetLatency(time.Duration(*req.LatencyMs) * time.Millisecond)
-		}
-		if req.CutStreams != nil {
-			f.CutStreams(req.CutStreams.Count, req.CutStreams.AfterBytes)
-		}
-		if req.StickCreates != nil {
-			f.StickCreates(*req.StickCreates)
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
+	return -1
 }

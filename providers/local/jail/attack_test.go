@@ -61,7 +61,8 @@ func TestAttacksFail(t *testing.T) {
 	self := os.Getpid()
 	for _, tc := range []struct{ name, cmd string }{
 		{"every environ", `cat /proc/*/environ /proc/*/task/*/environ`},
-		{"parent environ", `cat /proc/$PPID/environ`},
+		{"parent environ", `grep -a MCP_SANDBOX_TEST_KEY /proc/$PPID/environ`},
+		{"grandparent environ", `grep -a MCP_SANDBOX_TEST_KEY /proc/$(awk '/^PPid/{print $2}' /proc/$PPID/status)/environ`},
 		{"PID 1 environ", `cat /proc/1/environ`},
 		{"server environ by host pid", fmt.Sprintf(`cat /proc/%d/environ`, self)},
 		{"shadow", `cat /etc/shadow`},
@@ -119,10 +120,10 @@ func TestAttacksFail(t *testing.T) {
 	if code, out, _ := sh(t, j, "echo alive"); code != 0 || out != "alive\n" || syscall.Kill(j.Pid(), 0) != nil {
 		t.Errorf("the jail did not survive its commands signalling everything: %d %q", code, out)
 	}
-	// The sandbox sees only its own processes: the jail's PID 1 and the
-	// command (ps, its shell).
+	// The sandbox sees only its own processes: the jail's PID 1, a spare
+	// reaper, and the command (its reaper, its shell, ls, grep).
 	_, out, _ := sh(t, j, `ls /proc | grep -c '^[0-9]'`)
-	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n == 0 || n > 5 {
+	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n == 0 || n > 6 {
 		t.Errorf("the sandbox sees %s processes, want its own few", out)
 	}
 }
@@ -238,5 +239,21 @@ func TestNetworkOption(t *testing.T) {
 				t.Errorf("loopback inside: %d %s", code, errOut)
 			}
 		})
+	}
+}
+
+// /tmp and /dev/shm live in memory: a command cannot fill the machine's
+// memory through them.
+func TestInMemoryFileSystemsAreBounded(t *testing.T) {
+	j := startJail(t, Options{})
+	for dir, limit := range map[string]string{"/tmp": tmpSize, "/dev/shm": shmSize} {
+		code, out, _ := sh(t, j, "df -k "+dir+" | awk 'NR==2{print $2}'")
+		if code != 0 {
+			t.Fatalf("df %s: exit %d", dir, code)
+		}
+		want := map[string]string{"1g": "1048576", "256m": "262144"}[limit]
+		if strings.TrimSpace(out) != want {
+			t.Errorf("%s holds %s KiB, want %s", dir, strings.TrimSpace(out), want)
+		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -21,7 +23,8 @@ const initArg = "mcp-sandbox-jail-init"
 const (
 	fdControl = 3 // SOCK_SEQPACKET to the server: configuration in, report out
 	fdExe     = 4 // the server binary, which PID 1 was started from
-	fdLock    = 5 // under a root server: the lock on the sandbox's host uid
+	fdReaper  = 5 // the sealed reaper (see reaper.go), or the null device
+	fdLock    = 6 // under a root server: the lock on the sandbox's host uid
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,10 +43,14 @@ func Main(args []string) int {
 	}
 	// The memory and fds of PID 1 are no business of the sandbox.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// PID 1 only passes messages: on one P its goroutines hand work to
+	// each other without waking threads, which halves its time per command.
+	runtime.GOMAXPROCS(1)
 	unix.Close(fdExe)
 	// Inherited descriptors are not close-on-exec: commands must not get
 	// the uid lock.
 	unix.CloseOnExec(fdLock)
+	unix.CloseOnExec(fdReaper)
 	ctlFile := os.NewFile(fdControl, "control")
 	c, err := net.FileConn(ctlFile)
 	ctlFile.Close()
@@ -53,12 +60,8 @@ func Main(args []string) int {
 	ctl := c.(*net.UnixConn)
 	defer ctl.Close()
 	report := func(r readyReport) { ctl.WriteMsgUnix(mustJSON(r), nil, nil) }
-	// Being pid 1 means namespaces: the root can be readied while waiting.
-	var root string
-	var rootErr error
-	if os.Getpid() == 1 {
-		root, rootErr = prepareRoot()
-	}
+	p := &pid1{spawn: make(chan spawnReq), tmp: "/tmp", running: map[int]*command{}, reapers: map[int]bool{}}
+	root, rootErr := p.ahead()
 	report(readyReport{Waiting: true})
 
 	// Wait, started ahead, for the configuration that makes us a sandbox;
@@ -83,8 +86,7 @@ func Main(args []string) int {
 		report(readyReport{Error: rootErr.Error()})
 		return 1
 	}
-	p, err := setUp(&cfg, root, tree)
-	if err != nil {
+	if err := p.setUp(&cfg, root, tree); err != nil {
 		report(readyReport{Error: err.Error()})
 		return 1
 	}
@@ -98,6 +100,7 @@ func Main(args []string) int {
 	}
 	report(readyReport{Isolation: p.iso})
 	ctl.Close()
+	p.refillReaper(p.reaper) // the first command's reaper
 	p.serve(ln.(*net.UnixListener))
 	return 0
 }
@@ -109,28 +112,55 @@ type pid1 struct {
 	spawn chan spawnReq // to the one thread that starts commands
 	tmp   string        // TMPDIR for commands
 	rl    commandRlimits
+	// loopbackErr is why lo is down, if it is.
+	loopbackErr error
 
-	mu     sync.Mutex
-	waited map[int]bool // commands whose exit a request waits for
+	reaperMu sync.Mutex
+	// reaper is the sealed copy reapers start from; nil: each command is
+	// the init of a pid namespace of its own instead.
+	reaper    *os.File
+	spare     *reaperProc // idle, or on its way up
+	refilling bool
+
+	mu      sync.Mutex
+	running map[int]*command // commands whose exit a request waits for
+	reapers map[int]bool     // reapers alive, which PID 1 waits for itself
 }
 
-// setUp turns the fresh process into the sandbox: namespaces' contents,
-// file system, limits, Landlock.
-func setUp(cfg *initConfig, root string, tree int) (*pid1, error) {
-	p := &pid1{cfg: *cfg, spawn: make(chan spawnReq), tmp: "/tmp", waited: map[int]bool{}}
+// ahead does what does not depend on the sandbox, while PID 1 waits for
+// its configuration: a spare PID 1 has it done before a sandbox needs it.
+func (p *pid1) ahead() (root string, err error) {
+	// What commands leave behind comes to PID 1 (the namespace's init, or
+	// the subreaper) once its parent is gone.
+	go p.reapOrphans()
+	// A command may signal PID 1; it goes on serving. (Caught, not
+	// ignored: commands must not inherit ignored signals.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT,
+		syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE, syscall.SIGALRM)
+	p.reaper = inheritedReaper()
+	if os.Getpid() != 1 {
+		return "", nil // no namespaces of our own
+	}
+	unix.Sethostname([]byte("sandbox"))
+	// Up already where the jail shares the host's network, which is not
+	// ours to change: setUp tells when a jail of its own needed it.
+	p.loopbackErr = loopbackUp()
+	return prepareRoot()
+}
+
+// setUp turns PID 1 into the given sandbox: file system, limits, Landlock.
+func (p *pid1) setUp(cfg *initConfig, root string, tree int) error {
+	p.cfg = *cfg
 	p.iso = Isolation{Level: cfg.Level, Network: cfg.Network || cfg.Level != LevelNamespaces}
 	if cfg.Level == LevelNamespaces {
-		unix.Sethostname([]byte("sandbox"))
-		if !cfg.Network {
-			if err := loopbackUp(); err != nil {
-				return nil, fmt.Errorf("bringing loopback up: %w", err)
-			}
-		}
 		if root == "" {
-			return nil, fmt.Errorf("PID 1 has no namespaces of its own")
+			return fmt.Errorf("PID 1 has no namespaces of its own")
+		}
+		if !cfg.Network && p.loopbackErr != nil {
+			return fmt.Errorf("bringing loopback up: %w", p.loopbackErr)
 		}
 		if err := finishRoot(root, cfg.Dir, tree); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		// Without a mount namespace the sandbox sees its directory where it
@@ -139,7 +169,6 @@ func setUp(cfg *initConfig, root string, tree int) (*pid1, error) {
 		// Orphans of commands come to PID 1 instead of the host's init,
 		// so that ending the jail can find them.
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-		go p.reapOrphans()
 	}
 	p.rl, p.iso.Limits = planRlimits(cfg.Limits, cfg.LimitsReport, cfg.Level == LevelNamespaces)
 
@@ -149,12 +178,12 @@ func setUp(cfg *initConfig, root string, tree int) (*pid1, error) {
 	errc := make(chan error, 1)
 	go p.spawner(errc)
 	if err := <-errc; err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Level == LevelNone {
 		p.iso.Landlock = 0
 	}
-	return p, nil
+	return nil
 }
 
 // spawnReq asks the spawner thread to start a command.
@@ -189,41 +218,64 @@ func (p *pid1) spawner(errc chan<- error) {
 	}
 }
 
-// command builds the exec.Cmd for a request; the caller owns stdio.
-func (p *pid1) command(req request, stdio [3]*os.File) (*exec.Cmd, error) {
+// prepare resolves a request into the argv, environment and working
+// directory the command runs with.
+func (p *pid1) prepare(req request) (argv, env []string, cwd string, err error) {
 	if len(req.Argv) == 0 {
-		return nil, fmt.Errorf("empty command")
+		return nil, nil, "", fmt.Errorf("empty command")
 	}
-	argv := req.Argv
+	argv = req.Argv
 	if script := p.rl.script(); script != "" {
 		argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "sh"}, argv...)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	// Found here, so that a missing program is an error of the request
+	// (PID 1's PATH is the commands' default).
+	if !strings.Contains(argv[0], "/") {
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			return nil, nil, "", err
+		}
+	}
 	home := Workspace
 	if p.cfg.Level != LevelNamespaces {
 		home = p.cfg.Dir
 	}
-	cwd := req.Cwd
+	cwd = req.Cwd
 	if cwd == "" {
 		cwd = home
 	} else if !path.IsAbs(cwd) {
 		cwd = path.Join(home, cwd)
 	}
-	cmd.Dir = cwd
-	cmd.Env = append([]string{
+	env = append([]string{
 		"PATH=" + defaultPath, "HOME=" + home, "TMPDIR=" + p.tmp,
 		"LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TERM=dumb", "SHELL=/bin/sh",
 	}, req.Env...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+	return argv, env, cwd, nil
+}
+
+// commandAttr is how PID 1 starts a reaper, or a command without one: in
+// a session of its own, killed if PID 1 dies, and never as root where
+// there is no user namespace.
+func (p *pid1) commandAttr() *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	if p.cfg.Level == LevelNamespaces {
-		// Each command is the init of a pid namespace of its own: killing
-		// it kills everything it started, however it detached.
-		attr.Cloneflags = syscall.CLONE_NEWPID
-	} else if p.cfg.CmdUID != 0 {
+	if p.cfg.Level != LevelNamespaces && p.cfg.CmdUID != 0 {
 		// A root server without namespaces still never runs commands as root.
 		attr.Credential = &syscall.Credential{Uid: uint32(p.cfg.CmdUID), Gid: uint32(p.cfg.CmdUID), NoSetGroups: true}
 	}
-	cmd.SysProcAttr = attr
-	return cmd, nil
+	return attr
+}
+
+// directCommand is a command started without a reaper, where the machine
+// forbids running one from memory.
+func (p *pid1) directCommand(argv, env []string, cwd string, stdio [3]*os.File) *exec.Cmd {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir, cmd.Env = cwd, env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+	cmd.SysProcAttr = p.commandAttr()
+	if p.cfg.Level == LevelNamespaces {
+		// Each command is then the init of a pid namespace of its own:
+		// killing it kills everything it started, however it detached
+		// (but its background children end with it, too).
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
+	}
+	return cmd
 }

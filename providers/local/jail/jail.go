@@ -8,12 +8,11 @@
 // /workspace; the host's system directories and the harmless parts of /etc
 // are read-only; /proc, /dev and /tmp are the sandbox's own.
 //
-// Each command is the init of a pid namespace of its own, so that killing
-// it ends everything it started however it detached. That has two faces a
-// user may notice: what a command leaves running in the background ends
-// when the command does (long-lived work is a process of its own), and
-// inside a command $$ is 1 while /proc numbers processes as the jail sees
-// them.
+// Commands share the jail's pid namespace, as on any machine: $$ and $!
+// mean the same in every command, and what a command leaves running in the
+// background goes on after it. Each runs under a tiny child subreaper (the
+// reaper), so that killing a command ends everything it started while it
+// ran, however it detached; ending the jail ends everything in it.
 package jail
 
 import (
@@ -108,6 +107,11 @@ func (j *Jail) Isolation() Isolation { return j.iso }
 // Socket is the control socket's path, for Attach after a restart.
 func (j *Jail) Socket() string { return j.socket }
 
+// HostUID is the host uid that owns the sandbox directory's files: what a
+// root server gives the files it writes there, so that commands can
+// change them.
+func (j *Jail) HostUID() int { return j.cfg.HostUID }
+
 // Pid is the jail's PID 1 as the host sees it.
 func (j *Jail) Pid() int { return j.pid }
 
@@ -141,11 +145,13 @@ func Start(ctx context.Context, opts Options) (*Jail, Isolation, error) {
 		return nil, Isolation{}, fmt.Errorf("jail: socket directory: %w", err)
 	}
 	sock := filepath.Join(opts.SocketDir, SocketName)
-	if len(sock) >= len(unix.RawSockaddrUnix{}.Path) {
-		return nil, Isolation{}, fmt.Errorf("jail: socket path %s is longer than Unix sockets allow (%d bytes): use a shorter state directory", sock, len(unix.RawSockaddrUnix{}.Path)-1)
-	}
 	os.Remove(sock) // a stale socket from a PID 1 that is gone
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	addr, done, err := socketAddr(sock)
+	if err != nil {
+		return nil, Isolation{}, fmt.Errorf("jail: control socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
+	done()
 	if err != nil {
 		return nil, Isolation{}, fmt.Errorf("jail: control socket: %w", err)
 	}
@@ -181,15 +187,20 @@ func Start(ctx context.Context, opts Options) (*Jail, Isolation, error) {
 // configuration with the control socket (and, under a root server, the
 // sandbox directory's mount) and waits for its report.
 func (j *Jail) start(ctx context.Context, lnFile *os.File) error {
-	l, err := takeOrLaunch(j.cfg.Level, j.cfg.Network)
+	l, refill, err := takeOrLaunch(j.cfg.Level, j.cfg.Network)
 	if err != nil {
 		return err
 	}
+	defer refill()
 	j.cmd, j.pid, j.waited = l.cmd, l.cmd.Process.Pid, l.waited
 	defer l.ctl.Close()
 	j.cfg.HostUID = l.hostUID
+	if j.cfg.Level == LevelNone {
+		// No isolation means none: commands run as the server's user.
+		j.cfg.HostUID = os.Geteuid()
+	}
 	rights := []int{int(lnFile.Fd())}
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && j.cfg.Level != LevelNone {
 		if j.cfg.Level != LevelNamespaces {
 			// Commands see the host's tree: they must be able to reach it.
 			if err := reachable(j.cfg.Dir); err != nil {
@@ -334,10 +345,17 @@ func (j *Jail) shutdown() error {
 	}
 	defer unix.Close(pidfd)
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	if n, _ := unix.Poll(fds, 10000); n != 1 {
-		return fmt.Errorf("jail: PID 1 (%d) did not stop when asked", j.pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := unix.Poll(fds, int(max(time.Until(deadline), 0)/time.Millisecond))
+		if err == unix.EINTR && time.Now().Before(deadline) {
+			continue // the runtime's preemption signal, not an answer
+		}
+		if n != 1 {
+			return fmt.Errorf("jail: PID 1 (%d) did not stop when asked", j.pid)
+		}
+		return nil
 	}
-	return nil
 }
 
 // reachable checks that an unprivileged uid can reach dir on the host.
@@ -378,4 +396,27 @@ func whileDumpable(f func()) {
 // same uid, sandboxed or not, reads its memory, environment or fds.
 func hardenServer() {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+}
+
+// Available returns the level of isolation a jail gets on this machine when
+// want is asked for (empty: the strongest there is). It fails when the
+// machine gives less than an explicit want, and when it gives no isolation
+// at all and none was not asked for: none is never chosen silently.
+func Available(want Level) (Level, error) {
+	got := LevelNamespaces
+	if !userNamespacesWork() {
+		got = LevelLandlock
+	}
+	if got == LevelLandlock && landlockABI() == 0 {
+		got = LevelNone
+	}
+	switch {
+	case want == "" && got == LevelNone:
+		return "", errors.New("this machine gives local sandboxes no isolation (no user namespaces, no Landlock): use the docker provider, allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0), or choose --local-isolation none to run commands unconfined")
+	case want == "":
+		return got, nil
+	case want.rank() > got.rank():
+		return "", fmt.Errorf("local isolation %q was asked for, but this machine gives at most %q: allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0), choose a lower --local-isolation, or use the docker provider", want, got)
+	}
+	return want, nil
 }

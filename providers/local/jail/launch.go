@@ -54,7 +54,12 @@ func launch(level Level, network bool) (*launched, error) {
 
 	l := &launched{ctl: ctl.(*net.UnixConn), level: level, network: network, hostUID: os.Geteuid(), waited: make(chan struct{})}
 	hostGID := os.Getegid()
-	extra := []*os.File{theirs, exeFile} // fdControl, fdExe
+	reaper, err := sharedReaper()
+	if err != nil {
+		l.ctl.Close()
+		return nil, err
+	}
+	extra := []*os.File{theirs, exeFile, reaper} // fdControl, fdExe, fdReaper
 	if os.Geteuid() == 0 {
 		// The sandbox's root is an unprivileged uid of its own on the host.
 		lock, uid, err := allocateUID()
@@ -137,48 +142,56 @@ func (l *launched) kill() {
 }
 
 // spares holds one ready PID 1 per network setting.
-var spares struct {
+var spares = struct {
 	sync.Mutex
 	byNetwork map[bool]*launched
 	filling   map[bool]bool
-}
+}{byNetwork: map[bool]*launched{}, filling: map[bool]bool{}}
 
 // takeOrLaunch returns the spare PID 1 for a jail with namespaces, or a
-// new one, and has the next spare started in the background.
-func takeOrLaunch(level Level, network bool) (*launched, error) {
+// new one. Call refill once the jail is up: the next spare starts then, so
+// that it does not take the machine from the jail starting now.
+func takeOrLaunch(level Level, network bool) (l *launched, refill func(), err error) {
 	if level != LevelNamespaces {
-		return launch(level, network)
+		l, err = launch(level, network)
+		return l, func() {}, err
 	}
 	spares.Lock()
-	l := spares.byNetwork[network]
+	l = spares.byNetwork[network]
 	delete(spares.byNetwork, network)
-	refill := !spares.filling[network]
-	if spares.filling == nil {
-		spares.filling = map[bool]bool{}
-		spares.byNetwork = map[bool]*launched{}
+	spares.Unlock()
+	refill = func() { refillSpare(level, network) }
+	if l != nil && l.alive() {
+		return l, refill, nil
+	}
+	l, err = launch(level, network)
+	return l, refill, err
+}
+
+// refillSpare starts the next spare PID 1 in the background, unless there
+// is one or one is on its way.
+func refillSpare(level Level, network bool) {
+	spares.Lock()
+	if spares.byNetwork[network] != nil || spares.filling[network] {
+		spares.Unlock()
+		return
 	}
 	spares.filling[network] = true
 	spares.Unlock()
-	if refill {
-		go func() {
-			// A spare counts once its runtime is up and waiting.
-			next, err := launch(level, network)
-			if err == nil {
-				if r, rerr := next.next(); rerr != nil || !r.Waiting {
-					next.kill()
-					err = errors.New("spare did not come up")
-				}
+	go func() {
+		// A spare counts once its runtime is up and waiting.
+		next, err := launch(level, network)
+		if err == nil {
+			if r, rerr := next.next(); rerr != nil || !r.Waiting {
+				next.kill()
+				err = errors.New("spare did not come up")
 			}
-			spares.Lock()
-			defer spares.Unlock()
-			spares.filling[network] = false
-			if err == nil {
-				spares.byNetwork[network] = next
-			}
-		}()
-	}
-	if l != nil && l.alive() {
-		return l, nil
-	}
-	return launch(level, network)
+		}
+		spares.Lock()
+		defer spares.Unlock()
+		spares.filling[network] = false
+		if err == nil {
+			spares.byNetwork[network] = next
+		}
+	}()
 }

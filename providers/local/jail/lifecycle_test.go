@@ -48,7 +48,6 @@ func TestAttachAfterRestart(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	ctx := context.Background()
-	long := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
 	for _, tc := range []struct {
 		name string
 		opts Options
@@ -56,7 +55,6 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"no dir", Options{SocketDir: shortTempDir(t)}, "Options.Dir and Options.SocketDir are required"},
 		{"missing dir", Options{Dir: "/nonexistent/x", SocketDir: shortTempDir(t)}, "must be an existing directory"},
-		{"socket path too long", Options{Dir: t.TempDir(), SocketDir: long}, "use a shorter state directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := Start(ctx, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -23,6 +23,11 @@ func TestLimitsBoundASandbox(t *testing.T) {
 		}
 	}
 
+	t.Run("within the limits", func(t *testing.T) {
+		if code, out, e := sh(t, j, `perl -e '$x = "a" x (16*1024*1024); print length $x'`); code != 0 || out != "16777216" {
+			t.Errorf("16 MiB under a 128 MiB limit: exit %d %q %s", code, out, e)
+		}
+	})
 	t.Run("processes", func(t *testing.T) {
 		// Raising its own soft limit first does not lift the sandbox's.
 		_, out, _ := sh(t, j, `ulimit -p unlimited 2>/dev/null; perl -e 'my $n = 0; for (1..150) { my $p = fork; last unless defined $p; if (!$p) { sleep 5; exit } $n++ } print $n'`)
@@ -55,9 +60,20 @@ func TestLimitsBoundASandbox(t *testing.T) {
 			t.Errorf("another sandbox after the memory bomb: %d %q", code, out)
 		}
 	})
-	t.Run("within the limits", func(t *testing.T) {
-		if code, out, e := sh(t, j, `perl -e '$x = "a" x (16*1024*1024); print length $x'`); code != 0 || out != "16777216" {
-			t.Errorf("16 MiB under a 128 MiB limit: exit %d %q %s", code, out, e)
+	t.Run("the sandbox recovers", func(t *testing.T) {
+		// What the bombs left is killed or dying: the sandbox serves again.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			// Until the bombs' processes are gone, starting one may fail.
+			var out strings.Builder
+			code, err := j.Run(context.Background(), Cmd{Command: "echo ok", Stdout: &out})
+			if err == nil && code == 0 && out.String() == "ok\n" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the sandbox still cannot run a command 20 s after the bombs: %d %q %v", code, out.String(), err)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	})
 }

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // The control protocol: one SOCK_SEQPACKET connection per request, one JSON
@@ -17,6 +21,7 @@ const (
 	opKill     = "kill"     // on a run connection: kill the command's whole tree
 	opInfo     = "info"     // describe the jail (for Attach)
 	opShutdown = "shutdown" // end PID 1 and so the whole jail
+	opSignal   = "signal"   // signal a running command (on its run connection, or by pid)
 )
 
 // maxPacket bounds one request (argv and env included).
@@ -30,11 +35,16 @@ type request struct {
 	// Which of stdin, stdout, stderr follow as descriptors, in that order;
 	// the missing ones are /dev/null.
 	Stdio [3]bool `json:"stdio"`
+	// For opSignal: the signal, and (on a connection of its own) the
+	// command's pid as Started reported it.
+	Signal int `json:"signal,omitempty"`
+	Pid    int `json:"pid,omitempty"`
 }
 
 type reply struct {
 	Error   string    `json:"error,omitempty"`
 	Started bool      `json:"started,omitempty"`
+	Pid     int       `json:"pid,omitempty"` // with Started: the command's pid in the jail
 	Exited  bool      `json:"exited,omitempty"`
 	Code    int       `json:"code"`
 	Signal  int       `json:"signal,omitempty"`
@@ -79,16 +89,26 @@ func mustJSON(v any) []byte {
 }
 
 func dial(socket string) (*net.UnixConn, error) {
-	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: socket, Net: "unixpacket"})
+	addr, done, err := socketAddr(socket)
+	if err != nil {
+		return nil, fmt.Errorf("jail: reaching PID 1 at %s: %w (is the sandbox still running?)", socket, err)
+	}
+	defer done()
+	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: addr, Net: "unixpacket"})
 	if err != nil {
 		return nil, fmt.Errorf("jail: reaching PID 1 at %s: %w (is the sandbox still running?)", socket, err)
 	}
 	return conn, nil
 }
 
+// replyBufs recycles reply buffers: every command reads two replies.
+var replyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // readReply reads one packet and decodes it.
 func readReply(conn *net.UnixConn, r *reply) error {
-	buf := make([]byte, 64<<10)
+	bp := replyBufs.Get().(*[]byte)
+	defer replyBufs.Put(bp)
+	buf := *bp
 	n, _, _, _, err := conn.ReadMsgUnix(buf, nil)
 	if err != nil {
 		return err
@@ -111,4 +131,23 @@ func roundTrip(conn *net.UnixConn, req request, r *reply) error {
 		return err
 	}
 	return readReply(conn, r)
+}
+
+// socketAddr gives a path for socket that fits a Unix socket address (108
+// bytes): a long one is reached through a descriptor of its directory, so
+// that a deep state directory works. Call done once bound or connected.
+func socketAddr(socket string) (addr string, done func(), err error) {
+	if len(socket) < len(unix.RawSockaddrUnix{}.Path) {
+		return socket, func() {}, nil
+	}
+	fd, err := unix.Open(filepath.Dir(socket), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, err
+	}
+	addr = fmt.Sprintf("/proc/self/fd/%d/%s", fd, filepath.Base(socket))
+	if len(addr) >= len(unix.RawSockaddrUnix{}.Path) {
+		unix.Close(fd)
+		return "", nil, fmt.Errorf("socket name %q is too long", filepath.Base(socket))
+	}
+	return addr, func() { unix.Close(fd) }, nil
 }

@@ -25,6 +25,12 @@ var etcAllowed = []string{
 // devNodes are bound from the host's /dev.
 var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
+// Sizes of the in-memory file systems a sandbox may write.
+const (
+	tmpSize = "1g"
+	shmSize = "256m"
+)
+
 // rootMount is where the new root is assembled before pivot_root: a
 // directory no sandbox directory can live under.
 const rootMount = "/sys"
@@ -88,7 +94,9 @@ func prepareRoot() (string, error) {
 	if err := os.Mkdir(in("tmp"), 0o1777); err != nil {
 		return "", err
 	}
-	if err := unix.Mount("tmpfs", in("tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+	// In memory, and so bounded: a sandbox filling /tmp must not fill the
+	// machine's memory (where no memory cgroup would stop it).
+	if err := unix.Mount("tmpfs", in("tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+tmpSize); err != nil {
 		return "", fmt.Errorf("mounting /tmp: %w", err)
 	}
 
@@ -164,7 +172,7 @@ func buildDev(dev string) error {
 		unix.Mount("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
 	}
 	if os.Mkdir(filepath.Join(dev, "shm"), 0o1777) == nil {
-		unix.Mount("tmpfs", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+		unix.Mount("tmpfs", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+shmSize)
 	}
 	return nil
 }
@@ -215,7 +223,7 @@ func remount(dst string, flags uintptr) error {
 	return nil
 }
 
-// loopbackUp brings lo up in a fresh network namespace.
+// loopbackUp brings lo up, as it is not in a fresh network namespace.
 func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -228,6 +236,9 @@ func loopbackUp() error {
 	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
 		return err
+	}
+	if ifr.Uint16()&unix.IFF_UP != 0 {
+		return nil
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {

@@ -13,59 +13,18 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/nodesdk"
 	pb "github.com/mcp-sandbox/mcp-sandbox/providers/modal/internal/modalpb"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/modal/modalfake"
 )
-
-// defaultNode is where .ci/setup-node.sh installs Node 22.
-const defaultNode = "/opt/mcp-sandbox/node22/node_modules/node/bin/node"
-
-// need skips the test when an external tool is missing, except under CI,
-// where a skip would let the contract go unchecked.
-func need(t *testing.T, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	msg := what + " is not available (" + err.Error() + "); run .ci/setup-node.sh"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// node22 finds Node 22: $MCP_SANDBOX_NODE, else setup-node.sh's path.
-func node22(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("MCP_SANDBOX_NODE")
-	if bin == "" {
-		bin = defaultNode
-	}
-	out, err := exec.Command(bin, "--version").Output()
-	if err == nil && !strings.HasPrefix(string(out), "v22.") {
-		err = &exec.Error{Name: bin, Err: os.ErrInvalid}
-		t.Logf("%s is %s, want v22", bin, strings.TrimSpace(string(out)))
-	}
-	need(t, "Node 22 at "+bin, err)
-	return bin
-}
-
-// sdkDir is the directory holding the pinned modal SDK in node_modules.
-func sdkDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := filepath.Abs("sdktest")
-	_, err := os.Stat(filepath.Join(dir, "node_modules", "modal", "package.json"))
-	need(t, "the modal npm package in "+dir+"/node_modules", err)
-	return dir
-}
 
 // TestOfficialSDKAgainstFake runs Modal's own JS SDK through app, image,
 // sandbox create, exec (exit codes, stdout/stderr, stdin, signals), a
 // byte-exact binary file round trip and terminate against the fake;
 // contract.mjs asserts every result.
 func TestOfficialSDKAgainstFake(t *testing.T) {
-	node := node22(t)
-	dir := sdkDir(t)
+	node := nodesdk.Node(t)
+	dir := nodesdk.SDKDir(t, "sdktest", "modal")
 	fake, err := modalfake.New(modalfake.Options{TokenID: "ak-contract", TokenSecret: "as-contract"})
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +145,7 @@ var writerFor = map[protoreflect.Kind]string{
 // message types, presence and cardinality; and every RPC against the SDK's
 // service definitions.
 func TestProtoMatchesSDK(t *testing.T) {
-	dir := sdkDir(t)
+	dir := nodesdk.SDKDir(t, "sdktest", "modal")
 	b, err := os.ReadFile(filepath.Join(dir, "node_modules", "modal", "dist", "index.js"))
 	if err != nil {
 		t.Fatal(err)

@@ -30,30 +30,30 @@ func (s *Server) create(awaitRunning bool) http.HandlerFunc {
 		if !readJSON(w, r, &p) {
 			return
 		}
-		fault := s.takeCreateFault()
+		failStatus, lost, stuck := s.faults.TakeCreate()
 		s.mu.Lock()
 		s.creates++
 		// A retried create carrying the same idempotency key gets the
 		// devbox the first attempt made, as Runloop's API does.
 		key := r.Header.Get("X-Request-Id")
-		if id, ok := s.byKey[key]; ok && key != "" && fault.status == 0 {
+		if id, ok := s.byKey[key]; ok && key != "" && failStatus == 0 {
 			d := s.devboxes[id]
 			s.mu.Unlock()
 			writeJSON(w, http.StatusOK, d.view())
 			return
 		}
 		s.mu.Unlock()
-		if fault.status != 0 && !fault.afterCreate {
-			apiError(w, fault.status, "injected create failure")
+		if failStatus != 0 && !lost {
+			apiError(w, failStatus, "injected create failure")
 			return
 		}
-		d, err := s.newDevbox(p, key, fault.stuck)
+		d, err := s.newDevbox(p, key, stuck)
 		if err != nil {
 			apiError(w, http.StatusInternalServerError, "cannot make the devbox: %v", err)
 			return
 		}
-		if fault.status != 0 {
-			apiError(w, fault.status, "injected failure after the devbox was made")
+		if failStatus != 0 {
+			apiError(w, failStatus, "injected failure after the devbox was made")
 			return
 		}
 		if awaitRunning {

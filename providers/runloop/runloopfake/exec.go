@@ -385,7 +385,7 @@ func (s *Server) streamUpdates(which stream) func(http.ResponseWriter, *http.Req
 		if off < 0 {
 			off = 0
 		}
-		cut := s.takeStreamCut()
+		cut := s.faults.TakeCut(cutStream)
 		flusher, _ := w.(http.Flusher)
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")

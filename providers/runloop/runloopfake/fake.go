@@ -57,12 +57,12 @@ type Server struct {
 	ownBase bool
 	mux     *http.ServeMux
 	boxes   *fakebox.Boxes
+	faults  fakebox.Faults
 
 	mu       sync.Mutex
 	devboxes map[string]*devbox
 	byKey    map[string]string // idempotency key (x-request-id) -> devbox ID
 	order    []string          // devbox IDs, oldest first
-	faults   faults
 	creates  int
 	// isolate: commands run with a private /tmp (see isolate.go).
 	isolate bool
@@ -130,18 +130,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusUnauthorized, "Invalid API key: the bearer token was not recognised")
 		return
 	}
-	if d := s.latency(); d > 0 {
+	if d := s.faults.Latency(); d > 0 {
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
 			return
 		}
 	}
-	if f := s.takeRequestFault(r); f.status != 0 {
-		if f.retryAfter != "" {
-			w.Header().Set("Retry-After", f.retryAfter)
+	if status, retryAfter := s.faults.TakeRequest(r.URL.Path); status != 0 {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
 		}
-		apiError(w, f.status, "injected failure")
+		apiError(w, status, "injected failure")
 		return
 	}
 	s.mux.ServeHTTP(w, r)

@@ -11,8 +11,9 @@ import (
 )
 
 // resolve turns a path from a request into one relative to the devbox's
-// home, the only tree the fake serves files from: relative paths and "~/"
-// start there, and absolute paths must lie inside it.
+// home, the tree the fake serves files from (with the devbox's own TMPDIR,
+// see fakebox.Box.TmpRel): relative paths and "~/" start there, and
+// absolute paths must lie inside it.
 func (d *devbox) resolve(p string) (string, error) {
 	if p == "" {
 		return "", errors.New("path is empty")
@@ -38,6 +39,9 @@ func fileError(w http.ResponseWriter, name string, err error) {
 // writeFile replaces name atomically, creating missing parent directories.
 func (d *devbox) writeFile(name string, r io.Reader) error {
 	rel, err := d.resolve(name)
+	if t, ok := d.box.TmpRel(name); err != nil && ok {
+		return d.box.WriteTmpFile(t, r, 0o644)
+	}
 	if err != nil {
 		return err
 	}
@@ -46,10 +50,14 @@ func (d *devbox) writeFile(name string, r io.Reader) error {
 
 func (d *devbox) openFile(name string) (*os.File, error) {
 	rel, err := d.resolve(name)
+	open := d.box.Root // no path, ".." or symlink leaves it
+	if t, ok := d.box.TmpRel(name); err != nil && ok {
+		rel, err, open = t, nil, d.box.TmpRoot
+	}
 	if err != nil {
 		return nil, err
 	}
-	root, err := d.box.Root() // no path, ".." or symlink leaves it
+	root, err := open()
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +169,7 @@ func (s *Server) downloadFile(w http.ResponseWriter, r *http.Request, d *devbox)
 	st, _ := f.Stat()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
-	if cut := s.takeDownloadCut(); cut >= 0 && int64(cut) < st.Size() {
+	if cut := s.faults.TakeCut(cutDownload); cut >= 0 && int64(cut) < st.Size() {
 		io.CopyN(w, f, int64(cut))
 		if fl, ok := w.(http.Flusher); ok {
 			fl.Flush()

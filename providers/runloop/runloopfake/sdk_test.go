@@ -5,55 +5,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/nodesdk"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/runloop/runloopfake"
 )
-
-// defaultNode is where .ci/setup-node.sh installs Node 22.
-const defaultNode = "/opt/mcp-sandbox/node22/node_modules/node/bin/node"
-
-// need skips the test when an external tool is missing, except under CI,
-// where a skip would let the contract go unchecked.
-func need(t *testing.T, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	msg := what + " is not available (" + err.Error() + "); run .ci/setup-node.sh"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// node22 finds Node 22: $MCP_SANDBOX_NODE, else setup-node.sh's path.
-func node22(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("MCP_SANDBOX_NODE")
-	if bin == "" {
-		bin = defaultNode
-	}
-	out, err := exec.Command(bin, "--version").Output()
-	if err == nil && !strings.HasPrefix(string(out), "v22.") {
-		err = &exec.Error{Name: bin, Err: os.ErrInvalid}
-		t.Logf("%s is %s, want v22", bin, strings.TrimSpace(string(out)))
-	}
-	need(t, "Node 22 at "+bin, err)
-	return bin
-}
-
-// sdkDir is the directory holding the pinned SDK in node_modules.
-func sdkDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := filepath.Abs("sdktest")
-	_, err := os.Stat(filepath.Join(dir, "node_modules", "@runloop", "api-client", "package.json"))
-	need(t, "the @runloop/api-client npm package in "+dir+"/node_modules", err)
-	return dir
-}
 
 // serve runs the fake on loopback with HTTP/1.1 and h2c, as the SDK needs.
 func serve(t *testing.T, opts runloopfake.Options) (*runloopfake.Server, string) {
@@ -81,8 +39,8 @@ func serve(t *testing.T, opts runloopfake.Options) (*runloopfake.Server, string)
 // answers the first long poll of each devbox with 408, as Runloop does when
 // a devbox takes longer than one poll, so the SDK's re-asking is exercised.
 func TestOfficialSDKAgainstFake(t *testing.T) {
-	node := node22(t)
-	dir := sdkDir(t)
+	node := nodesdk.Node(t)
+	dir := nodesdk.SDKDir(t, "sdktest", "@runloop/api-client")
 	fake, url := serve(t, runloopfake.Options{APIKey: "contract-key", ProvisionDelay: 300 * time.Millisecond, LongPoll: 100 * time.Millisecond})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -101,6 +101,13 @@ func (g *Guard) Handler(mcp http.Handler) http.Handler {
 			g.serveHealth(w, r)
 			return
 		}
+		if strings.HasPrefix(r.URL.Path, "/.well-known/") {
+			// A 401 sends MCP clients looking here for OAuth metadata; a
+			// 404 tells them there is none, so they report the 401 rather
+			// than start an authorization flow this server cannot finish.
+			http.Error(w, "this server has no OAuth metadata: send \"Authorization: Bearer <token>\"", http.StatusNotFound)
+			return
+		}
 		if g.draining.Load() {
 			w.Header().Set("Connection", "close")
 			g.reject(w, r, http.StatusServiceUnavailable, codeServerError, "the server is shutting down; retry against another instance or after it restarts")

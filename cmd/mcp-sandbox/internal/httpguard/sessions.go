@@ -8,10 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/mcp-sandbox/mcp-sandbox/third_party/mcp-go/server"
 )
 
 // sessionHeader is the Streamable HTTP session header.
@@ -36,6 +37,10 @@ const sessionHeader = "Mcp-Session-Id"
 type SessionLimiter struct {
 	max, perClient int
 	minIdle        time.Duration
+
+	// shared: sessions may be live on other servers sharing a session
+	// store, which a check behind the guard asks (see ShareSessions).
+	shared bool
 
 	mu      sync.Mutex
 	live    map[string]*liveSession
@@ -71,6 +76,11 @@ func (l *SessionLimiter) AddHooks(h *server.Hooks) {
 		l.mu.Unlock()
 	})
 }
+
+// ShareSessions tells the limiter that other servers serve the same
+// sessions: a GET or DELETE for a session this one does not know is passed
+// on, for the session store to judge, rather than answered 404.
+func (l *SessionLimiter) ShareSessions() { l.shared = true }
 
 // Live returns the number of live sessions.
 func (l *SessionLimiter) Live() int {
@@ -115,6 +125,9 @@ func (l *SessionLimiter) admit(g *Guard, next http.Handler, w http.ResponseWrite
 			return nil, false
 		}
 		leave, ok := l.enter(id)
+		if !ok && l.shared {
+			return nothing, true
+		}
 		if !ok {
 			g.reject(w, r, http.StatusNotFound, codeInvalidRequest,
 				"unknown or ended session: send initialize to start a new one")
@@ -228,8 +241,20 @@ func (d discardResponse) Header() http.Header         { return d.header }
 func (d discardResponse) Write(p []byte) (int, error) { return len(p), nil }
 func (d discardResponse) WriteHeader(int)             {}
 
-// clientKey names the client for the per-client cap: the peer's address
-// (all loopback peers share one) and the name it gives in initialize.
+// ClientKey names the client of an initialize request as the per-client
+// cap does (its address and clientInfo.name), leaving the body to be read
+// again: for a cap that servers sharing a session store count together.
+func ClientKey(r *http.Request) string {
+	body, _ := initializeClient(r)
+	return clientKey(r, body)
+}
+
+// clientKey names the client for the per-client cap: its address (all
+// loopback peers share one) and the name it gives in initialize. Behind a
+// proxy the address is the one the proxy saw, the last X-Forwarded-For
+// entry (the nearest proxy appends it); a client could put another there,
+// as it can send another name: the cap keeps clients that play along from
+// crowding each other out, it is not a barrier.
 func clientKey(r *http.Request, body []byte) string {
 	var msg struct {
 		Params struct {
@@ -242,6 +267,15 @@ func clientKey(r *http.Request, body []byte) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil || host == "" {
 		host = "local"
+	}
+	if fwd := r.Header.Values("X-Forwarded-For"); len(fwd) > 0 {
+		last := fwd[len(fwd)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
+			host = ip.String()
+		}
 	}
 	name := msg.Params.ClientInfo.Name
 	if len(name) > 64 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,5 +205,36 @@ func TestRecentlyActiveSessionsAreNotEnded(t *testing.T) {
 	ts.initializeAs(t, "newcomer")
 	if ts.ping(t, first) != http.StatusNotFound {
 		t.Fatal("the session idle for 61s should have made room")
+	}
+}
+
+// A client is its address and clientInfo.name; behind a proxy, the address
+// the proxy saw (the last X-Forwarded-For entry), not the proxy's.
+func TestClientKey(t *testing.T) {
+	const init = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"agent"}}}`
+	for _, tc := range []struct {
+		name, remote string
+		forwarded    []string
+		want         string
+	}{
+		{"direct", "10.0.0.5:4242", nil, `"agent"@10.0.0.5`},
+		{"behind a proxy", "127.0.0.1:4242", []string{"192.0.2.7"}, `"agent"@192.0.2.7`},
+		{"a chain: the nearest proxy's entry", "127.0.0.1:4242", []string{"198.51.100.1, 192.0.2.7"}, `"agent"@192.0.2.7`},
+		{"several headers: the last", "127.0.0.1:4242", []string{"198.51.100.1", "192.0.2.8"}, `"agent"@192.0.2.8`},
+		{"not an address: the peer's", "127.0.0.1:4242", []string{"evil\nline"}, `"agent"@127.0.0.1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(init))
+			r.RemoteAddr = tc.remote
+			for _, f := range tc.forwarded {
+				r.Header.Add("X-Forwarded-For", f)
+			}
+			if got := ClientKey(r); got != tc.want {
+				t.Errorf("ClientKey = %s, want %s", got, tc.want)
+			}
+			if body, _ := io.ReadAll(r.Body); string(body) != init {
+				t.Errorf("the body was not left to read again: %q", body)
+			}
+		})
 	}
 }

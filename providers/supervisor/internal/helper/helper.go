@@ -29,10 +29,13 @@ const prSetChildSubreaper = 36
 // Main runs the helper: "check" prints the SHA-256 of its own binary (the
 // driver's proof that the upload arrived whole and runs), "sup DIR"
 // supervises the process whose spec is in DIR, "hold" keeps its fd 3 open
-// (the write end of a stdin FIFO) until it is killed.
+// (the write end of a stdin FIFO) until it is killed; "start" and "run" are
+// the start and run scripts done natively (native.go), "serve" a channel
+// for the driver's commands (serve.go), "exec ..." runs a command in the
+// foreground (see runExec).
 func Main(args []string) int {
 	if len(args) == 0 {
-		os.Stderr.WriteString("usage: mcp-sandbox-supervisor check | sup DIR | hold\n")
+		os.Stderr.WriteString("usage: mcp-sandbox-supervisor check | sup DIR | spare | hold | start ... | run ... | serve | exec ...\n")
 		return 2
 	}
 	switch args[0] {
@@ -50,6 +53,14 @@ func Main(args []string) int {
 		}
 		os.Stdout.WriteString(hex.EncodeToString(h.Sum(nil)) + "\n")
 		return 0
+	case "exec":
+		return runExec(args[1:])
+	case "serve":
+		return serveMain()
+	case "start":
+		return startMain(args[1:], os.Stdin, os.Stdout, nil)
+	case "run":
+		return runMain(args[1:], os.Stdin, os.Stdout, nil)
 	case "hold":
 		time.Sleep(1<<63 - 1)
 		return 0
@@ -57,26 +68,117 @@ func Main(args []string) int {
 		if len(args) != 2 {
 			return 2
 		}
-		s := &sup{dir: args[1]}
-		if err := s.run(); err != nil {
-			os.WriteFile(s.dir+"/fail", []byte(err.Error()+"\n"), 0o600)
-			return 1
-		}
-		return 0
+		return supMain(args[1], 0)
+	case "spare":
+		return spareMain()
 	}
 	return 2
 }
 
+// supMain supervises the process whose spec is in dir, telling of its
+// progress on the file descriptor told (0: none).
+func supMain(dir string, told int) int {
+	s := &sup{dir: dir, told: told}
+	err := takeKills(func() *sup { return s })
+	if err == nil {
+		err = s.prepare()
+	}
+	if err != nil {
+		os.WriteFile(s.dir+"/fail", []byte(err.Error()+"\n"), 0o600)
+		return 1
+	}
+	return s.supervise()
+}
+
+// supervise runs the prepared supervisor, its dir set.
+func (s *sup) supervise() int {
+	if err := s.run(); err != nil {
+		os.WriteFile(s.dir+"/fail", []byte(err.Error()+"\n"), 0o600)
+		s.tell()
+		return 1
+	}
+	return 0
+}
+
 type sup struct {
-	dir     string
-	self    int
-	cmd     int // the command's pid, its process group and session
-	moved   atomic.Int64
+	dir   string
+	self  int
+	cmd   int // the command's pid, its process group and session
+	moved atomic.Int64
+	// waiting counts copiers holding a segment for a slow follower: their
+	// pipes are not quiet, only unread.
+	waiting atomic.Int32
 	killing sync.Mutex
+	// selfStart and pipes (each stream's read and write ends) are made
+	// by prepare.
+	selfStart string
+	pipes     [2][2]*os.File
+	// told is a spare's pipe to its follower (see spare.go), or 0.
+	told int
+	// reused is set on a spare's runs after its first; finished once a
+	// run's every descendant is gone.
+	reused, finished bool
+}
+
+// tell wakes the follower, if any: something it waits for was written. The
+// pipe does not block: a full one already holds a token.
+func (s *sup) tell() {
+	if s.told > 0 {
+		syscall.Write(s.told, []byte{1})
+	}
 }
 
 func (s *sup) fail(what string, err error) error {
 	return errors.New(what + ": " + err.Error())
+}
+
+// takeKills makes this process a child subreaper and sends the kill
+// signals to the supervisor that cur returns: USR2 (a kill or a removal)
+// when it is meant for that supervisor's run, and TERM (the sandbox going
+// away) always, end every descendant; the supervisor then records the exit.
+func takeKills(cur func() *sup) error {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); e != 0 {
+		return errors.New("cannot become a child subreaper: " + e.Error())
+	}
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR2, syscall.SIGTERM)
+	go func() {
+		for sig := range sigs {
+			if s := cur(); s != nil && (sig == syscall.SIGTERM || s.meant()) {
+				go s.killAll()
+			}
+		}
+	}()
+	return nil
+}
+
+// meant says whether a USR2 is for this run: always on a supervisor's
+// first run; on a spare's later ones only when the script that sent it
+// left .kill in this run's directory (killtree in ../../scripts.go), since
+// a USR2 may be a late one meant for a process it ran before.
+func (s *sup) meant() bool {
+	if !s.reused {
+		return true
+	}
+	_, err := os.Stat(s.dir + "/.kill")
+	return err == nil
+}
+
+// prepare makes what a run needs before its command is known (a spare
+// makes it while it waits): its own identity and the output pipes.
+func (s *sup) prepare() error {
+	s.self = os.Getpid()
+	var err error
+	if s.selfStart, err = startTime(s.self); err != nil {
+		return s.fail("cannot read its own start time", err)
+	}
+	for i := range s.pipes {
+		if s.pipes[i][0], s.pipes[i][1], err = os.Pipe(); err != nil {
+			return s.fail("cannot make pipes", err)
+		}
+	}
+	return nil
 }
 
 func (s *sup) run() error {
@@ -95,46 +197,25 @@ func (s *sup) run() error {
 	if err1 != nil || err2 != nil || err3 != nil || headCap < 1 || tailCap < 1 {
 		return errors.New("the spec is malformed")
 	}
-	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); e != 0 {
-		return s.fail("cannot become a child subreaper", e)
-	}
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	// USR2 (a kill or a removal) and TERM (the sandbox going away) end
-	// every descendant; the supervisor then records the exit and leaves.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGUSR2, syscall.SIGTERM)
-	go func() {
-		for range sigs {
-			go s.killAll()
-		}
-	}()
-	s.self = os.Getpid()
-	selfStart, err := startTime(s.self)
-	if err != nil {
-		return s.fail("cannot read its own start time", err)
-	}
+	selfStart := s.selfStart
 
 	var outs [2]*os.File
 	var copiers sync.WaitGroup
 	files := []uintptr{0, 0, 0}
 	// The command's ends of its pipes, closed here once it has them, so
 	// that the copiers see end-of-file when it and its children are done.
-	var theirs []*os.File
+	theirs := []*os.File{s.pipes[0][1], s.pipes[1][1]}
 	defer func() {
 		for _, f := range theirs {
 			f.Close()
 		}
 	}()
 	for i, name := range []string{"stdout", "stderr"} {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return s.fail("cannot make pipes", err)
-		}
+		r, w := s.pipes[i][0], s.pipes[i][1]
 		seg, err := os.OpenFile(s.dir+"/"+name+".0", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			return s.fail("cannot create output files under "+s.dir, err)
 		}
-		theirs = append(theirs, w)
 		outs[i], files[i+1] = r, w.Fd()
 		copiers.Add(1)
 		go func() {
@@ -164,9 +245,22 @@ func (s *sup) run() error {
 		files[0] = in.Fd()
 	}
 	up0 := uptime()
-	s.cmd, err = syscall.ForkExec("/bin/sh", []string{"/bin/sh", s.dir + "/run.sh"}, &syscall.ProcAttr{
-		Env: os.Environ(), Files: files, Sys: &syscall.SysProcAttr{Setsid: true},
-	})
+	// The command itself, started directly when run.sh is as the driver
+	// wrote it (two process starts fewer than sh run.sh and env); else,
+	// or should that fail (a cwd gone meanwhile: run.sh exits 126), by sh.
+	err = syscall.ENOENT
+	if script, rerr := os.ReadFile(s.dir + "/run.sh"); rerr == nil {
+		if dir, env, argv, ok := parseRun(string(script)); ok {
+			s.cmd, err = syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
+				Dir: dir, Env: mergeEnv(os.Environ(), env), Files: files, Sys: &syscall.SysProcAttr{Setsid: true},
+			})
+		}
+	}
+	if err != nil {
+		s.cmd, err = syscall.ForkExec("/bin/sh", []string{"/bin/sh", s.dir + "/run.sh"}, &syscall.ProcAttr{
+			Env: os.Environ(), Files: files, Sys: &syscall.SysProcAttr{Setsid: true},
+		})
+	}
 	if err != nil {
 		return s.fail("cannot start /bin/sh", err)
 	}
@@ -182,16 +276,25 @@ func (s *sup) run() error {
 		syscall.Kill(-s.cmd, syscall.SIGKILL)
 		return s.fail("cannot write "+s.dir+"/state", err)
 	}
+	s.tell()
 	timedOut := atomic.Bool{}
 	if timeout > 0 {
-		time.AfterFunc(time.Duration(timeout*float64(time.Second)), func() {
+		timer := time.AfterFunc(time.Duration(timeout*float64(time.Second)), func() {
 			if _, err := os.Stat(s.dir + "/exit"); err != nil {
 				os.WriteFile(s.dir+"/timedout", nil, 0o600)
 				timedOut.Store(true)
 			}
 			s.killAll()
 		})
+		defer timer.Stop()
 	}
+	// Once every descendant is gone the run is over: no kill reaches past
+	// it (a spare goes on to another run).
+	defer func() {
+		s.killing.Lock()
+		s.finished = true
+		s.killing.Unlock()
+	}()
 
 	// Reap every child: the command, the holder, and every orphan that
 	// came back. No child left means no descendant left.
@@ -231,7 +334,14 @@ func (s *sup) run() error {
 	}
 	writeAtomic(s.dir+"/exit", strconv.Itoa(code)+" "+t+" "+strconv.FormatInt(up1, 10)+"\n")
 	os.Remove(s.dir + "/stdin")
-	<-reaped
+	select {
+	case <-reaped:
+		// Nothing of the command's is left: a spare's word that it is
+		// free (spareMain) wakes the follower too.
+	default:
+		s.tell()
+		<-reaped
+	}
 	return nil
 }
 
@@ -283,7 +393,10 @@ func (s *sup) openStdin(init string) (holder int, feed func(), in *os.File, err 
 }
 
 // drain waits for the copiers to reach the end of their pipes, at most
-// while output keeps moving and up to 20s, then cuts them off.
+// while output keeps moving and up to 20s, then cuts them off. A copier
+// waiting for a slow follower (under load, it may not move for a while)
+// counts as moving: cutting its pipe then would lose what is still in it,
+// which the command wrote before it ended.
 func (s *sup) drain(copiers *sync.WaitGroup, outs [2]*os.File) {
 	done := make(chan struct{})
 	go func() { copiers.Wait(); close(done) }()
@@ -297,13 +410,19 @@ func (s *sup) drain(copiers *sync.WaitGroup, outs [2]*os.File) {
 		case <-done:
 			return
 		case <-tick.C:
-			if now := s.progress(); now != last {
+			if now := s.progress(); now != last || s.waiting.Load() > 0 {
 				last = now
 				quiet.Reset(200 * time.Millisecond)
 			}
 			continue
 		case <-quiet.C:
 		case <-limit:
+			if s.waiting.Load() > 0 {
+				// A follower still reads (it stops being waited for
+				// once it stalls): what it reads is the command's.
+				limit = time.After(time.Second)
+				continue
+			}
 		}
 		break
 	}
@@ -351,6 +470,7 @@ func (s *sup) copy(name string, r *os.File, seg *os.File, headCap, tailCap int64
 			seg.Write(buf[:n])
 			size += int64(n)
 			s.moved.Add(int64(n))
+			s.tell()
 		}
 		if err != nil {
 			return
@@ -361,6 +481,8 @@ func (s *sup) copy(name string, r *os.File, seg *os.File, headCap, tailCap int64
 // waitFollower holds a segment until a foreground run following the
 // output has read past pos, unless it stops moving for 10s.
 func (s *sup) waitFollower(name string, pos int64) {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
 	was, still := "", 0
 	for {
 		f, err := os.ReadFile(s.dir + "/.follow")
@@ -392,6 +514,9 @@ func (s *sup) waitFollower(name string, pos int64) {
 func (s *sup) killAll() {
 	s.killing.Lock()
 	defer s.killing.Unlock()
+	if s.finished {
+		return
+	}
 	if s.cmd > 0 {
 		syscall.Kill(-s.cmd, syscall.SIGKILL)
 	}

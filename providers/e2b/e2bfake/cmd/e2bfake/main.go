@@ -11,53 +11,28 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers/e2b/e2bfake"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/fakebox"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free port)")
 	apiKey := flag.String("api-key", "e2bfake-key", "the only API key accepted")
-	verbose := flag.Bool("v", false, "log every request to stderr")
-	flag.Parse()
-
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	fake, err := e2bfake.New(e2bfake.Options{APIKey: *apiKey, Logger: logger})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2bfake:", err)
-		os.Exit(1)
-	}
-	defer fake.Close()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2bfake:", err)
-		os.Exit(1)
-	}
-	url := "http://" + ln.Addr().String()
-	fmt.Printf("E2B_API_URL=%s\nE2B_SANDBOX_URL=%s\nE2B_API_KEY=%s\n", url, url, *apiKey)
-
-	srv := &http.Server{Handler: fake}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		fmt.Fprintln(os.Stderr, "e2bfake:", err)
-		os.Exit(1)
-	}
+	fakebox.Command("e2bfake", func(addr string, logger *slog.Logger) ([]string, func(), error) {
+		fake, err := e2bfake.New(e2bfake.Options{APIKey: *apiKey, Logger: logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		at, stop, err := fakebox.Serve(addr, &http.Server{Handler: fake})
+		if err != nil {
+			fake.Close()
+			return nil, nil, err
+		}
+		url := "http://" + at.String()
+		env := []string{"E2B_API_URL=" + url, "E2B_SANDBOX_URL=" + url, "E2B_API_KEY=" + *apiKey}
+		return env, func() { stop(); fake.Close() }, nil
+	})
 }
