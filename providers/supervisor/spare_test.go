@@ -91,39 +91,54 @@ func TestSpareSupervisorRunsOneProcessAfterAnother(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The process under test runs on a supervisor that ran another before
-	// (not on a spare made meanwhile that has run nothing yet).
-	var second providers.ProcessInfo
-	var sup int
-	var first string
-	for i := 0; ; i++ {
-		os.Remove(filepath.Join(h.dir, "child"))
-		var err error
-		second, err = s.StartProcess(ctx, "box", providers.ProcessSpec{Command: "setsid sleep 60 & echo $! >child; wait"})
-		if err != nil {
-			t.Fatal(err)
+	// startDetaching starts a process that detaches a child, on a
+	// supervisor that ran another before (not on a spare made meanwhile
+	// that has run nothing yet), and returns it, its supervisor, the
+	// process that supervisor ran before, and the child's pid.
+	startDetaching := func() (proc providers.ProcessInfo, sup int, before string, child int) {
+		t.Helper()
+		for i := 0; ; i++ {
+			os.Remove(filepath.Join(h.dir, "child"))
+			var err error
+			proc, err = s.StartProcess(ctx, "box", providers.ProcessSpec{Command: "setsid sleep 60 & echo $! >child; wait"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sup = supervisorPid(t, h, proc.ID)
+			if id, ok := ranOn[sup]; ok {
+				before = id
+				ranOn[sup] = proc.ID
+				break
+			}
+			if i == 5 {
+				t.Fatal("5 processes in a row ran on supervisors that had run nothing before")
+			}
+			s.SignalProcess(ctx, "box", proc.ID, "KILL")
+			s.WaitProcess(ctx, "box", proc.ID, 10*time.Second)
+			released(proc.ID)
+			ranOn[sup] = proc.ID
 		}
-		sup = supervisorPid(t, h, second.ID)
-		if id, ok := ranOn[sup]; ok {
-			first = id
-			break
+		for deadline := time.Now().Add(10 * time.Second); child == 0; time.Sleep(5 * time.Millisecond) {
+			b, _ := os.ReadFile(filepath.Join(h.dir, "child"))
+			child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			if time.Now().After(deadline) {
+				t.Fatal("the command did not start its child")
+			}
 		}
-		if i == 5 {
-			t.Fatal("5 processes in a row ran on supervisors that had run nothing before")
-		}
-		s.SignalProcess(ctx, "box", second.ID, "KILL")
-		s.WaitProcess(ctx, "box", second.ID, 10*time.Second)
-		released(second.ID)
-		ranOn[sup] = second.ID
+		return proc, sup, before, child
 	}
-	var child int
-	for deadline := time.Now().Add(10 * time.Second); child == 0; time.Sleep(5 * time.Millisecond) {
-		b, _ := os.ReadFile(filepath.Join(h.dir, "child"))
-		child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		if time.Now().After(deadline) {
-			t.Fatal("the command did not start its child")
+	gone := func(child int, after string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); syscall.Kill(child, 0) == nil; time.Sleep(10 * time.Millisecond) {
+			if st, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/stat"); strings.Contains(string(st), ") Z ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the detached child %d outlived %s", child, after)
+			}
 		}
 	}
+	second, sup, first, child := startDetaching()
 
 	// A kill of the first process arriving late, then its removal.
 	syscall.Kill(sup, syscall.SIGUSR2)
@@ -141,14 +156,7 @@ func TestSpareSupervisorRunsOneProcessAfterAnother(t *testing.T) {
 	if in, err := s.WaitProcess(ctx, "box", second.ID, 10*time.Second); err != nil || in.Running || in.ExitCode != 137 {
 		t.Fatalf("after its kill: %+v %v", in, err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(child, 0) == nil; time.Sleep(10 * time.Millisecond) {
-		if st, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/stat"); strings.Contains(string(st), ") Z ") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the detached child %d outlived the kill", child)
-		}
-	}
+	gone(child, "the kill")
 
 	// And the next command still runs, with its output.
 	var out strings.Builder
@@ -156,4 +164,17 @@ func TestSpareSupervisorRunsOneProcessAfterAnother(t *testing.T) {
 	if err != nil || res.ExitCode != 0 || out.String() != "third\n" {
 		t.Fatalf("RunProcess after: %+v %q %v", res, out.String(), err)
 	}
+
+	// A removal whose supervisor is too slow to act while the removal
+	// waits (stopped here; a loaded machine does the same) ends the
+	// process once the supervisor runs again, though the removal took the
+	// process's directory, and its .kill, with it.
+	fourth, sup, _, child := startDetaching()
+	syscall.Kill(sup, syscall.SIGSTOP)
+	err = s.RemoveProcess(ctx, "box", fourth.ID)
+	syscall.Kill(sup, syscall.SIGCONT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone(child, "its removal")
 }

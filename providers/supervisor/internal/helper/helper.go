@@ -156,13 +156,18 @@ func takeKills(cur func() *sup) error {
 // meant says whether a USR2 is for this run: always on a supervisor's
 // first run; on a spare's later ones only when the script that sent it
 // left .kill in this run's directory (killtree in ../../scripts.go), since
-// a USR2 may be a late one meant for a process it ran before.
+// a USR2 may be a late one meant for a process it ran before. A run whose
+// spec is gone was removed: a removal that gave up waiting for the kill
+// took .kill with it, and the process must end all the same.
 func (s *sup) meant() bool {
 	if !s.reused {
 		return true
 	}
-	_, err := os.Stat(s.dir + "/.kill")
-	return err == nil
+	if _, err := os.Stat(s.dir + "/.kill"); err == nil {
+		return true
+	}
+	_, err := os.Stat(s.dir + "/spec")
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // prepare makes what a run needs before its command is known (a spare
