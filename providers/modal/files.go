@@ -220,6 +220,9 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	if <-isDir {
 		placeErr = providers.Errorf(providers.ErrInvalidArgument, "write %q: is a directory", name)
 	} else if _, errOut, code, err := p.runHelper(ctx, c, args, nil, false); err != nil {
+		// Cut while placing: the move has run or never will (runHelper
+		// settles it), so the temp file, if still there, is left over.
+		p.removeUpload(ctx, c, tmp)
 		return err
 	} else if code != 0 {
 		placeErr = providers.Errorf(providers.ErrInvalidArgument, "write %q: %s", name, strings.TrimSpace(string(errOut)))

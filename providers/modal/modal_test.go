@@ -415,3 +415,53 @@ func TestWriteOverADirectoryLeavesNothing(t *testing.T) {
 		t.Errorf("mode after a write with 0750: %v, %v", fi.Mode, err)
 	}
 }
+
+// TestCutWriteLeavesNoTempFile: a write given up on at any step (the
+// upload, the directory check, the move into place), on a slow router,
+// leaves the old file or the new one and no temp file beside it.
+func TestCutWriteLeavesNoTempFile(t *testing.T) {
+	fake, url := startFake(t)
+	p := newDriver(t, fakeOptions(url))
+	sb := create(t, p, providers.CreateOptions{})
+	old, fresh := []byte("old\n"), bytes.Repeat([]byte("new\n"), 1<<10)
+	if err := p.WriteFile(ctxT(t), sb.ID, "cut/f", old, 0); err != nil {
+		t.Fatal(err)
+	}
+	fake.SetLatency(20 * time.Millisecond)
+	defer fake.SetLatency(0)
+	began := time.Now()
+	if err := p.WriteFile(ctxT(t), sb.ID, "cut/f", old, 0); err != nil {
+		t.Fatal(err)
+	}
+	whole := time.Since(began)
+	for i := 0; i <= 24; i++ {
+		cut := whole * time.Duration(i) / 20
+		ctx, cancel := context.WithTimeout(ctxT(t), cut)
+		err := p.WriteFile(ctx, sb.ID, "cut/f", fresh, 0)
+		cancel()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			entries, _, lerr := p.ListFiles(ctxT(t), sb.ID, "cut", 1, 0)
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if len(entries) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a write cut after %v of %v (%v) left %+v", cut, whole, err, entries)
+			}
+		}
+		var got []byte
+		rc, _, rerr := p.ReadFile(ctxT(t), sb.ID, "cut/f")
+		if rerr == nil {
+			got, rerr = io.ReadAll(rc)
+			rc.Close()
+		}
+		if rerr != nil || (!bytes.Equal(got, old) && !bytes.Equal(got, fresh)) {
+			t.Fatalf("a write cut after %v: the file holds %d bytes (%v)", cut, len(got), rerr)
+		}
+		if err := p.WriteFile(ctxT(t), sb.ID, "cut/f", old, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
