@@ -138,3 +138,43 @@ func TestHelperExecKillsDetached(t *testing.T) {
 		t.Error("the background child did not outlive the command")
 	}
 }
+
+// TestHelperExecPlainCommands: a command of plain words, started without a
+// shell, behaves as it did through one: its PWD, its exit code, sh's
+// message and 127 for a program it cannot find, and an executable without
+// a #! line run as a script.
+func TestHelperExecPlainCommands(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the helper runs on Linux")
+	}
+	_, raw, ok := HelperFile(runtime.GOARCH)
+	if !ok {
+		t.Fatalf("no helper for %s is built in", runtime.GOARCH)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "helper")
+	if err := os.WriteFile(bin, raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(dir, "work")
+	os.Mkdir(work, 0o755)
+	os.WriteFile(filepath.Join(work, "noshebang"), []byte("echo from a script; exit 4\n"), 0o755)
+	for _, tc := range []struct {
+		command, stdout, stderr string
+	}{
+		{"printenv PWD", `\s` + work + "\n" + `\e0` + "\n", `\s\e` + "\n"},
+		{"false", `\s\e1` + "\n", `\s\e` + "\n"},
+		{"ls -d .", `\s.` + "\n" + `\e0` + "\n", `\s\e` + "\n"},
+		{"./noshebang", `\sfrom a script` + "\n" + `\e4` + "\n", `\s\e` + "\n"},
+		{"no-such-program-here", `\s\e127` + "\n", "not found"},
+	} {
+		cmd := exec.Command(bin, "exec", "-cwd", work, "--", tc.command)
+		cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		cmd.Run()
+		if out.String() != tc.stdout || !strings.Contains(errOut.String(), tc.stderr) {
+			t.Errorf("%s:\nstdout %q, want %q\nstderr %q, want %q", tc.command, out.String(), tc.stdout, errOut.String(), tc.stderr)
+		}
+	}
+}

@@ -126,9 +126,17 @@ func runExec(args []string) int {
 		theirs, outs[i], files[i+1] = append(theirs, w), r, w.Fd()
 	}
 	dir := *cwd
-	cmd, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", fs.Arg(0)}, &syscall.ProcAttr{
-		Dir: dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{Setsid: true},
-	})
+	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{Setsid: true}}
+	var cmd int
+	var err error = syscall.ENOENT
+	if path, argv, ok := directCommand(fs.Arg(0), dir, env); ok {
+		direct := *attr
+		direct.Env = withPWD(env, dir)
+		cmd, err = syscall.ForkExec(path, argv, &direct)
+	}
+	if err != nil {
+		cmd, err = syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", fs.Arg(0)}, attr)
+	}
 	if err != nil {
 		os.Stderr.WriteString("cannot start /bin/sh: " + err.Error() + "\n")
 		return 127

@@ -253,12 +253,19 @@ func (s *sup) run() error {
 	// The command itself, started directly when run.sh is as the driver
 	// wrote it (two process starts fewer than sh run.sh and env); else,
 	// or should that fail (a cwd gone meanwhile: run.sh exits 126), by sh.
+	// A command of plain words starts without the shell (see direct.go).
 	err = syscall.ENOENT
 	if script, rerr := os.ReadFile(s.dir + "/run.sh"); rerr == nil {
 		if dir, env, argv, ok := parseRun(string(script)); ok {
-			s.cmd, err = syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
-				Dir: dir, Env: mergeEnv(os.Environ(), env), Files: files, Sys: &syscall.SysProcAttr{Setsid: true},
-			})
+			attr := &syscall.ProcAttr{Dir: dir, Env: mergeEnv(os.Environ(), env), Files: files, Sys: &syscall.SysProcAttr{Setsid: true}}
+			if path, direct, ok := directCommand(argv[2], dir, attr.Env); ok {
+				plain := *attr
+				plain.Env = withPWD(attr.Env, dir)
+				s.cmd, err = syscall.ForkExec(path, direct, &plain)
+			}
+			if err != nil {
+				s.cmd, err = syscall.ForkExec(argv[0], argv, attr)
+			}
 		}
 	}
 	if err != nil {
