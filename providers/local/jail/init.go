@@ -2,6 +2,7 @@ package jail
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,6 +48,7 @@ func Main(args []string) int {
 	// PID 1 only passes messages: on one P its goroutines hand work to
 	// each other without waking threads, which halves its time per command.
 	runtime.GOMAXPROCS(1)
+	reserveThreads(spareThreads)
 	unix.Close(fdExe)
 	// Inherited descriptors are not close-on-exec: commands must not get
 	// the uid lock.
@@ -189,7 +192,14 @@ func (p *pid1) setUp(cfg *initConfig, root string, tree int) error {
 // spawnReq asks the spawner thread to start a command.
 type spawnReq struct {
 	cmd  *exec.Cmd
-	done chan error
+	done chan spawned
+}
+
+// spawned is a start's outcome: the command as started (a retry starts a
+// copy of the one asked for), or why it could not start.
+type spawned struct {
+	cmd *exec.Cmd
+	err error
 }
 
 func (p *pid1) spawner(errc chan<- error) {
@@ -214,9 +224,34 @@ func (p *pid1) spawner(errc chan<- error) {
 	}
 	errc <- nil
 	for r := range p.spawn {
-		r.done <- r.cmd.Start()
+		cmd, err := startWhileFull(r.cmd)
+		r.done <- spawned{cmd, err}
 	}
 }
+
+// startWhileFull starts cmd, and again while the sandbox is at its
+// process limit (EAGAIN), for up to fullWait: what a kill just ended (a
+// fork bomb's thousands) leaves the pids cgroup only as it is reaped, and a
+// command sent meanwhile would fail for nothing. Past that, the error says
+// what is full.
+func startWhileFull(cmd *exec.Cmd) (*exec.Cmd, error) {
+	err := cmd.Start()
+	for pause, waited := time.Millisecond, time.Duration(0); errors.Is(err, syscall.EAGAIN); pause = min(2*pause, 100*time.Millisecond) {
+		if waited >= fullWait {
+			return nil, fmt.Errorf("the sandbox is at its process limit (%w): end some of its processes (process_list, process_kill) and try again", err)
+		}
+		time.Sleep(pause)
+		waited += pause
+		// A Cmd starts once: the retry is a copy, with the same files.
+		cmd = &exec.Cmd{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir, Stdin: cmd.Stdin, Stdout: cmd.Stdout,
+			Stderr: cmd.Stderr, ExtraFiles: cmd.ExtraFiles, SysProcAttr: cmd.SysProcAttr}
+		err = cmd.Start()
+	}
+	return cmd, err
+}
+
+// fullWait is how long a start waits for a sandbox at its process limit.
+const fullWait = 3 * time.Second
 
 // prepare resolves a request into the argv, environment and working
 // directory the command runs with.
@@ -278,4 +313,31 @@ func (p *pid1) directCommand(argv, env []string, cwd string, stdio [3]*os.File) 
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
 	}
 	return cmd
+}
+
+// spareThreads is how many idle OS threads PID 1 keeps beyond those it
+// starts with. The sandbox's process limit counts threads too: a sandbox
+// whose processes fill it leaves PID 1 no thread to create, and a Go
+// runtime that cannot make one when it needs one aborts, taking the
+// sandbox with it. Threads made at the start and left idle are reused
+// by the runtime instead.
+const spareThreads = 8
+
+// reserveThreads makes n OS threads now and leaves them idle in the
+// runtime: each of n goroutines holds a thread of its own (so the runtime
+// starts one for each) until all have one, then lets it go.
+func reserveThreads(n int) {
+	var held, release sync.WaitGroup
+	held.Add(n)
+	release.Add(1)
+	for range n {
+		go func() {
+			runtime.LockOSThread()
+			held.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		}()
+	}
+	held.Wait()
+	release.Done()
 }

@@ -77,3 +77,39 @@ func TestLimitsBoundASandbox(t *testing.T) {
 		}
 	})
 }
+
+// A sandbox at its process limit: a command sent while its processes are
+// being reaped waits for room and runs; one sent while they live on says
+// which limit is full and what to do, after a short wait, not at once.
+func TestStartAtTheProcessLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a sandbox's process limit")
+	}
+	j := startJail(t, Options{Limits: Limits{Processes: 64}})
+	if !strings.Contains(j.Isolation().Limits, "processes 64") {
+		t.Skipf("no process limit here: %s", j.Isolation().Limits)
+	}
+	// It forks until it cannot, and goes on trying: the sandbox stays full.
+	fill, err := j.Start(Cmd{Command: `perl -e 'while (1) { my $p = fork; if (!defined $p) { sleep 1; next } if (!$p) { sleep 60; exit } }'`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	start := time.Now()
+	_, err = j.Run(context.Background(), Cmd{Command: "echo no room"})
+	if err == nil || !strings.Contains(err.Error(), "process limit") {
+		t.Fatalf("a command in a full sandbox: %v, want an error naming the process limit", err)
+	}
+	if waited := time.Since(start); waited < fullWait {
+		t.Errorf("refused after %v, before the %v a reap may take", waited, fullWait)
+	}
+
+	// Killed, the filler's processes leave as they are reaped: a command
+	// sent at once runs.
+	if err := fill.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := sh(t, j, "echo room"); code != 0 || out != "room\n" {
+		t.Errorf("a command right after the kill: exit %d %q", code, out)
+	}
+}

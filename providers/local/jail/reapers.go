@@ -63,12 +63,14 @@ func (p *pid1) startReaper(memfd *os.File) (*reaperProc, error) {
 	// environment is empty: a command's never reaches its runtime.
 	cmd := &exec.Cmd{Path: "/proc/self/fd/3", Args: []string{reaperName}, Env: []string{}, Dir: "/",
 		ExtraFiles: []*os.File{memfd, theirs}, SysProcAttr: p.commandAttr()}
-	done := make(chan error, 1)
+	done := make(chan spawned, 1)
 	p.spawn <- spawnReq{cmd: cmd, done: done}
-	if err := <-done; err != nil {
+	got := <-done
+	if got.err != nil {
 		conn.Close()
-		return nil, err
+		return nil, got.err
 	}
+	cmd = got.cmd
 	r := &reaperProc{pid: cmd.Process.Pid, ch: conn.(*net.UnixConn), dead: make(chan struct{})}
 	p.mu.Lock()
 	p.reapers[r.pid] = true // the orphan reaper leaves it to us

@@ -157,12 +157,14 @@ func (p *pid1) runReaped(conn *net.UnixConn, r *reaperProc, pid int, memfd *os.F
 // runDirect starts a command without a reaper and follows it until it
 // exits.
 func (p *pid1) runDirect(conn *net.UnixConn, cmd *exec.Cmd, files []*os.File) {
-	done := make(chan error, 1)
+	done := make(chan spawned, 1)
 	p.spawn <- spawnReq{cmd: cmd, done: done}
-	if err := <-done; err != nil {
-		send(conn, reply{Error: err.Error()})
+	got := <-done
+	if got.err != nil {
+		send(conn, reply{Error: got.err.Error()})
 		return
 	}
+	cmd = got.cmd
 	closeAll(files)
 	c := &command{pid: cmd.Process.Pid, id: cmd.Process.Pid, ownNS: cmd.SysProcAttr.Cloneflags&syscall.CLONE_NEWPID != 0}
 	p.track(c, true)

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -140,7 +141,19 @@ func run(packet []byte, fds []int) (code int, reusable bool) {
 	}
 	defer syscall.Chdir("/")
 	path := lookPath(argv[0], env)
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: files, Sys: &syscall.SysProcAttr{}})
+	attr := &syscall.ProcAttr{Env: env, Files: files, Sys: &syscall.SysProcAttr{}}
+	pid, err := syscall.ForkExec(path, argv, attr)
+	// At the sandbox's process limit, processes a kill just ended leave
+	// only as they are reaped: wait a moment for room (as PID 1 does).
+	for pause, waited := time.Millisecond, time.Duration(0); err == syscall.EAGAIN && waited < fullWait; pause = min(2*pause, 100*time.Millisecond) {
+		time.Sleep(pause)
+		waited += pause
+		pid, err = syscall.ForkExec(path, argv, attr)
+	}
+	if err == syscall.EAGAIN {
+		reply("Ethe sandbox is at its process limit (" + err.Error() + "): end some of its processes (process_list, process_kill) and try again")
+		return -1, true
+	}
 	if err == syscall.E2BIG {
 		// Nothing ran, and no shell would run it either: a refusal the
 		// caller can act on (put the script in a file), not an exit status.
@@ -290,3 +303,7 @@ func lookPath(name string, env []string) string {
 	}
 	return name
 }
+
+// fullWait is how long a start waits for a sandbox at its process limit:
+// PID 1's wait (fullWait in ../../init.go).
+const fullWait = 3 * time.Second
