@@ -55,6 +55,9 @@ type request struct {
 	hold time.Duration
 	// key is the idempotency key, the same on every attempt.
 	key string
+	// once is never repeated: the API might do it twice (a channel's
+	// stdin, which the API does not deduplicate).
+	once bool
 }
 
 // do makes one attempt. A 2xx answer comes back with its body open; any
@@ -193,6 +196,9 @@ func (p *Provider) open(ctx context.Context, r *request) (*http.Response, contex
 		resp, cancel, err := p.do(ctx, r)
 		if err == nil {
 			return resp, cancel, nil
+		}
+		if r.once {
+			return nil, nil, err
 		}
 		delay, ok := p.retryDelay(ctx, err, attempt)
 		if !ok {

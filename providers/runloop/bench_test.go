@@ -115,6 +115,39 @@ func BenchmarkFileRoundTrip1MiB(b *testing.B) {
 		}
 		report(b, ds)
 	})
+	// The driver's bare upload and download, without the atomic place and
+	// the read's check: what those cost is the difference.
+	b.Run("driver-transfer-only", func(b *testing.B) {
+		p, err := New(fakeOptions(url))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		sb, err := p.Create(context.Background(), providers.CreateOptions{Name: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Destroy(context.Background(), sb.ID)
+		var ds []time.Duration
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			start := time.Now()
+			if err := p.upload(context.Background(), sb.ID, "bench.bin", data); err != nil {
+				b.Fatal(err)
+			}
+			d := &download{ctx: context.Background(), p: p, id: sb.ID, name: "bench.bin", size: int64(len(data))}
+			if err := d.open(); err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, d)
+			d.Close()
+			if n != int64(len(data)) {
+				b.Fatalf("read %d bytes", n)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		report(b, ds)
+	})
 	b.Run("sdk", func(b *testing.B) {
 		report(b, sdkTimes(b, url, "file", max(b.N, 5)))
 	})

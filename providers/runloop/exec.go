@@ -404,8 +404,16 @@ type chunk struct {
 // stream reads server-sent events from *offset until the server ends the
 // stream (nil) or it breaks (an error).
 func (r *run) stream(ctx context.Context, stream string, offset *int64, d *decoder) error {
-	path := r.path() + "/stream_" + stream + "_updates?offset=" + strconv.FormatInt(*offset, 10)
-	resp, cancel, err := r.p.open(ctx, &request{method: http.MethodGet, path: path, accept: "text/event-stream", stream: true})
+	return r.p.events(ctx, r.path()+"/stream_"+stream+"_updates", offset, d.write)
+}
+
+// events reads an execution's output stream (path, without its query) as
+// server-sent events from *offset, handing each new piece of text to fn,
+// until the server ends the stream (nil), it breaks or fn fails (an
+// error). *offset counts what fn was given; what a resumed stream sends
+// again is skipped.
+func (p *Provider) events(ctx context.Context, path string, offset *int64, fn func(string) error) error {
+	resp, cancel, err := p.open(ctx, &request{method: http.MethodGet, path: path + "?offset=" + strconv.FormatInt(*offset, 10), accept: "text/event-stream", stream: true})
 	if err != nil {
 		return err
 	}
@@ -440,7 +448,7 @@ func (r *run) stream(ctx context.Context, stream string, offset *int64, d *decod
 				}
 			}
 			*offset += int64(len(text))
-			if err := d.write(text); err != nil {
+			if err := fn(text); err != nil {
 				return err
 			}
 		case len(line) == 0:

@@ -76,7 +76,10 @@ func (p *Provider) Stat(ctx context.Context, id, name string) (providers.FileInf
 		return providers.FileInfo{}, err
 	}
 	p.touched(id)
-	out, err := p.quick(ctx, id, fmt.Sprintf(statScript, shellPath(name)))
+	out, ok, err := p.channelStat(ctx, id, "lstat", name)
+	if !ok {
+		out, err = p.quick(ctx, id, fmt.Sprintf(statScript, shellPath(name)))
+	}
 	if err != nil {
 		return providers.FileInfo{}, p.fileErr("stat", name, err)
 	}
@@ -90,11 +93,34 @@ func (p *Provider) Stat(ctx context.Context, id, name string) (providers.FileInf
 	return fi, nil
 }
 
+// channelStat answers a stat ("stat": a final symlink followed, or
+// "lstat") with the helper on the devbox's channel, with the lines
+// statScript and readCheckScript print. ok is false where there is no
+// channel, or it broke: the caller runs the script instead.
+func (p *Provider) channelStat(ctx context.Context, id, mode, name string) (out string, ok bool, err error) {
+	c := p.channel(id)
+	if c == nil {
+		return "", false, nil
+	}
+	defer c.release()
+	out, errOut, code, err := c.check(ctx, mode, name)
+	switch {
+	case err == nil && code == 0:
+		return out, true, nil
+	case err == nil:
+		return "", true, &quickError{Exit: code, Stderr: strings.TrimSpace(errOut)}
+	case ctx.Err() != nil:
+		return "", true, ctx.Err()
+	}
+	go c.broke(context.WithoutCancel(ctx), err)
+	return "", false, nil
+}
+
 // fileErr explains a failed housekeeping command on a path.
 func (p *Provider) fileErr(op, name string, err error) error {
 	var qe *quickError
 	if errors.As(err, &qe) {
-		if strings.Contains(qe.Stderr, "Permission denied") {
+		if strings.Contains(strings.ToLower(qe.Stderr), "permission denied") {
 			return providers.Errorf(providers.ErrInvalidArgument, "%s %q: permission denied", op, name)
 		}
 		return providers.Errorf(providers.ErrInvalidArgument, "%s %q: %s", op, name, qe.Stderr)
@@ -108,8 +134,9 @@ func (p *Provider) fileErr(op, name string, err error) error {
 // device streams without end, so only a regular file is opened at all.
 const readCheckScript = `if [ -e %[1]s ]; then stat -L -c '%%f %%s %%Y' %[1]s; elif [ -L %[1]s ]; then echo dangling; else echo missing; fi`
 
-// ReadFile checks what the path leads to with one command, refuses
-// anything but a regular file, then downloads at most the size it saw.
+// ReadFile checks what the path leads to (on the devbox's channel, else
+// with one command), refuses anything but a regular file, then downloads at
+// most the size it saw.
 func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser, providers.FileInfo, error) {
 	if err := checkPath("read", name); err != nil {
 		return nil, providers.FileInfo{}, err
@@ -118,7 +145,10 @@ func (p *Provider) ReadFile(ctx context.Context, id, name string) (io.ReadCloser
 		return nil, providers.FileInfo{}, err
 	}
 	p.touched(id)
-	out, err := p.quick(ctx, id, fmt.Sprintf(readCheckScript, shellPath(name)))
+	out, ok, err := p.channelStat(ctx, id, "stat", name)
+	if !ok {
+		out, err = p.quick(ctx, id, fmt.Sprintf(readCheckScript, shellPath(name)))
+	}
 	if err != nil {
 		return nil, providers.FileInfo{}, p.fileErr("read", name, err)
 	}
@@ -233,8 +263,7 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	// and move it into place: readers never see half a file.
 	dir, base := path.Split(name)
 	tmp := dir + "." + base + ".mcp-sandbox-" + newKey()[24:]
-	if err := p.upload(ctx, id, tmp, data); err != nil {
-		p.removeTemp(ctx, id, tmp) // a cut upload may have left part of it
+	if err := p.uploadTemp(ctx, id, tmp, data); err != nil {
 		if s := statusOf(err); s >= 400 && s < 500 && s != http.StatusTooManyRequests {
 			if _, gerr := p.devbox(ctx, id); gerr != nil {
 				return gerr
@@ -251,15 +280,85 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 	if perm == 0 {
 		perm = 0o644
 	}
-	// One stat gives the size to check and the mode, which usually needs
-	// no chmod: each process counts on a busy devbox.
-	script := fmt.Sprintf(`t=%s; p=%s
+	return p.place(ctx, id, tmp, name, len(data), perm)
+}
+
+// uploadTemp uploads a write's temporary file, and sees that nothing of it
+// is left when the upload fails or the caller gives up. The upload itself
+// does not end with ctx: an upload cut off after its last byte left may
+// still land in the devbox after an answer nobody waits for, so that a
+// removal right away could come first. When ctx ends, the call returns at
+// once and the upload goes on alone, to be removed once it answered.
+func (p *Provider) uploadTemp(ctx context.Context, id, tmp string, data []byte) error {
+	done := make(chan error, 1)
+	go func() { done <- p.upload(context.WithoutCancel(ctx), id, tmp, data) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			p.removeTemp(ctx, id, tmp, statusOf(err) == 0)
+		}
+		return err
+	case <-ctx.Done():
+		go func() {
+			if err := <-done; err == nil || statusOf(err) != 0 {
+				p.removeTemp(ctx, id, tmp, false)
+			} else {
+				p.removeTemp(ctx, id, tmp, true)
+			}
+		}()
+		return ctx.Err()
+	}
+}
+
+// placeScript checks an upload's size and moves it into place; one stat
+// gives the size and the mode, which usually needs no chmod: each process
+// counts on a busy devbox. As a resume (the channel broke with a place in
+// flight, its execution since ended), an upload that is gone was moved.
+const placeScript = `t=%s; p=%s
+RESUME
 set -- $(stat -c '%%s %%a' "$t")
 if [ "$1" != %d ]; then rm -f "$t"; echo "the upload arrived short" >&2; exit 1; fi
 if [ -d "$p" ] && [ ! -L "$p" ]; then rm -f "$t"; echo "is a directory" >&2; exit 1; fi
-{ [ "$2" = %o ] || chmod %o "$t"; } && mv -f "$t" "$p" || { rm -f "$t"; exit 1; }`, shellPath(tmp), shellPath(name), len(data), perm, perm)
+{ [ "$2" = %o ] || chmod %o "$t"; } && mv -f "$t" "$p" || { rm -f "$t"; exit 1; }`
+
+// place moves a write's upload over its target: by the helper on the
+// devbox's channel where there is one, else with a command.
+func (p *Provider) place(ctx context.Context, id, tmp, name string, size int, perm fs.FileMode) error {
+	resume := false
+	if c := p.channel(id); c != nil {
+		_, errOut, code, err := c.check(ctx, "place", tmp, name, strconv.Itoa(size), strconv.FormatUint(uint64(perm), 8))
+		c.release()
+		switch {
+		case err == nil && code == 0:
+			return nil
+		case err == nil:
+			p.removeTemp(ctx, id, tmp, false) // the helper leaves it
+			return p.fileErr("write", name, &quickError{Exit: code, Stderr: strings.TrimSpace(errOut)})
+		case ctx.Err() != nil:
+			// The place may still be done, or refused, in the devbox; the
+			// removal may come before or after it: either way the target
+			// is old or new, and nothing else is left.
+			p.removeTemp(ctx, id, tmp, false)
+			return ctx.Err()
+		}
+		// The channel broke or stalled with the place sent: once its
+		// execution has surely ended, the upload still there says the
+		// helper did not move it (it never removes one).
+		c.broke(ctx, err)
+		resume = true
+	}
+	return p.placeByCommand(ctx, id, tmp, name, size, perm, resume)
+}
+
+// placeByCommand places an upload with placeScript.
+func (p *Provider) placeByCommand(ctx context.Context, id, tmp, name string, size int, perm fs.FileMode, resume bool) error {
+	r := ""
+	if resume {
+		r = `[ -e "$t" ] || [ -L "$t" ] || exit 0`
+	}
+	script := strings.Replace(fmt.Sprintf(placeScript, shellPath(tmp), shellPath(name), size, perm, perm), "RESUME", r, 1)
 	if _, err := p.quick(ctx, id, script); err != nil {
-		p.removeTemp(ctx, id, tmp) // the move may not have run at all
+		p.removeTemp(ctx, id, tmp, false) // the move may not have run at all
 		return p.fileErr("write", name, err)
 	}
 	return nil
@@ -280,15 +379,24 @@ func (p *Provider) upload(ctx context.Context, id, name string, data []byte) err
 }
 
 // removeTemp deletes a write's temporary file, even when ctx ended: a
-// write cut off must leave nothing beside its target.
-func (p *Provider) removeTemp(ctx context.Context, id, tmp string) {
+// write cut off must leave nothing beside its target. again removes it a
+// second time later, for an upload that failed without an answer: the
+// API may still have been writing it.
+func (p *Provider) removeTemp(ctx context.Context, id, tmp string, again bool) {
 	// Briefly: an API that is down must not hold the write's error back.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := p.quick(rctx, id, "rm -f "+shellPath(tmp)); err != nil {
 		p.log.Debug("runloop: cannot remove a temporary file", "devbox", id, "path", tmp, "err", err)
 	}
+	if again {
+		time.AfterFunc(lateRemoval, func() { p.removeTemp(context.WithoutCancel(ctx), id, tmp, false) })
+	}
 }
+
+// lateRemoval is when an upload that failed without an answer is removed
+// again.
+const lateRemoval = 30 * time.Second
 
 // listScript prints one "<mode hex> <size> <mtime> <path>" line per entry
 // under the directory, down to the given depth, or "missing" / "notdir".

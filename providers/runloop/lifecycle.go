@@ -317,6 +317,7 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 }
 
 func (p *Provider) forget(id string) {
+	p.dropChannel(id, true)
 	p.mu.Lock()
 	delete(p.homes, id)
 	delete(p.kept, id)

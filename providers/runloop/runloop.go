@@ -114,7 +114,10 @@ type Options struct {
 	// RequestTimeout bounds one ordinary API request (default 30s).
 	RequestTimeout time.Duration
 	// LongPoll is the hold asked of the API's long polls (default 25s).
-	LongPoll   time.Duration
+	LongPoll time.Duration
+	// NoChannel makes file calls check with commands always, never through
+	// a devbox's channel (see channel.go).
+	NoChannel  bool
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 }
@@ -160,6 +163,9 @@ type Provider struct {
 	mu    sync.Mutex
 	homes map[string]*devboxInfo // devbox ID -> what commands need to know (a cache)
 	kept  map[string]time.Time   // devbox ID -> last keep_alive sent
+
+	chans        sync.Map // devbox ID -> *chanSlot: the file channel
+	channelRetry time.Duration
 
 	// Background processes: the shared in-sandbox supervisor, over Exec.
 	*supervisor.Supervisor
@@ -212,7 +218,7 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{o: o, base: strings.TrimRight(o.BaseURL, "/"), http: o.HTTPClient, log: o.Logger,
-		homes: map[string]*devboxInfo{}, kept: map[string]time.Time{}}
+		homes: map[string]*devboxInfo{}, kept: map[string]time.Time{}, channelRetry: channelRetry}
 	p.Supervisor = supervisor.New(p, supervisor.Options{Logger: o.Logger})
 	if p.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -225,8 +231,15 @@ func New(o Options) (*Provider, error) {
 func (p *Provider) Name() string                         { return Name }
 func (p *Provider) Capabilities() providers.Capabilities { return p.o.Capabilities }
 
-// Close drops cached details and idle connections; devboxes keep running.
+// Close drops cached details, channels and idle connections; devboxes keep
+// running.
 func (p *Provider) Close() error {
+	var wg sync.WaitGroup
+	p.chans.Range(func(k, _ any) bool {
+		wg.Go(func() { p.dropChannel(k.(string), false) })
+		return true
+	})
+	wg.Wait()
 	p.mu.Lock()
 	p.homes = map[string]*devboxInfo{}
 	p.kept = map[string]time.Time{}

@@ -117,9 +117,14 @@ func (c *Channel) read(r io.Reader) {
 }
 
 func (c *Channel) send(kind byte, stream uint32, payload []byte) error {
+	return c.write(helper.AppendFrame(nil, kind, stream, payload))
+}
+
+// write sends whole frames in one write; a failed one ends the channel.
+func (c *Channel) write(frames []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	err := helper.WriteFrame(c.w, kind, stream, payload)
+	_, err := c.w.Write(frames)
 	if err != nil {
 		go c.Close()
 	}
@@ -153,13 +158,17 @@ func (c *Channel) Run(ctx context.Context, dir string, argv []string, stdin io.R
 		c.forget(id)
 		return -1, "", errors.New("the command line is too long for the channel")
 	}
-	if err := c.send(helper.FrameRun, id, []byte(req.String())); err != nil {
+	frames := helper.AppendFrame(nil, helper.FrameRun, id, []byte(req.String()))
+	if stdin == nil {
+		// No stdin: the close goes in the same write (over a transport
+		// where each write is a request, one request).
+		frames = helper.AppendFrame(frames, helper.FrameClose, id, nil)
+	}
+	if err := c.write(frames); err != nil {
 		c.forget(id)
 		return -1, "", ErrChannelClosed
 	}
-	if stdin == nil {
-		c.send(helper.FrameClose, id, nil)
-	} else {
+	if stdin != nil {
 		go func() {
 			buf := make([]byte, 64<<10)
 			for {
@@ -198,6 +207,18 @@ func (c *Channel) forget(id uint32) {
 	delete(c.runs, id)
 	c.mu.Unlock()
 }
+
+// Over a transport that carries only text, the helper serves with "serve
+// -enc b64" and each write either way is one base64 line: NewTextChannel
+// serves such a channel, r giving the helper's output and w taking its
+// input, each write of w to be delivered whole (as one line of stdin).
+func NewTextChannel(r io.Reader, w io.WriteCloser) *Channel {
+	return NewChannel(helper.NewLineReader(r), helper.LineWriter{W: w})
+}
+
+// ErrChannelLine is the reading end's error for a line from the helper that
+// is not base64 (or too long): the channel closes.
+var ErrChannelLine = helper.ErrLine
 
 // limitedBuffer keeps the first 4 KiB written to it.
 type limitedBuffer struct{ b []byte }

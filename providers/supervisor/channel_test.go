@@ -22,6 +22,14 @@ import (
 // returns a Channel to it.
 func serveHelper(t *testing.T) (*Channel, *exec.Cmd) {
 	t.Helper()
+	ch, cmd, _ := serveHelperWith(t, false)
+	return ch, cmd
+}
+
+// serveHelperWith runs it as "serve", or "serve -enc b64" when text is
+// set, and returns the helper's path too.
+func serveHelperWith(t *testing.T, text bool) (*Channel, *exec.Cmd, string) {
+	t.Helper()
 	bin := helperBins[runtime.GOARCH]
 	if runtime.GOOS != "linux" || bin == nil {
 		t.Skip("the helper runs on Linux amd64 and arm64")
@@ -32,6 +40,9 @@ func serveHelper(t *testing.T) (*Channel, *exec.Cmd) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(path, "serve")
+	if text {
+		cmd.Args = append(cmd.Args, "-enc", "b64")
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -43,13 +54,18 @@ func serveHelper(t *testing.T) (*Channel, *exec.Cmd) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ch := NewChannel(out, in)
+	var ch *Channel
+	if text {
+		ch = NewTextChannel(out, in)
+	} else {
+		ch = NewChannel(out, in)
+	}
 	t.Cleanup(func() {
 		ch.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	return ch, cmd
+	return ch, cmd, path
 }
 
 func TestChannelRuns(t *testing.T) {

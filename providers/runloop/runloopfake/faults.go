@@ -11,6 +11,7 @@ const (
 	cutStream   = "stream"
 	cutDownload = "download"
 	longPoll    = "long-poll"
+	slowUpload  = "slow-upload"
 )
 
 // FailCreates makes the next n create requests answer status (e.g. 503)
@@ -46,6 +47,13 @@ func (s *Server) CutStreams(n, afterBytes int) { s.faults.Arm(cutStream, n, afte
 // connection once afterBytes of the file were sent.
 func (s *Server) CutDownloads(n, afterBytes int) { s.faults.Arm(cutDownload, n, afterBytes) }
 
+// SlowUploads makes the next n upload_file calls take d after the whole
+// file arrived before it lands and they answer, as a busy devbox may: the
+// file lands even when the client stopped waiting.
+func (s *Server) SlowUploads(n int, d time.Duration) {
+	s.faults.Arm(slowUpload, n, int(d/time.Millisecond))
+}
+
 func (s *Server) takeLongPollFault() bool {
 	_, ok := s.faults.Take(longPoll)
 	return ok
@@ -77,6 +85,10 @@ type FaultRequest struct {
 		Count      int `json:"count"`
 		AfterBytes int `json:"afterBytes"`
 	} `json:"cutDownloads,omitempty"`
+	SlowUploads *struct {
+		Count   int `json:"count"`
+		DelayMs int `json:"delayMs"`
+	} `json:"slowUploads,omitempty"`
 }
 
 // controlHandler serves the fake's own endpoints (no key needed):
@@ -115,6 +127,9 @@ func (s *Server) controlHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		if c := req.CutDownloads; c != nil {
 			s.CutDownloads(c.Count, c.AfterBytes)
+		}
+		if c := req.SlowUploads; c != nil {
+			s.SlowUploads(c.Count, time.Duration(c.DelayMs)*time.Millisecond)
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodGet && r.URL.Path == "/_fake/devboxes":

@@ -1,6 +1,7 @@
 package runloopfake
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // resolve turns a path from a request into one relative to the devbox's
@@ -137,7 +139,17 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request, d *devbox) {
 				apiError(w, http.StatusBadRequest, "the path field must come before the file part")
 				return
 			}
-			if err := d.writeFile(name, part); err != nil {
+			var body io.Reader = part
+			if ms, ok := s.faults.Take(slowUpload); ok {
+				data, err := io.ReadAll(part)
+				if err != nil {
+					apiError(w, http.StatusBadRequest, "bad multipart body: %v", err)
+					return
+				}
+				time.Sleep(time.Duration(ms) * time.Millisecond) // the client may be gone: the file lands anyway
+				body = bytes.NewReader(data)
+			}
+			if err := d.writeFile(name, body); err != nil {
 				fileError(w, name, err)
 				return
 			}

@@ -32,10 +32,11 @@ const prSetChildSubreaper = 36
 // (the write end of a stdin FIFO) until it is killed; "start" and "run" are
 // the start and run scripts done natively (native.go), "serve" a channel
 // for the driver's commands (serve.go), "exec ..." runs a command in the
-// foreground (see runExec).
+// foreground (see runExec), "stat", "lstat" and "place" are a driver's
+// file checks (files.go).
 func Main(args []string) int {
 	if len(args) == 0 {
-		os.Stderr.WriteString("usage: mcp-sandbox-supervisor check | sup DIR | spare | hold | start ... | run ... | serve | exec ...\n")
+		os.Stderr.WriteString("usage: mcp-sandbox-supervisor check | sup DIR | spare | hold | start ... | run ... | serve [-enc b64] | exec ... | stat PATH | lstat PATH | place TMP TARGET SIZE MODE\n")
 		return 2
 	}
 	switch args[0] {
@@ -56,7 +57,10 @@ func Main(args []string) int {
 	case "exec":
 		return runExec(args[1:])
 	case "serve":
-		return serveMain()
+		return serveMain(args[1:])
+	case "stat", "lstat", "place":
+		code, _ := fileOp(args[0], "", args[1:], os.Stdout, os.Stderr)
+		return code
 	case "start":
 		return startMain(args[1:], os.Stdin, os.Stdout, nil)
 	case "run":

@@ -28,6 +28,15 @@ import (
 // dropped does. To the driver: 'o' and 'e' carry its output, 'x' its exit
 // status (decimal), 'f' why it could not start. serve ends at the end of
 // its stdin, once the commands it runs have ended.
+//
+// A run request whose program is the helper itself (by the path it was
+// started as) in one of its modes start, run, stat, lstat or place is done
+// in this process (startHere, fileHere), starting nothing.
+//
+// "serve -enc b64" carries the frames as base64 lines both ways (lines.go),
+// for a transport that carries only text. It makes no spare supervisor up
+// front: a driver that uses such a channel for its file checks may never
+// start a process through it; the first start or run makes one.
 
 // Frame kinds.
 const (
@@ -46,13 +55,16 @@ const MaxFrame = 1 << 20
 
 // WriteFrame writes one frame in a single write.
 func WriteFrame(w io.Writer, kind byte, stream uint32, payload []byte) error {
-	b := make([]byte, 9+len(payload))
-	b[0] = kind
-	binary.BigEndian.PutUint32(b[1:], stream)
-	binary.BigEndian.PutUint32(b[5:], uint32(len(payload)))
-	copy(b[9:], payload)
-	_, err := w.Write(b)
+	_, err := w.Write(AppendFrame(make([]byte, 0, 9+len(payload)), kind, stream, payload))
 	return err
+}
+
+// AppendFrame appends one frame to b.
+func AppendFrame(b []byte, kind byte, stream uint32, payload []byte) []byte {
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint32(b, stream)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
+	return append(b, payload...)
 }
 
 // ReadFrame reads one frame; payloads over MaxFrame are an error.
@@ -90,11 +102,25 @@ func (s *server) send(kind byte, stream uint32, payload []byte) {
 	WriteFrame(s.out, kind, stream, payload)
 }
 
-func serveMain() int {
-	s := &server{out: os.Stdout, in: map[uint32]*stdinQueue{}, gone: map[uint32]*atomic.Bool{}, spares: newSpares(os.Args[0])}
-	s.spares.refill()
+func serveMain(args []string) int {
+	var in io.Reader = os.Stdin
+	var out io.Writer = os.Stdout
+	b64 := false
+	switch {
+	case len(args) == 0:
+	case len(args) == 2 && args[0] == "-enc" && args[1] == "b64":
+		b64 = true
+		in, out = NewLineReader(os.Stdin), LineWriter{W: os.Stdout}
+	default:
+		os.Stderr.WriteString("usage: serve [-enc b64]\n")
+		return 2
+	}
+	s := &server{out: out, in: map[uint32]*stdinQueue{}, gone: map[uint32]*atomic.Bool{}, spares: newSpares(os.Args[0])}
+	if !b64 {
+		s.spares.refill()
+	}
 	for {
-		kind, stream, payload, err := ReadFrame(os.Stdin)
+		kind, stream, payload, err := ReadFrame(in)
 		if err != nil {
 			break
 		}
@@ -134,9 +160,15 @@ func (s *server) start(stream uint32, payload []byte) {
 		s.send(FrameFail, stream, []byte("malformed run request"))
 		return
 	}
-	if len(parts) >= 3 && parts[1] == os.Args[0] && (parts[2] == "run" || parts[2] == "start") {
-		s.startHere(stream, parts[2], parts[3:])
-		return
+	if len(parts) >= 3 && parts[1] == os.Args[0] {
+		switch parts[2] {
+		case "run", "start":
+			s.startHere(stream, parts[2], parts[3:])
+			return
+		case "stat", "lstat", "place":
+			s.fileHere(stream, parts[0], parts[2], parts[3:])
+			return
+		}
 	}
 	cmd := exec.Command(parts[1], parts[2:]...)
 	cmd.Dir = parts[0]
@@ -213,6 +245,19 @@ func (s *server) startHere(stream uint32, mode string, args []string) {
 		delete(s.gone, stream)
 		s.mu.Unlock()
 		q.push(nil, true)
+		s.send(FrameExit, stream, []byte(strconv.Itoa(code)))
+	}()
+}
+
+// fileHere does one of the helper's file checks (files.go) in this
+// process. It has no stdin, and an abandoned one still finishes: each is
+// a few system calls, and a place is all or nothing.
+func (s *server) fileHere(stream uint32, dir, mode string, args []string) {
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		gone := &atomic.Bool{}
+		code, _ := fileOp(mode, dir, args, &frameOut{s, FrameStdout, stream, gone}, &frameOut{s, FrameStderr, stream, gone})
 		s.send(FrameExit, stream, []byte(strconv.Itoa(code)))
 	}()
 }
