@@ -183,13 +183,16 @@ func (k *spares) make() *spare {
 			if err != nil {
 				return
 			}
+			// Free comes last in a run: nothing of that run follows it.
+			// The spare is idle again before its follower is woken, so
+			// that the next command, which may come as soon as the
+			// follower answers, finds it rather than starting another.
+			if bytes.IndexByte(buf[:n], tokenFree) >= 0 {
+				k.put(sp)
+			}
 			select {
 			case sp.events <- struct{}{}:
 			default:
-			}
-			// Free comes last in a run: nothing of that run follows it.
-			if bytes.IndexByte(buf[:n], tokenFree) >= 0 {
-				k.put(sp)
 			}
 		}
 	}()
