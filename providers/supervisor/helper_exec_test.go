@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// TestHelperExec runs the embedded helper's exec mode, as drivers whose
-// vendor returns output as text do, and checks what they count on.
-func TestHelperExec(t *testing.T) {
+// helperBinary writes the embedded helper for this machine into a fresh
+// directory, and returns both.
+func helperBinary(t *testing.T) (dir, bin string) {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("the helper runs on Linux")
 	}
@@ -22,11 +23,18 @@ func TestHelperExec(t *testing.T) {
 	if !ok {
 		t.Fatalf("no helper for %s is built in", runtime.GOARCH)
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "helper")
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "helper")
 	if err := os.WriteFile(bin, raw, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return dir, bin
+}
+
+// TestHelperExec runs the embedded helper's exec mode, as drivers whose
+// vendor returns output as text do, and checks what they count on.
+func TestHelperExec(t *testing.T) {
+	dir, bin := helperBinary(t)
 	for _, tc := range []struct {
 		name           string
 		args           []string
@@ -66,18 +74,7 @@ func TestHelperExec(t *testing.T) {
 // command started however it detached, and a command ending with a
 // background child returns without waiting for it.
 func TestHelperExecKillsDetached(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the helper runs on Linux")
-	}
-	_, raw, ok := HelperFile(runtime.GOARCH)
-	if !ok {
-		t.Fatalf("no helper for %s is built in", runtime.GOARCH)
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "helper")
-	if err := os.WriteFile(bin, raw, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := helperBinary(t)
 	alive := func(pidFile string) bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
@@ -144,18 +141,7 @@ func TestHelperExecKillsDetached(t *testing.T) {
 // message and 127 for a program it cannot find, and an executable without
 // a #! line run as a script.
 func TestHelperExecPlainCommands(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the helper runs on Linux")
-	}
-	_, raw, ok := HelperFile(runtime.GOARCH)
-	if !ok {
-		t.Fatalf("no helper for %s is built in", runtime.GOARCH)
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "helper")
-	if err := os.WriteFile(bin, raw, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := helperBinary(t)
 	work := filepath.Join(dir, "work")
 	os.Mkdir(work, 0o755)
 	os.WriteFile(filepath.Join(work, "noshebang"), []byte("echo from a script; exit 4\n"), 0o755)
