@@ -79,7 +79,10 @@ func (s *procSuite) waitGone(t *testing.T, id, pidFile, after string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the child the command started (PID in %s) is still %s after %s", pidFile, out, after)
+			// What a reader needs to tell why: every process's pid, name,
+			// state, parent, group and session.
+			procs := s.exec(t, id, `for p in /proc/[0-9]*/stat; do read -r l <"$p" 2>/dev/null && echo "$l" | cut -d' ' -f1-6; done`)
+			t.Fatalf("the child the command started (PID in %s) is still %s after %s; processes (pid name state ppid pgid sid):\n%s", pidFile, out, after, procs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
