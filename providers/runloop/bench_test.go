@@ -12,7 +12,6 @@ import (
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/internal/nodesdk"
-	"github.com/mcp-sandbox/mcp-sandbox/providers/runloop/runloopfake"
 )
 
 // The driver against Runloop's official TypeScript SDK, doing the same work
@@ -51,7 +50,7 @@ func report(b *testing.B, ds []time.Duration) {
 }
 
 func BenchmarkCreateExecShutdown(b *testing.B) {
-	_, url := startFake(b, runloopfake.Options{})
+	url := externalFake(b)
 	b.Run("driver", func(b *testing.B) {
 		p, err := New(fakeOptions(url))
 		if err != nil {
@@ -82,7 +81,7 @@ func BenchmarkCreateExecShutdown(b *testing.B) {
 }
 
 func BenchmarkFileRoundTrip1MiB(b *testing.B) {
-	_, url := startFake(b, runloopfake.Options{})
+	url := externalFake(b)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
 	// roundTrip times a write then a read of data by each driver's own
 	// means.

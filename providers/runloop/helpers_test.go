@@ -75,7 +75,7 @@ func create(t *testing.T, p *Provider, opts providers.CreateOptions) providers.S
 
 // externalFake runs the fake as its own process (cmd/runloopfake), so that
 // measurements of the driver (memory) do not count the fake's work.
-func externalFake(t *testing.T) string {
+func externalFake(t testing.TB) string {
 	t.Helper()
 	return fakecmd.Start(t, "./runloopfake/cmd/runloopfake", "RUNLOOP_BASE_URL", "-api-key", testKey)
 }
