@@ -66,7 +66,8 @@ type foreground struct {
 	keepAfter int64
 	jail      *jail.Jail
 	proc      *jail.Process
-	code      int // the exit code, once exited is closed
+	code      int   // the exit code, once exited is closed
+	waitErr   error // why the exit code is not known, once exited is closed
 
 	mu      sync.Mutex // guards what follows, shared by both streams' copiers
 	streams [2]*fgStream
@@ -121,7 +122,7 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 		if errors.Is(err, jail.ErrHandedOff) {
 			return // the adopting supervisor waits for it now
 		}
-		f.code = code
+		f.code, f.waitErr = code, err
 		close(exited)
 	}()
 	f.streams = [2]*fgStream{{name: "stdout", w: req.Stdout}, {name: "stderr", w: req.Stderr}}
@@ -175,6 +176,14 @@ func (f *foreground) run(ctx context.Context, req providers.RunRequest) (provide
 				f.closeLogs()
 				f.recordExit(res.ExitCode, timedOut)
 				res.ProcessID = f.record
+			}
+			if f.waitErr != nil {
+				// Not an exit code: say so rather than report -1 as one.
+				kept := "its output so far was delivered"
+				if res.ProcessID != "" {
+					kept = "its output is kept as process " + res.ProcessID
+				}
+				return res, providers.Errorf(providers.ErrUnavailable, "run command: its exit status was lost (%v); %s", f.waitErr, kept)
 			}
 			return res, nil
 		case <-wait.C:

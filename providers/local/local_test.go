@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -269,4 +270,61 @@ func TestSandboxOutlivesItsJail(t *testing.T) {
 	if err := fresh2.Destroy(context.Background(), sb.ID); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A run whose jail's PID 1 dies under it ends with an error that says its
+// exit status was lost, not with -1 posing as an exit code.
+func TestRunWhosePID1DiesSaysTheExitIsLost(t *testing.T) {
+	p, sb := newSandbox(t)
+	m, err := p.load(sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := p.jailOf(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ran struct {
+		res providers.RunResult
+		err error
+	}
+	done := make(chan ran, 1)
+	var out lockedBuf
+	go func() {
+		res, err := p.RunProcess(context.Background(), sb.ID, providers.RunRequest{
+			ProcessSpec: providers.ProcessSpec{Command: "echo started; sleep 30"}, Stdout: &out, Wait: time.Minute})
+		done <- ran{res, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "started"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not start")
+		}
+	}
+	syscall.Kill(j.Pid(), syscall.SIGKILL)
+	select {
+	case r := <-done:
+		if r.err == nil || !strings.Contains(r.err.Error(), "exit status was lost") {
+			t.Fatalf("after PID 1 died: %+v, %v; want an error saying the exit status was lost", r.res, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the run did not end when its PID 1 died")
+	}
+}
+
+// lockedBuf is a buffer a command's output goes to while a test reads it.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
