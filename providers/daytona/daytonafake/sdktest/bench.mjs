@@ -1,5 +1,6 @@
 // Times Daytona's official SDK doing what the Go driver's benchmarks do,
-// against the same fake: node bench.mjs <create-exec-delete|file-1mib> <n>.
+// against the same fake: node bench.mjs
+// <create-exec-delete|create-session-exec-delete|file-1mib> <n>.
 // Prints one JSON line: {"n", "totalMs", "medianMs"}. Run by
 // providers/daytona/bench_test.go.
 import { randomBytes } from 'node:crypto'
@@ -23,6 +24,13 @@ for (let i = 0; i < n; i++) {
     const sb = await daytona.create({ autoStopInterval: 0 })
     const r = await sb.process.executeCommand('echo hi')
     if (r.result !== 'hi\n') throw new Error(`exec gave ${JSON.stringify(r)}`)
+    await sb.delete()
+  } else if (what === 'create-session-exec-delete') {
+    // The SDK's way to stdout and stderr apart: a session command.
+    const sb = await daytona.create({ autoStopInterval: 0 })
+    await sb.process.createSession('bench')
+    const r = await sb.process.executeSessionCommand('bench', { command: 'echo hi' })
+    if (r.stdout !== 'hi\n' || r.exitCode !== 0) throw new Error(`session exec gave ${JSON.stringify(r)}`)
     await sb.delete()
   } else if (what === 'file-1mib') {
     await shared.fs.uploadFile(data, 'f.bin')
