@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcp-sandbox/mcp-sandbox/providers"
 	"github.com/mcp-sandbox/mcp-sandbox/providers/local/jail"
+	"github.com/mcp-sandbox/mcp-sandbox/providers/providertest"
 )
 
 func newSandbox(t *testing.T) (*Provider, providers.Sandbox) {
@@ -235,11 +235,8 @@ func TestSandboxOutlivesItsJail(t *testing.T) {
 	if err := p.WriteFile(context.Background(), sb.ID, "kept.txt", []byte("kept\n"), 0); err != nil {
 		t.Fatal(err)
 	}
+	j := sandboxJail(t, p, sb.ID)
 	m, err := p.load(sb.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := p.jailOf(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,20 +273,13 @@ func TestSandboxOutlivesItsJail(t *testing.T) {
 // exit status was lost, not with -1 posing as an exit code.
 func TestRunWhosePID1DiesSaysTheExitIsLost(t *testing.T) {
 	p, sb := newSandbox(t)
-	m, err := p.load(sb.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := p.jailOf(context.Background(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := sandboxJail(t, p, sb.ID)
 	type ran struct {
 		res providers.RunResult
 		err error
 	}
 	done := make(chan ran, 1)
-	var out lockedBuf
+	var out providertest.LockedBuffer
 	go func() {
 		res, err := p.RunProcess(context.Background(), sb.ID, providers.RunRequest{
 			ProcessSpec: providers.ProcessSpec{Command: "echo started; sleep 30"}, Stdout: &out, Wait: time.Minute})
@@ -311,20 +301,16 @@ func TestRunWhosePID1DiesSaysTheExitIsLost(t *testing.T) {
 	}
 }
 
-// lockedBuf is a buffer a command's output goes to while a test reads it.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// sandboxJail is the running jail of sandbox id.
+func sandboxJail(t *testing.T, p *Provider, id string) *jail.Jail {
+	t.Helper()
+	m, err := p.load(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := p.jailOf(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }

@@ -26,7 +26,7 @@ func (h *harness) testCapabilities(t *testing.T) {
 
 	t.Run("Stdin", func(t *testing.T) {
 		t.Parallel()
-		var out lockedBuffer
+		var out LockedBuffer
 		res, err := h.p.Exec(testCtx(t), sb.ID, providers.ExecRequest{Command: "cat", Stdin: strings.NewReader("in"), Stdout: &out})
 		if caps.Has(providers.CapStdin) {
 			if err != nil || out.String() != "in" {

@@ -42,7 +42,7 @@ func (s *procSuite) escapes(t *testing.T, id string) []escape {
 // exec runs a shell command in the sandbox and returns its stdout.
 func (s *procSuite) exec(t *testing.T, id, cmd string) string {
 	t.Helper()
-	var out lockedBuffer
+	var out LockedBuffer
 	if _, err := s.p.Exec(procCtx(t), id, providers.ExecRequest{Command: cmd, Stdout: &out}); err != nil {
 		t.Fatalf("Exec(%q): %v", cmd, err)
 	}

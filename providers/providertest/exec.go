@@ -116,7 +116,7 @@ func (h *harness) testExec(t *testing.T) {
 	t.Run("NonUTF8BytesPreserved", func(t *testing.T) {
 		t.Parallel()
 		want := []byte{0xff, 0xfe, 0x00, 'a', 0x80, '\n', 0xc3}
-		var out, errOut lockedBuffer
+		var out, errOut LockedBuffer
 		_, err := h.p.Exec(testCtx(t), id, providers.ExecRequest{
 			Command: `printf '\377\376\000a\200\n\303'; printf '\377\000' >&2`,
 			Stdout:  &out, Stderr: &errOut,
@@ -184,7 +184,7 @@ func (h *harness) testExec(t *testing.T) {
 		}
 		in := append([]byte("line one\n"), 0x00, 0xff, 0xfe, '\n')
 		in = append(in, bytes.Repeat([]byte("0123456789abcdef"), 64<<10)...) // 1 MiB: more than a pipe buffer
-		var out lockedBuffer
+		var out LockedBuffer
 		res, err := h.p.Exec(testCtx(t), id, providers.ExecRequest{Command: "cat", Stdin: bytes.NewReader(in), Stdout: &out})
 		if err != nil || res.ExitCode != 0 {
 			t.Fatalf("got %+v, %v", res, err)
@@ -303,7 +303,7 @@ func (h *harness) testExec(t *testing.T) {
 		start := time.Now()
 		for i := range n {
 			wg.Go(func() {
-				var out, errOut lockedBuffer
+				var out, errOut LockedBuffer
 				res, err := h.p.Exec(testCtx(t), id, providers.ExecRequest{
 					Command: fmt.Sprintf("echo start-%d; sleep %g; echo end-%d >&2; exit %d", i, nap.Seconds(), i, i),
 					Env:     map[string]string{"N": fmt.Sprint(i)},

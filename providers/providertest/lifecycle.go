@@ -140,7 +140,7 @@ func (h *harness) testLifecycle(t *testing.T) {
 		if got.Name != "shared" || got.Labels["k"] != "v" || got.Workdir != sb.Workdir {
 			t.Errorf("a fresh driver sees %+v, want %+v", got, sb)
 		}
-		var out lockedBuffer
+		var out LockedBuffer
 		if _, err := other.Exec(ctx, sb.ID, providers.ExecRequest{Command: "cat note.txt", Stdout: &out}); err != nil {
 			t.Fatal(err)
 		}

@@ -91,7 +91,7 @@ func (h *harness) sandbox(t *testing.T, opts providers.CreateOptions) providers.
 // exit status).
 func (h *harness) run(t *testing.T, id string, req providers.ExecRequest) (providers.ExecResult, string, string) {
 	t.Helper()
-	var out, errb lockedBuffer
+	var out, errb LockedBuffer
 	req.Stdout, req.Stderr = &out, &errb
 	res, err := h.p.Exec(testCtx(t), id, req)
 	if err != nil {
@@ -137,26 +137,26 @@ func randBytes(n int) []byte {
 	return b
 }
 
-// lockedBuffer is a bytes.Buffer safe for a driver that writes from another
+// LockedBuffer is a bytes.Buffer safe for a driver that writes from another
 // goroutine than the one that reads the result.
-type lockedBuffer struct {
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-func (b *lockedBuffer) Bytes() []byte {
+func (b *LockedBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return bytes.Clone(b.buf.Bytes())
@@ -186,14 +186,14 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 
 // firstWriteWriter records when output first arrived.
 type firstWriteWriter struct {
-	lockedBuffer
+	LockedBuffer
 	once  sync.Once
 	first time.Time
 }
 
 func (w *firstWriteWriter) Write(p []byte) (int, error) {
 	w.once.Do(func() { w.first = time.Now() })
-	return w.lockedBuffer.Write(p)
+	return w.LockedBuffer.Write(p)
 }
 
 func (w *firstWriteWriter) firstAt() time.Time {
