@@ -289,6 +289,19 @@ func TestLoggingSetLevelSendsTheSessionsLogRecords(t *testing.T) {
 	s.send(`{"jsonrpc":"2.0","id":5,"method":"logging/setLevel","params":{"level":"info"}}`)
 	s.answer()
 	got := call(6, "sandbox_create", `{"name":"logged"}`)
+	// The server queues a notification apart from the answers, so under
+	// load it may follow the ping's answer: wait for it a while.
+	for deadline := time.After(10 * time.Second); len(got) == 0; {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				t.Fatal("the server closed stdout")
+			}
+			got = messages([]string{line})
+		case <-deadline:
+			t.Fatal("at level info, no log message came within 10 s of the call")
+		}
+	}
 	if len(got) != 1 || !strings.Contains(got[0], `"level":"info"`) || !strings.Contains(got[0], `"message":"sandbox created"`) ||
 		!strings.Contains(got[0], `"provider":"local"`) || strings.Contains(got[0], `"session"`) {
 		t.Errorf("at level info, want one message about the sandbox created (without the session), got %v", got)

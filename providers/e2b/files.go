@@ -142,30 +142,9 @@ func (p *Provider) WriteFile(ctx context.Context, id, name string, data []byte, 
 // writeTemp uploads data to tmp, checks its size, sets its mode and moves it
 // over target.
 func (p *Provider) writeTemp(ctx context.Context, c *conn, name, tmp string, data []byte, mode fs.FileMode) error {
-	// As E2B's SDK sends it: one multipart part named "file" whose filename
-	// is the path; envd creates parents and writes the file.
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	h := textproto.MIMEHeader{}
-	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, tmp))
-	h.Set("Content-Type", "application/octet-stream")
-	part, _ := mw.CreatePart(h)
-	part.Write(data)
-	mw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+"/files?"+url.Values{"path": {tmp}}.Encode(), &body)
-	if err != nil {
-		return providers.Errorf(providers.ErrInvalidArgument, "write %q: %w", name, err)
+	if err := p.uploadTemp(ctx, c, name, tmp, data); err != nil {
+		return err
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return p.envdErr(ctx, c.id, "write", name, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return p.filesErr(ctx, c, "write", name, resp)
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	st, err := c.fs.Stat(ctx, connect.NewRequest(&fspb.StatRequest{Path: tmp}))
 	if err != nil {
 		return p.envdErr(ctx, c.id, "write", name, err)
@@ -189,6 +168,64 @@ func (p *Provider) writeTemp(ctx context.Context, c *conn, name, tmp string, dat
 	if _, err := c.fs.Move(ctx, connect.NewRequest(&fspb.MoveRequest{Source: tmp, Destination: path.Clean(c.resolve(name))})); err != nil {
 		return p.envdErr(ctx, c.id, "write", name, err)
 	}
+	return nil
+}
+
+// uploadTimeout bounds an upload that goes on after its caller gave up.
+const uploadTimeout = 5 * time.Minute
+
+// uploadTemp uploads a write's temporary file. The upload does not end with
+// ctx: one cut off after its last byte left may still land in the sandbox
+// after an answer nobody waits for, so that WriteFile's removal of the temp
+// file could come first. When ctx ends, the call returns at once and the
+// upload goes on alone, its file removed once it answered.
+func (p *Provider) uploadTemp(ctx context.Context, c *conn, name, tmp string, data []byte) error {
+	done := make(chan error, 1)
+	go func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), uploadTimeout)
+		defer cancel()
+		done <- p.upload(uctx, c, name, tmp, data)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		go func() {
+			<-done
+			rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			c.fs.Remove(rmCtx, connect.NewRequest(&fspb.RemoveRequest{Path: tmp}))
+		}()
+		return ctx.Err()
+	}
+}
+
+// upload sends data to tmp as E2B's SDK sends it: one multipart part named
+// "file" whose filename is the path; envd creates parents and writes the
+// file.
+func (p *Provider) upload(ctx context.Context, c *conn, name, tmp string, data []byte) error {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, tmp))
+	h.Set("Content-Type", "application/octet-stream")
+	part, _ := mw.CreatePart(h)
+	part.Write(data)
+	mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+"/files?"+url.Values{"path": {tmp}}.Encode(), &body)
+	if err != nil {
+		return providers.Errorf(providers.ErrInvalidArgument, "write %q: %w", name, err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return p.envdErr(ctx, c.id, "write", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return p.filesErr(ctx, c, "write", name, resp)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return nil
 }
 
