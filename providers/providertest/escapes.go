@@ -81,8 +81,7 @@ func (s *procSuite) waitGone(t *testing.T, id, pidFile, after string) {
 		if time.Now().After(deadline) {
 			// What a reader needs to tell why: every process's pid, name,
 			// state, parent, group and session.
-			procs := s.exec(t, id, `for p in /proc/[0-9]*/stat; do read -r l <"$p" 2>/dev/null && echo "$l" | cut -d' ' -f1-6; done`)
-			t.Fatalf("the child the command started (PID in %s) is still %s after %s; processes (pid name state ppid pgid sid):\n%s", pidFile, out, after, procs)
+			t.Fatalf("the child the command started (PID in %s) is still %s after %s; %s", pidFile, out, after, s.processTable(t, id))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -133,7 +132,11 @@ func (s *procSuite) testEscapes(t *testing.T) {
 				in := s.start(t, id, providers.ProcessSpec{Command: cmd})
 				s.waitStarted(t, id, pidFile)
 				if err := s.pp.SignalProcess(procCtx(t), id, in.ID, "KILL"); err != nil {
-					t.Fatal(err)
+					// What a reader needs to tell why: the process as its
+					// record has it, its output, and every process.
+					now, ierr := s.pp.WaitProcess(procCtx(t), id, in.ID, 0)
+					out, oerr := s.pp.ReadOutput(procCtx(t), id, in.ID, providers.OutputRequest{Stream: providers.Stderr, Limit: 4 << 10})
+					t.Fatalf("KILL: %v\nthe process: %+v %v\nits stderr: %q %v\n%s", err, now, ierr, out.Data, oerr, s.processTable(t, id))
 				}
 				s.waitGone(t, id, pidFile, "KILL")
 				if err := s.pp.RemoveProcess(procCtx(t), id, in.ID); err != nil {
@@ -163,4 +166,11 @@ func (s *procSuite) testEscapes(t *testing.T) {
 			})
 		})
 	}
+}
+
+// processTable lists every process in the sandbox: pid, name, state,
+// parent, group and session.
+func (s *procSuite) processTable(t *testing.T, id string) string {
+	return "processes (pid name state ppid pgid sid):\n" +
+		s.exec(t, id, `for p in /proc/[0-9]*/stat; do read -r l <"$p" 2>/dev/null && echo "$l" | cut -d' ' -f1-6; done`)
 }
